@@ -1,0 +1,20 @@
+"""S3 key conventions: ordering and the reserved prefix."""
+
+from __future__ import annotations
+
+RESERVED_PREFIX = "_s3br/"
+"""Manifests and run reports live here in the backup bucket; never listed as data."""
+
+
+def s3_sort_key(key: str) -> bytes:
+    """Return the key S3 sorts by: its UTF-8 bytes.
+
+    For valid Unicode, Python's code point order equals UTF-8 byte order, so plain ``str``
+    comparison (which the merge-join uses for speed) agrees with this function.
+    """
+    return key.encode("utf-8")
+
+
+def is_reserved(key: str) -> bool:
+    """Return whether a key belongs to s3br's own bookkeeping."""
+    return key.startswith(RESERVED_PREFIX)

@@ -1,0 +1,104 @@
+"""Key-range partitions ``(start_after, end]`` and how to plan them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRange:
+    """Keys ``k`` with ``start_after < k <= end``; ``None`` means unbounded on that side."""
+
+    start_after: str | None = None
+    end: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_after is not None and self.end is not None and self.start_after >= self.end:
+            raise ValueError(f"empty key range: start_after {self.start_after!r} >= end {self.end!r}")
+
+    def contains(self, key: str) -> bool:
+        """Return whether ``key`` lies in the range."""
+        if self.start_after is not None and key <= self.start_after:
+            return False
+        return self.end is None or key <= self.end
+
+    def is_past(self, key: str) -> bool:
+        """Return whether ``key`` sorts after the range (a sorted listing can stop there)."""
+        return self.end is not None and key > self.end
+
+    @property
+    def label(self) -> str:
+        """Human-readable form for the Airflow UI, e.g. ``('a/', 'm/']``."""
+        low = "-inf" if self.start_after is None else repr(self.start_after)
+        high = "+inf" if self.end is None else repr(self.end)
+        return f"({low}, {high}]"
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"start_after": self.start_after, "end": self.end}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> KeyRange:
+        return cls(start_after=data.get("start_after"), end=data.get("end"))
+
+
+def ranges_from_boundaries(boundaries: Iterable[str]) -> list[KeyRange]:
+    """Split the whole key space at sorted, distinct ``boundaries``.
+
+    ``[b1, b2]`` gives ``(-inf, b1]``, ``(b1, b2]``, ``(b2, +inf)``.
+    """
+    points = sorted(set(boundaries))
+    edges: list[str | None] = [None, *points, None]
+    return [KeyRange(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+def pick_evenly(items: Sequence[str], count: int) -> list[str]:
+    """Pick ``count`` items spread evenly over a sorted sequence (all when there are fewer)."""
+    if count <= 0:
+        return []
+    if len(items) <= count:
+        return list(items)
+    step = len(items) / count
+    return [items[int(step * (i + 1)) - 1] for i in range(count)]
+
+
+def plan_from_prefixes(common_prefixes: Sequence[str], max_partitions: int) -> list[KeyRange]:
+    """Plan at most ``max_partitions`` ranges whose boundaries are common prefixes.
+
+    A boundary at prefix ``P`` puts ``P`` itself (a folder marker) in the range before it and
+    every key under ``P`` in the range after it: ranges never overlap and cover all keys.
+    """
+    _check_max(max_partitions)
+    prefixes = sorted(set(common_prefixes))
+    # n boundaries make n + 1 ranges; the first prefix as a boundary would only hold keys before it.
+    candidates = prefixes[1:]
+    return ranges_from_boundaries(pick_evenly(candidates, max_partitions - 1))
+
+
+def plan_from_samples(
+    samples: Sequence[tuple[str, int]], *, target_keys: int, max_partitions: int
+) -> list[KeyRange]:
+    """Plan ranges holding about ``target_keys`` keys each from weighted key samples.
+
+    ``samples`` are ``(key, weight)`` pairs, sorted by key, where ``weight`` is how many keys the
+    sample stands for (what the last run's diff tasks recorded). Partitions are sized by work,
+    not by a fixed count, and never exceed ``max_partitions``.
+    """
+    _check_max(max_partitions)
+    total = sum(weight for _, weight in samples)
+    if total == 0 or not samples:
+        return [KeyRange()]
+    wanted = max(1, min(max_partitions, -(-total // max(1, target_keys))))
+    per_range = total / wanted
+    boundaries: list[str] = []
+    seen = 0
+    for key, weight in samples:
+        seen += weight
+        if seen >= per_range * (len(boundaries) + 1) and len(boundaries) < wanted - 1:
+            boundaries.append(key)
+    return ranges_from_boundaries(boundaries)
+
+
+def _check_max(max_partitions: int) -> None:
+    if max_partitions < 1:
+        raise ValueError(f"max_partitions must be at least 1, got {max_partitions}")

@@ -1,0 +1,83 @@
+"""One bounded worker pool: many small jobs, bounded memory, results as they finish."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def bounded_map(
+    fn: Callable[[T], R], items: Iterable[T], *, workers: int, max_in_flight: int | None = None
+) -> Iterator[tuple[T, R | None, BaseException | None]]:
+    """Run ``fn`` over ``items`` on ``workers`` threads; yield ``(item, result, error)``.
+
+    At most ``max_in_flight`` items (default ``4 * workers``) are read ahead of the results,
+    so a manifest of a billion keys streams through in constant memory. Errors are returned,
+    not raised, so one bad object never hides the outcome of the others.
+    """
+    limit = max_in_flight or 4 * workers
+    pending: dict[Future[R], T] = {}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3br") as pool:
+        for item in items:
+            if len(pending) >= limit:
+                yield from _drain(pending, FIRST_COMPLETED)
+            pending[pool.submit(fn, item)] = item
+        while pending:
+            yield from _drain(pending, FIRST_COMPLETED)
+
+
+def _drain(pending: dict[Future, T], mode: str) -> Iterator[tuple[T, object, BaseException | None]]:
+    done, _ = wait(pending, return_when=mode)
+    for future in done:
+        item = pending.pop(future)
+        error = future.exception()
+        yield item, (None if error else future.result()), error
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 2000) -> Iterator[T]:
+    """Produce ``items`` on a background thread, at most ``depth`` ahead of the consumer.
+
+    Two listings walked side by side then fetch their pages concurrently instead of in turn.
+    An error in the producer is raised in the consumer.
+    """
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_DONE)
+        except BaseException as error:  # handed to the consumer, which raises it
+            buffer.put(_Failure(error))
+
+    worker = threading.Thread(target=produce, name="s3br-prefetch", daemon=True)
+    worker.start()
+    try:
+        while (item := buffer.get()) is not _DONE:
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error

@@ -1,0 +1,49 @@
+"""Provider metadata read by Airflow's ProvidersManager through the entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from s3br_provider import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "s3br",
+        "name": "s3br: S3 backup and restore",
+        "description": "Back up S3 buckets into backup buckets and restore them into new buckets.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "s3br",
+                "external-doc-url": "https://github.com/s3br/s3br",
+                "tags": ["aws"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "s3br",
+                "python-modules": [
+                    "s3br_provider.operators.validate",
+                    "s3br_provider.operators.plan",
+                    "s3br_provider.operators.diff",
+                    "s3br_provider.operators.copy_batch",
+                    "s3br_provider.operators.tag_deleted",
+                    "s3br_provider.operators.report",
+                    "s3br_provider.operators.restore",
+                ],
+            }
+        ],
+        "sensors": [
+            {"integration-name": "s3br", "python-modules": ["s3br_provider.sensors.glacier_restore"]}
+        ],
+        "triggers": [
+            {"integration-name": "s3br", "python-modules": ["s3br_provider.triggers.glacier_restore"]}
+        ],
+        "hooks": [
+            {
+                "integration-name": "s3br",
+                "python-modules": ["s3br_provider.hooks.s3_bucket", "s3br_provider.hooks.metrics"],
+            }
+        ],
+    }

@@ -1,0 +1,338 @@
+"""S3 access for s3br: listing over key ranges, server-side copies, tags, buckets, manifests."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlencode
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved
+from s3br_provider.core.manifest import split_s3_uri
+from s3br_provider.core.objects import ObjectInfo
+from s3br_provider.core.partitions import KeyRange
+from s3br_provider.core.tags import from_tag_set, to_tag_set
+from s3br_provider.core.versions import VersionEntry
+
+MiB = 1024 * 1024
+MIN_PART = 5 * MiB
+MAX_PART = 5 * 1024 * MiB
+PREFERRED_MAX_PART = 512 * MiB
+MAX_PARTS = 10_000
+PART_WORKERS = 4
+_AFTER_RESERVED = RESERVED_PREFIX + "\U0010ffff"
+# Headers that make up an object's identity beyond its bytes; carried over on multipart copies.
+_OBJECT_HEADERS = (
+    "ContentType",
+    "ContentEncoding",
+    "ContentDisposition",
+    "ContentLanguage",
+    "CacheControl",
+    "Expires",
+    "Metadata",
+)
+
+
+def client_config(max_pool_connections: int) -> Config:
+    """Botocore config: standard retry mode (backoff on SlowDown, 5xx, timeouts) and a pool
+    at least as large as the thread count, so threads never wait for a connection."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": 10},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=10,
+        read_timeout=300,
+    )
+
+
+def error_code(error: BaseException) -> str:
+    """Return the S3 error code of a botocore ClientError, or the exception's class name."""
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "ClientError"))
+    return type(error).__name__
+
+
+def part_ranges(size: int, threshold: int) -> list[tuple[int, int]]:
+    """Inclusive byte ranges for UploadPartCopy: parts of the threshold size (5 MiB to 512 MiB),
+    larger when needed to stay within S3's 10,000 parts."""
+    part = max(MIN_PART, min(threshold, PREFERRED_MAX_PART), math.ceil(size / MAX_PARTS))
+    part = min(part, MAX_PART)
+    return [(start, min(start + part, size) - 1) for start in range(0, size, part)]
+
+
+class S3BucketHook(AwsBaseHook):
+    """S3 client wrapper with the few operations s3br needs, on an Airflow AWS connection.
+
+    :param aws_conn_id: Airflow connection (``conn_type`` ``aws``).
+    :param max_pool_connections: HTTP connections kept open; at least the copy thread count.
+    """
+
+    def __init__(self, aws_conn_id: str | None = "aws_default", max_pool_connections: int = 32) -> None:
+        super().__init__(
+            aws_conn_id=aws_conn_id, client_type="s3", config=client_config(max_pool_connections)
+        )
+
+    @cached_property
+    def client(self) -> Any:
+        """One boto3 client per hook: clients are thread-safe and share the connection pool."""
+        return self.get_conn()
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return self.conn_config.endpoint_url
+
+    # Buckets -------------------------------------------------------------------------------
+
+    def bucket_status(self, bucket: str) -> str:
+        """Return ``"ok"``, ``"missing"`` or ``"forbidden"`` for a bucket (HeadBucket)."""
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404 or error_code(error) in ("404", "NoSuchBucket"):
+                return "missing"
+            if status == 403 or error_code(error) in ("403", "AccessDenied"):
+                return "forbidden"
+            raise
+        return "ok"
+
+    def is_versioned(self, bucket: str) -> bool:
+        """Return whether versioning is (or once was) enabled on a bucket."""
+        status = self.client.get_bucket_versioning(Bucket=bucket).get("Status")
+        return status in ("Enabled", "Suspended")
+
+    def has_objects(self, bucket: str) -> bool:
+        """Return whether a bucket holds any object or object version."""
+        listing = self.client.list_object_versions(Bucket=bucket, MaxKeys=1)
+        return bool(listing.get("Versions") or listing.get("DeleteMarkers"))
+
+    def create_bucket(self, bucket: str) -> None:
+        """Create a bucket in the connection's region (LocationConstraint outside us-east-1)."""
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        region = self.client.meta.region_name
+        if region and region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        self.client.create_bucket(**kwargs)
+
+    def enable_versioning(self, bucket: str) -> None:
+        self.client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def list_common_prefixes(self, bucket: str, prefix: str, limit: int) -> list[str]:
+        """Return up to ``limit`` common prefixes one level under ``prefix`` (delimiter ``/``)."""
+        found: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            for item in page.get("CommonPrefixes", []):
+                if not is_reserved(item["Prefix"]):
+                    found.append(item["Prefix"])
+                if len(found) >= limit:
+                    return found
+        return found
+
+    # Listings ------------------------------------------------------------------------------
+
+    def iter_objects(self, bucket: str, prefix: str, key_range: KeyRange) -> Iterator[ObjectInfo]:
+        """Yield the objects of ``bucket`` under ``prefix`` within ``key_range``, in key order.
+
+        Streams page by page (1,000 keys at a time) and skips the reserved ``_s3br/`` prefix
+        with a fresh StartAfter instead of listing through the manifests.
+        """
+        start_after = key_range.start_after
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+            if start_after is not None and start_after >= prefix:
+                kwargs["StartAfter"] = start_after
+            jumped = False
+            for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if key_range.is_past(key):
+                        return
+                    if is_reserved(key):
+                        start_after, jumped = _AFTER_RESERVED, True
+                        break
+                    yield ObjectInfo.from_listing(item)
+                if jumped:
+                    break
+            if not jumped:
+                return
+
+    def iter_versions(self, bucket: str, prefix: str, key_range: KeyRange) -> Iterator[VersionEntry]:
+        """Yield every version and delete marker within ``key_range``, grouped by key."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if key_range.start_after is not None and key_range.start_after >= prefix:
+            kwargs["KeyMarker"] = key_range.start_after
+        for page in self.client.get_paginator("list_object_versions").paginate(**kwargs):
+            entries = [
+                VersionEntry(o.key, o.last_modified, o)
+                for o in map(ObjectInfo.from_listing, page.get("Versions", []))
+            ]
+            entries += [
+                VersionEntry(m["Key"], ObjectInfo.from_listing({**m, "Size": 0}).last_modified, None)
+                for m in page.get("DeleteMarkers", [])
+            ]
+            entries.sort(key=lambda e: (e.key, -e.last_modified))
+            for entry in entries:
+                if key_range.is_past(entry.key):
+                    return
+                if not is_reserved(entry.key):
+                    yield entry
+
+    # Objects -------------------------------------------------------------------------------
+
+    def head(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        return self.client.head_object(**kwargs)
+
+    def get_tags(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        return from_tag_set(self.client.get_object_tagging(**kwargs).get("TagSet", []))
+
+    def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        self.client.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": to_tag_set(tags)})
+
+    def request_restore(
+        self, bucket: str, key: str, *, days: int | None, tier: str, version_id: str | None = None
+    ) -> str:
+        """Ask S3 to restore an archived object; return ``"requested"`` or ``"in_progress"``.
+
+        ``days`` is None for Intelligent-Tiering archive tiers, which take no Days.
+        """
+        request: dict[str, Any] = {"GlacierJobParameters": {"Tier": tier}}
+        if days is not None:
+            request["Days"] = days
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "RestoreRequest": request}
+        if version_id:
+            kwargs["VersionId"] = version_id
+        try:
+            self.client.restore_object(**kwargs)
+        except ClientError as error:
+            if error_code(error) == "RestoreAlreadyInProgress":
+                return "in_progress"
+            raise
+        return "requested"
+
+    def copy(
+        self,
+        source: ObjectInfo,
+        source_bucket: str,
+        target_bucket: str,
+        *,
+        multipart_threshold: int,
+        tags: dict[str, str] | None = None,
+        storage_class: str | None = None,
+    ) -> None:
+        """Copy one object server-side with its Content-Type, user metadata and tags.
+
+        ``tags`` None copies the source's tags as they are; a dict replaces them.
+        Objects larger than ``multipart_threshold`` bytes are copied in parts.
+        """
+        copy_source: dict[str, str] = {"Bucket": source_bucket, "Key": source.key}
+        if source.version_id:
+            copy_source["VersionId"] = source.version_id
+        if source.size > multipart_threshold:
+            self._copy_multipart(source, copy_source, target_bucket, multipart_threshold, tags, storage_class)
+            return
+        kwargs: dict[str, Any] = {
+            "Bucket": target_bucket,
+            "Key": source.key,
+            "CopySource": copy_source,
+            "MetadataDirective": "COPY",
+            "TaggingDirective": "COPY",
+        }
+        if tags is not None:
+            kwargs["TaggingDirective"] = "REPLACE"
+            kwargs["Tagging"] = urlencode(tags)
+        if storage_class:
+            kwargs["StorageClass"] = storage_class
+        self.client.copy_object(**kwargs)
+
+    def _copy_multipart(
+        self,
+        source: ObjectInfo,
+        copy_source: dict[str, str],
+        target_bucket: str,
+        threshold: int,
+        tags: dict[str, str] | None,
+        storage_class: str | None,
+    ) -> None:
+        # A multipart copy carries neither metadata nor tags over: read and set them ourselves.
+        head = self.head(copy_source["Bucket"], source.key, source.version_id)
+        if tags is None:
+            tags = self.get_tags(copy_source["Bucket"], source.key, source.version_id)
+        create: dict[str, Any] = {"Bucket": target_bucket, "Key": source.key}
+        create.update({name: head[name] for name in _OBJECT_HEADERS if head.get(name) is not None})
+        if tags:
+            create["Tagging"] = urlencode(tags)
+        if storage_class:
+            create["StorageClass"] = storage_class
+        upload_id = self.client.create_multipart_upload(**create)["UploadId"]
+        try:
+            parts = self._copy_parts(copy_source, target_bucket, source, upload_id, threshold)
+            self.client.complete_multipart_upload(
+                Bucket=target_bucket,
+                Key=source.key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            self.abort_upload(target_bucket, source.key, upload_id)
+            raise
+
+    def _copy_parts(
+        self, copy_source: dict[str, str], bucket: str, source: ObjectInfo, upload_id: str, threshold: int
+    ) -> list[dict[str, Any]]:
+        def copy_part(numbered: tuple[int, tuple[int, int]]) -> dict[str, Any]:
+            number, (first, last) = numbered
+            answer = self.client.upload_part_copy(
+                Bucket=bucket,
+                Key=source.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource=copy_source,
+                CopySourceRange=f"bytes={first}-{last}",
+            )
+            return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
+
+        ranges = list(enumerate(part_ranges(source.size, threshold), start=1))
+        with ThreadPoolExecutor(max_workers=PART_WORKERS, thread_name_prefix="s3br-part") as pool:
+            return list(pool.map(copy_part, ranges))
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Abort a multipart upload of ours, logging (not raising) if that fails too."""
+        try:
+            self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except Exception:
+            self.log.warning("Could not abort multipart upload of s3://%s/%s", bucket, key, exc_info=True)
+
+    # Manifests (ManifestStore) -------------------------------------------------------------
+
+    def upload(self, local_path: str, uri: str) -> None:
+        bucket, key = split_s3_uri(uri)
+        self.client.upload_file(local_path, bucket, key, ExtraArgs={"ContentType": "application/gzip"})
+
+    def download(self, uri: str, local_path: str) -> None:
+        bucket, key = split_s3_uri(uri)
+        self.client.download_file(bucket, key, local_path)
+
+    def put_json(self, uri: str, body: bytes) -> None:
+        bucket, key = split_s3_uri(uri)
+        self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+
+    def get_json_bytes(self, uri: str) -> bytes | None:
+        bucket, key = split_s3_uri(uri)
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error_code(error) in ("NoSuchKey", "404"):
+                return None
+            raise

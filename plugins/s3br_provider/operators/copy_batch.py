@@ -1,0 +1,190 @@
+"""copy_batch[p]: server-side copies of one partition's manifest, on a bounded thread pool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.exceptions import AirflowException
+
+from s3br_provider.core.diff import Action, Compare, merge_listings
+from s3br_provider.core.manifest import read_manifest
+from s3br_provider.core.objects import ObjectInfo
+from s3br_provider.core.pool import bounded_map, prefetch
+from s3br_provider.core.progress import Progress, format_bytes
+from s3br_provider.core.tags import is_marked_deleted, strip_marker
+from s3br_provider.hooks.s3_bucket import MiB, S3BucketHook, error_code
+from s3br_provider.operators.base import DEFAULT_COPY_THREADS, S3brPartitionOperator
+
+MAX_REPORTED_FAILURES = 50
+TAGS_UNKNOWN = "tags_unknown"
+"""Record flag set by select when an archived object's tags can only be read once restored."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRoute:
+    """Where a copy reads and writes, taken from the run's settings."""
+
+    source_bucket: str
+    source_conn: str
+    target_bucket: str
+    target_conn: str
+    manifest_conn: str
+    restore: bool
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], mode: str) -> CopyRoute:
+        if mode == "backup":
+            return cls(
+                settings["source_bucket"],
+                settings["source_aws_conn_id"],
+                settings["backup_bucket"],
+                settings["backup_aws_conn_id"],
+                settings["backup_aws_conn_id"],
+                restore=False,
+            )
+        if mode == "restore":
+            return cls(
+                settings["backup_bucket"],
+                settings["backup_aws_conn_id"],
+                settings["target_bucket"],
+                settings["target_aws_conn_id"],
+                settings["backup_aws_conn_id"],
+                restore=True,
+            )
+        raise ValueError(f"mode must be 'backup' or 'restore', got {mode!r}")
+
+
+class S3CopyBatchOperator(S3brPartitionOperator):
+    """Copy every object of a partition's manifest server-side, in parallel.
+
+    CopyObject up to the multipart threshold, UploadPartCopy above it, carrying Content-Type,
+    user metadata and tags. Throttling and transient errors are retried by botocore's standard
+    retry mode. A retried task first lists the target range and skips what is already copied.
+    Failures are collected; the task fails at the end naming them, so one bad object never
+    stops the others.
+
+    :param work: the diff (backup) or select (restore) result of this partition.
+    :param mode: ``"backup"`` (tags copied as they are) or ``"restore"`` (tags from the
+        manifest, without the deleted marker, and the ``storage_class`` setting).
+    :param threads: concurrent copies.
+    """
+
+    template_fields: tuple[str, ...] = ("settings", "partition", "work")
+
+    def __init__(
+        self,
+        *,
+        work: dict[str, Any] | Any,
+        mode: str = "backup",
+        threads: int = DEFAULT_COPY_THREADS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.work = work
+        self.mode = mode
+        self.threads = threads
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self.label_partition(context)
+        s = self.settings
+        route = CopyRoute.from_settings(s, self.mode)
+        result: dict[str, Any] = {"index": self.index, "copied": 0, "bytes": 0, "skipped_done": 0}
+        result |= {"skipped_deleted": 0, "failed": 0, "failures": []}
+        manifest_uri = self.work.get("copy_manifest")
+        if s["dry_run"] or not manifest_uri:
+            self.log.info("p%d: nothing to copy%s", self.index, " (dry run)" if s["dry_run"] else "")
+            return result
+        target = self.hook(route.target_conn)
+        entries = (
+            ObjectInfo.from_record(r) for r in read_manifest(self.hook(route.manifest_conn), manifest_uri)
+        )
+        if context["ti"].try_number > 1:
+            entries = self._not_yet_copied(entries, target, route, result)
+        progress = Progress(
+            f"p{self.index} copy", self.log.info, total=self.work.get("new", 0) + self.work.get("changed", 0)
+        )
+        threshold = s["multipart_threshold_mb"] * MiB
+        copy_one = self._copier(target, route, threshold, s.get("storage_class"))
+        for obj, outcome, error in bounded_map(copy_one, entries, workers=self.threads):
+            if error is not None:
+                self._record_failure(result, route, obj, error)
+                progress.add(failed=True)
+            elif outcome == "skipped_deleted":
+                result["skipped_deleted"] += 1
+            else:
+                result["copied"] += 1
+                result["bytes"] += obj.size
+                progress.add(obj.size)
+        self.log.info(
+            "p%d %s: copied %d objects (%s) into s3://%s, %d already done, %d skipped as deleted, %d failed",
+            self.index,
+            self.key_range.label,
+            result["copied"],
+            format_bytes(result["bytes"]),
+            route.target_bucket,
+            result["skipped_done"],
+            result["skipped_deleted"],
+            result["failed"],
+        )
+        if result["failed"]:
+            shown = ", ".join(f"{f['key']!r} ({f['error']})" for f in result["failures"][:5])
+            raise AirflowException(
+                f"p{self.index}: {result['failed']} object(s) could not be copied from "
+                f"s3://{route.source_bucket} to s3://{route.target_bucket}: {shown}"
+            )
+        return result
+
+    def _copier(self, target: S3BucketHook, route: CopyRoute, threshold: int, storage_class: str | None):
+        include_deleted = self.settings.get("include_deleted", False)
+
+        def copy_one(obj: ObjectInfo) -> str:
+            tags = None
+            if route.restore:
+                tags = obj.tags
+                if obj.extra.get(TAGS_UNKNOWN):
+                    tags = target.get_tags(route.source_bucket, obj.key, obj.version_id)
+                    if is_marked_deleted(tags) and not include_deleted:
+                        return "skipped_deleted"
+                tags = strip_marker(tags or {})
+            target.copy(
+                obj,
+                route.source_bucket,
+                route.target_bucket,
+                multipart_threshold=threshold,
+                tags=tags,
+                storage_class=storage_class if route.restore else None,
+            )
+            return "copied"
+
+        return copy_one
+
+    def _not_yet_copied(
+        self, entries: Iterator[ObjectInfo], target: S3BucketHook, route: CopyRoute, result: dict[str, Any]
+    ) -> Iterator[ObjectInfo]:
+        """On a retry, merge the manifest with the target's listing and drop finished copies."""
+        self.log.info(
+            "p%d: retry: listing s3://%s to skip what is already copied", self.index, route.target_bucket
+        )
+        listing = prefetch(target.iter_objects(route.target_bucket, self.settings["prefix"], self.key_range))
+        for entry in merge_listings(entries, listing, Compare.SIZE_MTIME):
+            if entry.action in (Action.NEW, Action.CHANGED):
+                yield entry.source
+            elif entry.action is Action.UNCHANGED:
+                result["skipped_done"] += 1
+
+    def _record_failure(
+        self, result: dict[str, Any], route: CopyRoute, obj: ObjectInfo, error: BaseException
+    ) -> None:
+        result["failed"] += 1
+        self.log.warning(
+            "Copy of s3://%s/%s to s3://%s failed: %s: %s",
+            route.source_bucket,
+            obj.key,
+            route.target_bucket,
+            error_code(error),
+            error,
+        )
+        if len(result["failures"]) < MAX_REPORTED_FAILURES:
+            result["failures"].append({"key": obj.key, "error": error_code(error)})

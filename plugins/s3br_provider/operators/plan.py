@@ -1,0 +1,67 @@
+"""Plan the key partitions that the mapped tasks of a run work on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.configuration import conf
+
+from s3br_provider.core.partitions import KeyRange, plan_from_prefixes, plan_from_samples
+from s3br_provider.core.stats import decode_stats, stats_uri
+from s3br_provider.operators.base import S3brBaseOperator
+
+TARGET_KEYS_PER_PARTITION = 20_000
+MAX_PREFIX_DEPTH = 3
+
+
+class S3PlanPartitionsOperator(S3brBaseOperator):
+    """Split the key space under the run's prefix into at most ``max_partitions`` ranges.
+
+    With statistics from an earlier run (key samples kept in ``_s3br/stats/``), partitions are
+    sized to about ``target_keys`` keys each. Without them, common prefixes (``/``-delimited,
+    descending while there is a single one) mark the boundaries.
+
+    :param bucket_setting: which settings entry names the bucket to explore.
+    :param conn_setting: which settings entry names the connection for that bucket.
+    :param target_keys: keys per partition when statistics are available.
+    """
+
+    def __init__(
+        self,
+        *,
+        bucket_setting: str,
+        conn_setting: str,
+        target_keys: int = TARGET_KEYS_PER_PARTITION,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bucket_setting = bucket_setting
+        self.conn_setting = conn_setting
+        self.target_keys = target_keys
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        settings = self.settings
+        limit = min(settings["max_partitions"], conf.getint("core", "max_map_length", fallback=1024))
+        ranges, source = self._plan(settings, limit)
+        plan = [{"index": i, **r.to_dict()} for i, r in enumerate(ranges)]
+        self.log.info("Planned %d partition(s) from %s (limit %d):", len(plan), source, limit)
+        for item, key_range in zip(plan, ranges, strict=True):
+            self.log.info("  p%d %s", item["index"], key_range.label)
+        return plan
+
+    def _plan(self, settings: dict[str, Any], limit: int) -> tuple[list[KeyRange], str]:
+        backup_hook = self.hook(settings["backup_aws_conn_id"])
+        body = backup_hook.get_json_bytes(stats_uri(settings["backup_bucket"], settings["prefix"]))
+        samples = decode_stats(body, settings["prefix"])
+        if samples:
+            ranges = plan_from_samples(samples, target_keys=self.target_keys, max_partitions=limit)
+            return ranges, f"statistics of {sum(w for _, w in samples)} keys"
+        hook = self.hook(settings[self.conn_setting])
+        prefix = settings["prefix"]
+        prefixes: list[str] = []
+        for _ in range(MAX_PREFIX_DEPTH):
+            prefixes = hook.list_common_prefixes(settings[self.bucket_setting], prefix, limit=10_000)
+            if len(prefixes) != 1:
+                break
+            prefix = prefixes[0]
+        return plan_from_prefixes(prefixes, limit), f"{len(prefixes)} common prefixes"
