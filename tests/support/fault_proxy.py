@@ -148,10 +148,12 @@ class RequestInfo:
 
 @dataclass
 class RequestRecord:
-    """One request seen by the proxy (appended when it has been answered).
+    """One request seen by the proxy.
 
-    ``status`` is None when the connection was dropped or the client went
-    away; ``forwarded`` is True when the request reached the upstream
+    It is appended just before the reply goes out, so a client never sees a
+    reply whose record is missing; ``ended`` is that moment (the body of a
+    large GET is still streaming). ``status`` is None for dropped
+    connections; ``forwarded`` is True when the request reached the upstream
     (including ``slow`` faults); ``copy_source`` is the URL-decoded
     ``x-amz-copy-source`` header.
     """
@@ -192,9 +194,7 @@ class FaultRule:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise ValueError(
-                f"unknown fault kind {self.kind!r}; use one of {sorted(FAULT_KINDS)}"
-            )
+            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {sorted(FAULT_KINDS)}")
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"rate must be within 0..1, got {self.rate}")
 
@@ -216,9 +216,7 @@ class FaultRule:
 def _name_matches(pattern: str | None, value: str | None) -> bool:
     if pattern is None:
         return True
-    return value is not None and (
-        value == pattern or fnmatch.fnmatchcase(value, pattern)
-    )
+    return value is not None and (value == pattern or fnmatch.fnmatchcase(value, pattern))
 
 
 def is_mutating(operation: str, method: str) -> bool:
@@ -227,17 +225,13 @@ def is_mutating(operation: str, method: str) -> bool:
         return False
     if operation in MUTATING_OPERATIONS:
         return True
-    return method in ("PUT", "POST", "DELETE") and not operation.startswith(
-        _READ_ONLY_PREFIXES
-    )
+    return method in ("PUT", "POST", "DELETE") and not operation.startswith(_READ_ONLY_PREFIXES)
 
 
 # ------------------------------------------------------------------ classification
 
 
-def classify(
-    method: str, target: str, headers: Headers, body: bytes = b""
-) -> RequestInfo:
+def classify(method: str, target: str, headers: Headers, body: bytes = b"") -> RequestInfo:
     """Name the AWS operation of a request (``target`` is path plus raw query)."""
     split = urllib.parse.urlsplit(target)
     query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
@@ -270,9 +264,7 @@ def _signing_service(headers: Headers, query: Mapping[str, str]) -> str | None:
     return parts[3] if len(parts) >= 5 else None
 
 
-def _non_s3_operation(
-    path: str, headers: Headers, query: Mapping[str, str], body: bytes
-) -> str:
+def _non_s3_operation(path: str, headers: Headers, query: Mapping[str, str], body: bytes) -> str:
     """X-Amz-Target (JSON), /service/S/operation/Op (CBOR) or Action= (query)."""
     target = headers.get("X-Amz-Target")
     if target:
@@ -296,9 +288,7 @@ def _bucket_and_key(path: str, host: str) -> tuple[str | None, str | None]:
     bucket, slash, key = path[1:].partition("/")
     if not bucket:
         return None, None
-    return urllib.parse.unquote(bucket), urllib.parse.unquote(
-        key
-    ) if slash and key else None
+    return urllib.parse.unquote(bucket), urllib.parse.unquote(key) if slash and key else None
 
 
 def _bucket_operation(method: str, query: Mapping[str, str]) -> str:
@@ -315,14 +305,10 @@ def _bucket_operation(method: str, query: Mapping[str, str]) -> str:
             return _VERB[method] + noun
     if method == "GET":
         return "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects"
-    return {"HEAD": "HeadBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(
-        method, "Other"
-    )
+    return {"HEAD": "HeadBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(method, "Other")
 
 
-def _object_operation(
-    method: str, query: Mapping[str, str], has_copy_source: bool
-) -> str:
+def _object_operation(method: str, query: Mapping[str, str], has_copy_source: bool) -> str:
     if "uploadId" in query:
         if method == "PUT":
             return "UploadPartCopy" if has_copy_source else "UploadPart"
@@ -346,9 +332,7 @@ def _object_operation(
             return _VERB[method] + noun
     if method == "PUT":
         return "CopyObject" if has_copy_source else "PutObject"
-    return {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(
-        method, "Other"
-    )
+    return {"GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, "Other")
 
 
 def error_xml(code: str, message: str, resource: str, request_id: str) -> bytes:
@@ -397,9 +381,7 @@ class FaultProxy:
         if self._server is not None:
             raise RuntimeError("proxy already started")
         self._server = _ProxyServer(self._bind, self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fault-proxy", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
         self._thread.start()
         return self
 
@@ -457,11 +439,7 @@ class FaultProxy:
         with self._lock:
             now = time.monotonic()
             for rule in self._rules:
-                if (
-                    rule.active(now)
-                    and rule.matches(info)
-                    and self._rng.random() < rule.rate
-                ):
+                if rule.active(now) and rule.matches(info) and self._rng.random() < rule.rate:
                     rule.fired += 1
                     return rule
         return None
@@ -492,11 +470,7 @@ class FaultProxy:
 
     def writes(self) -> list[RequestRecord]:
         """Forwarded state-changing requests (see :func:`is_mutating`)."""
-        return [
-            r
-            for r in self.records
-            if r.forwarded and is_mutating(r.operation, r.method)
-        ]
+        return [r for r in self.records if r.forwarded and is_mutating(r.operation, r.method)]
 
     def faulted(self) -> list[RequestRecord]:
         """Requests a fault rule fired on (including ``slow``)."""
@@ -582,9 +556,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = handle_any
 
-    def _record(
-        self, info: RequestInfo, started: float, status: int | None, kind: str | None
-    ) -> None:
+    def _record(self, info: RequestInfo, started: float, status: int | None, kind: str | None) -> None:
         record = RequestRecord(
             **dataclasses.asdict(info),
             method=self.command,
@@ -610,9 +582,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, code, message = ERROR_KINDS[kind]
         request_id = uuid.uuid4().hex[:16].upper()
         resource = "/" + "/".join(p for p in (info.bucket, info.key) if p)
-        self._send_xml(
-            status, error_xml(code, message, resource, request_id), request_id
-        )
+        self._send_xml(status, error_xml(code, message, resource, request_id), request_id)
 
     def _send_xml(self, status: int, body: bytes, request_id: str) -> None:
         if self.command == "HEAD":
@@ -626,9 +596,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _forward(
-        self, info: RequestInfo, started: float, kind: str | None, body: bytes
-    ) -> None:
+    def _forward(self, info: RequestInfo, started: float, kind: str | None, body: bytes) -> None:
         """Send the request upstream unchanged and relay the response."""
         conn = self.server.proxy.open_upstream()
         try:
@@ -645,20 +613,12 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             conn.close()
 
-    def _call_upstream(
-        self, conn: http.client.HTTPConnection, body: bytes
-    ) -> http.client.HTTPResponse:
-        conn.putrequest(
-            self.command, self.path, skip_host=True, skip_accept_encoding=True
-        )
+    def _call_upstream(self, conn: http.client.HTTPConnection, body: bytes) -> http.client.HTTPResponse:
+        conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
         for name, value in self.headers.items():
             if name.lower() not in _HOP_BY_HOP:
                 conn.putheader(name, value)
-        if (
-            body
-            or "Content-Length" in self.headers
-            or "Transfer-Encoding" in self.headers
-        ):
+        if body or "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
             conn.putheader("Content-Length", str(len(body)))
         conn.endheaders(body or None)
         return conn.getresponse()
@@ -713,9 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    with FaultProxy(
-        args.upstream, host=args.host, port=args.port, seed=args.seed
-    ) as proxy:
+    with FaultProxy(args.upstream, host=args.host, port=args.port, seed=args.seed) as proxy:
         proxy.set_faults([rules] if isinstance(rules, dict) else rules)
         print(proxy.endpoint_url, flush=True)
         while not stop.wait(0.5):

@@ -76,9 +76,7 @@ def depends_on(service: dict[str, Any]) -> dict[str, str]:
     deps = service.get("depends_on") or {}
     if isinstance(deps, list):
         return dict.fromkeys(deps, "service_started")
-    return {
-        name: spec.get("condition", "service_started") for name, spec in deps.items()
-    }
+    return {name: spec.get("condition", "service_started") for name, spec in deps.items()}
 
 
 def container_ports(service: dict[str, Any]) -> set[int]:
@@ -109,9 +107,7 @@ def dockerfile_instructions(keyword: str) -> list[str]:
     text = DOCKERFILE.read_text().replace("\\\n", " ")
     prefix = keyword.upper() + " "
     return [
-        line.strip()[len(prefix) :]
-        for line in text.splitlines()
-        if line.strip().upper().startswith(prefix)
+        line.strip()[len(prefix) :] for line in text.splitlines() if line.strip().upper().startswith(prefix)
     ]
 
 
@@ -136,11 +132,7 @@ def minio_init_script() -> str:
     """What minio-init runs: its entrypoint and command plus the script mounted from the repo."""
     service = services()["minio-init"]
     parts = [as_text(service.get("entrypoint")), as_text(service.get("command"))]
-    parts += [
-        host_path(v).read_text()
-        for v in service.get("volumes", [])
-        if v.split(":")[0].endswith(".sh")
-    ]
+    parts += [host_path(v).read_text() for v in service.get("volumes", []) if v.split(":")[0].endswith(".sh")]
     return "\n".join(parts)
 
 
@@ -163,9 +155,7 @@ def test_every_image_tag_is_pinned() -> None:
         tag = image_tag(image)
         pinned_by_digest = "@sha256:" in image
         assert image, f"{name} has no image"
-        assert pinned_by_digest or tag not in (None, "latest"), (
-            f"{name} image {image!r} is not pinned"
-        )
+        assert pinned_by_digest or tag not in (None, "latest"), f"{name} image {image!r} is not pinned"
 
 
 def test_airflow_services_share_the_project_image_built_from_the_dockerfile() -> None:
@@ -183,9 +173,7 @@ def test_airflow_services_share_the_project_image_built_from_the_dockerfile() ->
 
 def test_executor_is_celery() -> None:
     for name, service in airflow_services().items():
-        assert service["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", (
-            name
-        )
+        assert service["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
 
 
 def test_broker_url_points_at_the_redis_service() -> None:
@@ -224,17 +212,13 @@ def test_aws_connection_points_at_minio_s3_api() -> None:
     minio = services()[endpoint.hostname]
     minio_command = interpolate(minio["command"])
     api_address = re.search(r'--address[ =]"?[\w.]*:(\d+)', minio_command)
-    api_port = (
-        int(api_address.group(1)) if api_address else 9000
-    )  # MinIO's default S3 port
+    api_port = int(api_address.group(1)) if api_address else 9000  # MinIO's default S3 port
     assert connection["conn_type"] == "aws"
     assert interpolate(minio["image"]).startswith("minio/minio:")
     assert endpoint.port == api_port
     assert endpoint.port in container_ports(minio)
     assert connection["login"] == interpolate(minio["environment"]["MINIO_ROOT_USER"])
-    assert connection["password"] == interpolate(
-        minio["environment"]["MINIO_ROOT_PASSWORD"]
-    )
+    assert connection["password"] == interpolate(minio["environment"]["MINIO_ROOT_PASSWORD"])
 
 
 def test_depends_on_targets_exist_and_conditions_fit_the_target() -> None:
@@ -243,17 +227,11 @@ def test_depends_on_targets_exist_and_conditions_fit_the_target() -> None:
         for target, condition in depends_on(service).items():
             assert target in all_services, f"{name} depends on unknown service {target}"
             if condition == "service_healthy":
-                assert has_healthcheck(all_services[target]), (
-                    f"{name} waits for {target} to be healthy"
-                )
+                assert has_healthcheck(all_services[target]), f"{name} waits for {target} to be healthy"
             if condition == "service_completed_successfully":
-                assert target in ONE_SHOT_SERVICES, (
-                    f"{name} waits for long-running {target} to exit"
-                )
+                assert target in ONE_SHOT_SERVICES, f"{name} waits for long-running {target} to exit"
             if target in ONE_SHOT_SERVICES:
-                assert condition == "service_completed_successfully", (
-                    f"{name} -> {target}"
-                )
+                assert condition == "service_completed_successfully", f"{name} -> {target}"
 
 
 def test_one_shot_services_are_not_restarted() -> None:
@@ -272,19 +250,13 @@ def test_airflow_services_wait_for_init_and_minio() -> None:
 
 
 def test_workers_have_distinct_hostnames_and_ping_their_own_celery_node() -> None:
-    workers = {
-        name: svc
-        for name, svc in services().items()
-        if svc.get("command") == "celery worker"
-    }
+    workers = {name: svc for name, svc in services().items() if svc.get("command") == "celery worker"}
     hostnames = [svc.get("hostname") for svc in workers.values()]
     assert set(workers) == {"airflow-worker-1", "airflow-worker-2"}
     assert None not in hostnames
     assert len(set(hostnames)) == len(hostnames)
     for name, worker in workers.items():
-        assert 'inspect ping -d "celery@$${HOSTNAME}"' in " ".join(
-            worker["healthcheck"]["test"]
-        ), name
+        assert 'inspect ping -d "celery@$${HOSTNAME}"' in " ".join(worker["healthcheck"]["test"]), name
 
 
 @pytest.mark.parametrize("target", ["/opt/airflow/dags", "/opt/airflow/plugins"])
@@ -292,9 +264,7 @@ def test_code_mounts_point_at_repo_directories(target: str) -> None:
     for name, service in airflow_services().items():
         source = mount_source(service, target)
         assert source.is_dir(), f"{name}: {source} is not a directory"
-        assert REPO_ROOT in source.parents, (
-            f"{name}: {source} is outside the repository"
-        )
+        assert REPO_ROOT in source.parents, f"{name}: {source} is outside the repository"
 
 
 def test_dockerfile_base_image_is_pinned() -> None:
@@ -304,9 +274,7 @@ def test_dockerfile_base_image_is_pinned() -> None:
 
 def test_dockerfile_installs_the_project_with_celery_below_5_7() -> None:
     copied = " ".join(dockerfile_instructions("COPY"))
-    pip_installs = [
-        run for run in dockerfile_instructions("RUN") if "pip install" in run
-    ]
+    pip_installs = [run for run in dockerfile_instructions("RUN") if "pip install" in run]
     assert "pyproject.toml" in copied and "plugins/" in copied
     assert any("/opt/s3br" in run and '"celery<5.7"' in run for run in pip_installs)
     assert any(f'"apache-airflow=={AIRFLOW_VERSION}"' in run for run in pip_installs)
@@ -320,21 +288,13 @@ def test_minio_init_creates_the_buckets_named_by_airflow_variables() -> None:
     assert variables["s3br_source_bucket"] in created
     assert variables["s3br_backup_bucket"] in created
     assert variables["s3br_backup_bucket"] in versioned
-    assert re.search(
-        rf"mc (?:pipe|cp)\b.*\w+/{variables['s3br_source_bucket']}/", script
-    ), "no demo objects"
+    assert re.search(rf"mc (?:pipe|cp)\b.*\w+/{variables['s3br_source_bucket']}/", script), "no demo objects"
 
 
 def test_simple_auth_manager_does_not_make_everyone_admin() -> None:
     for name, service in airflow_services().items():
-        assert (
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"
-            not in service["environment"]
-        ), name
-        assert (
-            service["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
-            == "admin:admin"
-        ), name
+        assert "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS" not in service["environment"], name
+        assert service["environment"]["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin", name
 
 
 def test_secrets_come_from_the_environment() -> None:
@@ -342,9 +302,7 @@ def test_secrets_come_from_the_environment() -> None:
     connection = raw_env["AIRFLOW_CONN_AWS_DEFAULT"]
     assert "${MINIO_ROOT_USER:-minioadmin}" in connection
     assert "${MINIO_ROOT_PASSWORD:-minioadmin}" in connection
-    assert raw_env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith(
-        "${AIRFLOW_JWT_SECRET:-change-me"
-    )
+    assert raw_env["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET:-change-me")
     assert raw_env["AIRFLOW__CORE__FERNET_KEY"].startswith("${")
 
 

@@ -6,16 +6,23 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 
+def as_list(results: Any) -> list[Any]:
+    """Return mapped-task results as a list: Airflow hands over a single result unwrapped."""
+    if results is None:
+        return []
+    if isinstance(results, dict):
+        return [results]
+    return list(results)
+
+
 def index_results(results: Iterable[dict[str, Any] | None]) -> dict[int, dict[str, Any]]:
     """Map partition index to result, ignoring missing results (failed or skipped tasks)."""
     return {int(r["index"]): r for r in results if isinstance(r, dict) and "index" in r}
 
 
-def join_partitions(
-    partitions: Sequence[dict[str, Any]], **steps: Iterable[dict[str, Any] | None]
-) -> list[dict[str, Any]]:
+def join_partitions(partitions: Sequence[dict[str, Any]], **steps: Any) -> list[dict[str, Any]]:
     """Return one row per partition with each step's result under its name (None if missing)."""
-    by_step = {name: index_results(results) for name, results in steps.items()}
+    by_step = {name: index_results(as_list(results)) for name, results in steps.items()}
     rows = []
     for part in partitions:
         row: dict[str, Any] = {"index": part["index"]}

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.diff import Action, Compare, merge_listings
 from s3br_provider.core.manifest import read_manifest

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException
 from airflow.sdk import Asset, AssetAlias
 
 from s3br_provider.core.progress import format_bytes
-from s3br_provider.core.report import format_table, join_partitions, missing_steps, total
+from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
 from s3br_provider.core.stats import encode_stats, merge_samples, stats_uri
 from s3br_provider.hooks.metrics import BackupMetricsHook
 from s3br_provider.operators.base import S3brBaseOperator
@@ -42,6 +42,7 @@ class S3BackupReportOperator(S3brBaseOperator):
         self, *, partitions: Any, diff_results: Any, copy_results: Any, tag_results: Any, **kwargs: Any
     ) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
+        kwargs.setdefault("retries", 0)
         kwargs.setdefault("outlets", [AssetAlias(BACKUP_ASSET_ALIAS)])
         super().__init__(**kwargs)
         self.partitions = partitions
@@ -51,12 +52,8 @@ class S3BackupReportOperator(S3brBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         s = self.settings
-        partitions = list(self.partitions or [])
         rows = join_partitions(
-            partitions,
-            diff=list(self.diff_results or []),
-            copy=list(self.copy_results or []),
-            tag=list(self.tag_results or []),
+            as_list(self.partitions), diff=self.diff_results, copy=self.copy_results, tag=self.tag_results
         )
         totals = {
             "partitions": len(rows),

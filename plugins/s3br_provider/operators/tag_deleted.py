@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
