@@ -45,7 +45,7 @@ def needs_copy(source: ObjectInfo, backup: ObjectInfo, compare: Compare) -> bool
     """
     if source.size != backup.size or source.last_modified > backup.last_modified:
         return True
-    if compare is Compare.CHECKSUM:
+    if compare == Compare.CHECKSUM:  # also a plain "checksum" string, as settings keep it
         comparable = not (is_multipart_etag(source.etag) or is_multipart_etag(backup.etag))
         return comparable and source.etag != backup.etag
     return False

@@ -77,5 +77,6 @@ def _epoch(value: datetime | float | str) -> float:
             value = value.replace(tzinfo=UTC)
         return value.timestamp()
     if isinstance(value, str):
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
     return float(value)

@@ -70,9 +70,10 @@ def plan_from_prefixes(common_prefixes: Sequence[str], max_partitions: int) -> l
     """
     _check_max(max_partitions)
     prefixes = sorted(set(common_prefixes))
-    # n boundaries make n + 1 ranges; the first prefix as a boundary would only hold keys before it.
-    candidates = prefixes[1:]
-    return ranges_from_boundaries(pick_evenly(candidates, max_partitions - 1))
+    # Range j starts at prefix j * n / count, so each range holds an equal share of the prefixes
+    # (picking the last of each share instead would leave the last range a single prefix).
+    count = min(max_partitions, len(prefixes))
+    return ranges_from_boundaries(prefixes[j * len(prefixes) // count] for j in range(1, count))
 
 
 def plan_from_samples(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
@@ -25,9 +26,10 @@ def bounded_map(
     pending: dict[Future[R], T] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3br") as pool:
         for item in items:
+            pending[pool.submit(fn, item)] = item
+            # Free a slot before reading the next item, so at most `limit` are ever read ahead.
             if len(pending) >= limit:
                 yield from _drain(pending, FIRST_COMPLETED)
-            pending[pool.submit(fn, item)] = item
         while pending:
             yield from _drain(pending, FIRST_COMPLETED)
 
@@ -52,20 +54,24 @@ def prefetch(items: Iterable[T], depth: int = 2000) -> Iterator[T]:
     buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(item: Any) -> bool:
+        # Never block for good: a consumer that stopped early takes nothing more from the buffer.
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            buffer.put(_DONE)
+            put(_DONE)
         except BaseException as error:  # handed to the consumer, which raises it
-            buffer.put(_Failure(error))
+            put(_Failure(error))
 
     worker = threading.Thread(target=produce, name="s3br-prefetch", daemon=True)
     worker.start()
@@ -81,3 +87,27 @@ def prefetch(items: Iterable[T], depth: int = 2000) -> Iterator[T]:
 class _Failure:
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+def bounded_map_ordered(
+    fn: Callable[[T], R], items: Iterable[T], *, workers: int, max_in_flight: int | None = None
+) -> Iterator[tuple[T, R | None, BaseException | None]]:
+    """Like :func:`bounded_map`, but yield results in input order.
+
+    Manifests must stay sorted by key (a retry merge-joins them with a listing), so steps that
+    write one from parallel work use this; a slow item holds back at most ``max_in_flight``.
+    """
+    limit = max_in_flight or 4 * workers
+    window: deque[tuple[T, Future[R]]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3br") as pool:
+        for item in items:
+            window.append((item, pool.submit(fn, item)))
+            if len(window) >= limit:
+                yield _result(*window.popleft())
+        while window:
+            yield _result(*window.popleft())
+
+
+def _result(item: T, future: Future[R]) -> tuple[T, R | None, BaseException | None]:
+    error = future.exception()
+    return item, (None if error else future.result()), error

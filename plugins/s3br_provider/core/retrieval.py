@@ -29,3 +29,20 @@ def describe(storage_class: str, tier: str) -> str:
     if high < 1:
         return f"{round(low * 60)}-{round(high * 60)} min"
     return f"within {high:g} h" if low == 0 else f"{low:g}-{high:g} h"
+
+
+def tier_for(storage_class: str, tier: str) -> str:
+    """DEEP_ARCHIVE offers no Expedited tier: fall back to Standard rather than fail."""
+    return "Standard" if storage_class == "DEEP_ARCHIVE" and tier == "Expedited" else tier
+
+
+def restore_request(storage_class: str, tier: str, days: int) -> dict:
+    """Return RestoreObject's ``RestoreRequest`` for an object of ``storage_class``.
+
+    Intelligent-Tiering archive tiers take no ``Days``: the restored object moves back to the
+    frequent access tier instead of being a temporary copy.
+    """
+    request: dict = {"GlacierJobParameters": {"Tier": tier_for(storage_class, tier)}}
+    if storage_class != "INTELLIGENT_TIERING":
+        request["Days"] = days
+    return request

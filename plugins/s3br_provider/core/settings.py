@@ -61,6 +61,8 @@ class RestoreSettings:
     dry_run: bool = False
     storage_class: str = "STANDARD"
     copy_versioning: bool = False
+    poll_interval_seconds: int = 300
+    restore_timeout_minutes: int = 48 * 60
     max_partitions: int = 64
     multipart_threshold_mb: int = MAX_COPY_OBJECT_MB
     cloudwatch_namespace: str = "BackupRecovery"
@@ -201,6 +203,12 @@ def restore_settings(params: dict[str, Any]) -> RestoreSettings:
         dry_run=check_bool(params.get("dry_run", False), "dry_run"),
         storage_class=check_choice(params.get("storage_class", "STANDARD"), "storage_class", STORAGE_CLASSES),
         copy_versioning=check_bool(params.get("copy_versioning", False), "copy_versioning"),
+        poll_interval_seconds=check_int(
+            params.get("poll_interval_seconds", 300), "poll_interval_seconds", 1, 86_400
+        ),
+        restore_timeout_minutes=check_int(
+            params.get("restore_timeout_minutes", 48 * 60), "restore_timeout_minutes", 1, 60 * 24 * 30
+        ),
         max_partitions=check_int(params.get("max_partitions", 64), "max_partitions", 1, 100_000),
         multipart_threshold_mb=check_int(
             params.get("multipart_threshold_mb", MAX_COPY_OBJECT_MB),

@@ -48,6 +48,9 @@ def decode_stats(body: bytes | None, prefix: str) -> list[tuple[str, int]]:
         data: dict[str, Any] = json.loads(body)
     except ValueError:
         return []
-    if data.get("prefix") != prefix:
+    if not isinstance(data, dict) or data.get("prefix") != prefix:
         return []
-    return [(str(key), int(weight)) for key, weight in data.get("samples", [])]
+    try:
+        return [(str(key), int(weight)) for key, weight in data.get("samples", [])]
+    except (TypeError, ValueError):
+        return []

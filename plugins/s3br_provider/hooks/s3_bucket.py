@@ -17,6 +17,7 @@ from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved
 from s3br_provider.core.manifest import split_s3_uri
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import KeyRange
+from s3br_provider.core.retrieval import restore_request
 from s3br_provider.core.tags import from_tag_set, to_tag_set
 from s3br_provider.core.versions import VersionEntry
 
@@ -200,19 +201,15 @@ class S3BucketHook(AwsBaseHook):
     def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         self.client.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": to_tag_set(tags)})
 
-    def request_restore(
-        self, bucket: str, key: str, *, days: int | None, tier: str, version_id: str | None = None
-    ) -> str:
-        """Ask S3 to restore an archived object; return ``"requested"`` or ``"in_progress"``.
-
-        ``days`` is None for Intelligent-Tiering archive tiers, which take no Days.
-        """
-        request: dict[str, Any] = {"GlacierJobParameters": {"Tier": tier}}
-        if days is not None:
-            request["Days"] = days
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "RestoreRequest": request}
-        if version_id:
-            kwargs["VersionId"] = version_id
+    def request_restore(self, bucket: str, obj: ObjectInfo, *, tier: str, days: int) -> str:
+        """Ask S3 to restore an archived object; return ``"requested"`` or ``"in_progress"``."""
+        kwargs: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": obj.key,
+            "RestoreRequest": restore_request(obj.storage_class, tier, days),
+        }
+        if obj.version_id:
+            kwargs["VersionId"] = obj.version_id
         try:
             self.client.restore_object(**kwargs)
         except ClientError as error:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
 from airflow.sdk import Asset, AssetAlias
+from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator, Variable
+from airflow.sdk.exceptions import AirflowFailException
 
 from s3br_provider.core.manifest import run_folder
 from s3br_provider.core.settings import SettingsError, backup_settings, restore_settings
@@ -17,6 +17,12 @@ BACKUP_VARIABLE = "s3br_backup_bucket"
 
 class InvalidRunError(AirflowFailException):
     """Bad input: the run fails at once, without retries, before anything is written."""
+
+
+def publish_each(context: Any, values: dict[str, Any]) -> None:
+    """Push each setting as its own XCom key too, so ``validate.output["name"]`` works."""
+    for key, value in values.items():
+        context["ti"].xcom_push(key=key, value=value)
 
 
 def _check_bucket(hook: S3BucketHook, bucket: str, param: str) -> None:
@@ -71,7 +77,9 @@ class S3BackupValidateOperator(BaseOperator):
             settings.dry_run,
             run_uri,
         )
-        return {**settings.to_dict(), "run_uri": run_uri}
+        result = {**settings.to_dict(), "run_uri": run_uri}
+        publish_each(context, result)
+        return result
 
 
 class S3RestoreValidateOperator(BaseOperator):
@@ -114,4 +122,10 @@ class S3RestoreValidateOperator(BaseOperator):
             settings.include_deleted,
             settings.dry_run,
         )
-        return {**settings.to_dict(), "run_uri": run_uri, "target_existed": target_status == "ok"}
+        result = {
+            **settings.to_dict(),
+            "run_uri": run_uri,
+            "restore_timeout_seconds": settings.restore_timeout_minutes * 60,
+        }
+        publish_each(context, result)
+        return result

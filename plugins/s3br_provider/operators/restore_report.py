@@ -1,0 +1,166 @@
+"""verify_and_report: the reduce step of a restore run."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+from s3br_provider.core.partitions import KeyRange
+from s3br_provider.core.progress import format_bytes
+from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
+from s3br_provider.core.retrieval import TIERS, describe
+from s3br_provider.hooks.metrics import BackupMetricsHook
+from s3br_provider.operators.base import S3brBaseOperator
+
+
+class S3RestoreReportOperator(S3brBaseOperator):
+    """Check the target against what was selected and report counts, bytes and failures.
+
+    The target bucket is listed once (streaming) and its object count and bytes must equal
+    what the copy steps restored. In a dry run, reports the plan: objects and bytes per
+    storage class, restore requests that would be made, and expected retrieval times.
+
+    :param partitions: the plan.
+    :param select_results: results of the mapped select tasks.
+    :param copy_results: results of the mapped copy tasks.
+    """
+
+    template_fields: tuple[str, ...] = ("settings", "partitions", "select_results", "copy_results")
+
+    def __init__(self, *, partitions: Any, select_results: Any, copy_results: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.partitions = partitions
+        self.select_results = select_results
+        self.copy_results = copy_results
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        s = self.settings
+        rows = join_partitions(as_list(self.partitions), select=self.select_results, copy=self.copy_results)
+        classes: dict[str, dict[str, int]] = defaultdict(lambda: {"objects": 0, "bytes": 0})
+        for row in rows:
+            for name, value in ((row["select"] or {}).get("classes") or {}).items():
+                classes[name]["objects"] += value["objects"]
+                classes[name]["bytes"] += value["bytes"]
+        totals = {
+            "selected": total(rows, "select", "selected"),
+            "bytes_selected": total(rows, "select", "bytes"),
+            "archived": total(rows, "select", "archived"),
+            "left_out_deleted": total(rows, "select", "skipped_deleted")
+            + total(rows, "copy", "skipped_deleted"),
+            "restored": total(rows, "copy", "copied"),
+            "bytes_restored": total(rows, "copy", "bytes"),
+            "failed": total(rows, "copy", "failed"),
+        }
+        failures = [f for row in rows for f in (row["copy"] or {}).get("failures", [])]
+        self.log.info(
+            "Restore of s3://%s into s3://%s\n%s", s["backup_bucket"], s["target_bucket"], _table(rows)
+        )
+        self.log.info("By storage class: %s", _classes_text(classes))
+        if s["dry_run"]:
+            self._log_plan(classes, totals)
+        else:
+            totals |= self._verify(s, totals)
+        self.log.info(
+            "Totals: %(selected)d selected, %(restored)d restored, %(left_out_deleted)d left out as "
+            "deleted, %(archived)d from archive tiers, %(failed)d failed",
+            totals,
+        )
+        self._publish(s, totals)
+        report = {
+            "settings": s,
+            "totals": totals,
+            "classes": classes,
+            "failures": failures,
+            "partitions": rows,
+        }
+        if not s["dry_run"]:
+            uri = f"{s['run_uri']}/report.json"
+            self.hook(s["backup_aws_conn_id"]).put_json(
+                uri, json.dumps(report, ensure_ascii=False, indent=1, default=str).encode()
+            )
+            self.log.info("Report written to %s", uri)
+        missing = missing_steps(rows, ("select", "copy"))
+        if missing:
+            raise AirflowException(f"restore incomplete: no result from {', '.join(missing)}")
+        if failures or totals.get("mismatch"):
+            raise AirflowException(
+                f"restore finished with problems: {totals.get('mismatch') or failures[:5]}"
+            )
+        return totals
+
+    def _verify(self, s: dict[str, Any], totals: dict[str, int]) -> dict[str, Any]:
+        target = self.hook(s["target_aws_conn_id"])
+        count = size = 0
+        for obj in target.iter_objects(s["target_bucket"], "", KeyRange()):
+            count += 1
+            size += obj.size
+        self.log.info("Target s3://%s holds %d objects (%s)", s["target_bucket"], count, format_bytes(size))
+        result: dict[str, Any] = {"target_objects": count, "target_bytes": size}
+        if count != totals["restored"] or size != totals["bytes_restored"]:
+            result["mismatch"] = (
+                f"target holds {count} objects ({size} bytes) but {totals['restored']} objects "
+                f"({totals['bytes_restored']} bytes) were restored"
+            )
+        return result
+
+    def _log_plan(self, classes: dict[str, dict[str, int]], totals: dict[str, int]) -> None:
+        s = self.settings
+        self.log.info(
+            "dry run: would restore %d objects (%s) into s3://%s; "
+            "%d RestoreObject request(s), tier %s, %d day(s)",
+            totals["selected"],
+            format_bytes(totals["bytes_selected"]),
+            s["target_bucket"],
+            totals["archived"],
+            s["restore_tier"],
+            s["restore_days"],
+        )
+        for name in sorted(classes):
+            times = ", ".join(f"{tier}: {describe(name, tier)}" for tier in TIERS)
+            if name in ("GLACIER", "DEEP_ARCHIVE", "INTELLIGENT_TIERING"):
+                self.log.info("dry run: %s retrieval time: %s", name, times)
+
+    def _publish(self, s: dict[str, Any], totals: dict[str, int]) -> None:
+        BackupMetricsHook(aws_conn_id=s["target_aws_conn_id"], namespace=s["cloudwatch_namespace"]).publish(
+            {
+                "ObjectsToRestore": totals["selected"],
+                "BytesToRestore": totals["bytes_selected"],
+                "ObjectsRestored": totals["restored"],
+                "BytesRestored": totals["bytes_restored"],
+                "ObjectsFailed": totals["failed"],
+            },
+            {"BackupBucket": s["backup_bucket"], "TargetBucket": s["target_bucket"]},
+        )
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    header = ("part", "range", "selected", "archived", "deleted", "restored", "bytes", "failed")
+    lines = []
+    for row in rows:
+        sel, copy = row["select"] or {}, row["copy"] or {}
+        lines.append(
+            (
+                f"p{row['index']}",
+                sel.get("label", "?"),
+                sel.get("selected", 0),
+                sel.get("archived", 0),
+                sel.get("skipped_deleted", 0) + copy.get("skipped_deleted", 0),
+                copy.get("copied", 0),
+                copy.get("bytes", 0),
+                copy.get("failed", 0),
+            )
+        )
+    return format_table(header, lines)
+
+
+def _classes_text(classes: dict[str, dict[str, int]]) -> str:
+    if not classes:
+        return "none"
+    return ", ".join(
+        f"{n}: {v['objects']} objects ({format_bytes(v['bytes'])})" for n, v in sorted(classes.items())
+    )

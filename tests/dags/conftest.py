@@ -1,0 +1,104 @@
+"""Shared pieces of the whole-DAG backup tests: an odd data set and object-by-object checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.support.s3 import Snapshot, snapshot_bucket
+
+MARKER_TAGS = ("Deleted", "DeletedAt")
+LONG_KEY = "e/" + "k" * 998  # 1000 bytes, close to S3's 1024-byte limit
+
+
+@dataclass(frozen=True)
+class Obj:
+    """What a test puts into a bucket. ``content_type`` None leaves it to the server."""
+
+    body: bytes
+    content_type: str | None = "application/octet-stream"
+    metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def put(s3: Any, bucket: str, key: str, obj: Obj) -> None:
+    """Put one object; tags go through PutObjectTagging (XML, no URL-encoding ambiguity)."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": obj.body, "Metadata": obj.metadata}
+    if obj.content_type is not None:
+        kwargs["ContentType"] = obj.content_type
+    s3.put_object(**kwargs)
+    if obj.tags:
+        tag_set = [{"Key": k, "Value": v} for k, v in obj.tags.items()]
+        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
+
+
+def seed(s3: Any, bucket: str, objects: dict[str, Obj]) -> None:
+    for key, obj in objects.items():
+        put(s3, bucket, key, obj)
+
+
+def odd_objects() -> dict[str, Obj]:
+    """Keys S3 allows but tools trip over, zero-byte objects, metadata, Content-Type and tags,
+    spread over many top-level prefixes so that the plan makes several partitions."""
+    text = "text/plain; charset=utf-8"
+    return {
+        "top-level.json": Obj(b'{"k": 1}', "application/json", {"origin": "root"}),
+        "_s3br.txt": Obj(b"sorts just before the reserved prefix", text),
+        "_s3brz/not-reserved.txt": Obj(b"sorts just after the reserved prefix", text),
+        "a/plain.txt": Obj(b"alpha", text, {"owner": "ann", "x-y": "1"}, {"team": "data", "env": "prod"}),
+        "a/empty": Obj(b"", None),
+        "a/empty-typed": Obj(b"", "application/x-empty", {"kind": "marker"}, {"zero": "yes"}),
+        "b/données/été.csv": Obj("é,ü\n1,2\n".encode(), "text/csv; charset=utf-8", {"lang": "fr"}),
+        "b/emoji 😀🚀.bin": Obj("🎉".encode() * 3, "application/octet-stream", {}, {"fun": "yes"}),
+        "c/with space/a b c.txt": Obj(b"spaces", text, {}, {"tag with space": "value with space"}),
+        "c/plus+sign+.txt": Obj(b"plus", text, {"p": "a+b"}),
+        "c/percent%20and%25.txt": Obj(b"percent", text),
+        "c/query?x=1&y=2#frag": Obj(b"query", text),
+        "d//double//slash": Obj(b"double slash", text),
+        "d/folder/": Obj(b"", "application/x-directory"),
+        LONG_KEY: Obj(b"long key", text, {"len": "1000"}),
+        "f/_s3br/data.txt": Obj(b"a reserved-looking name below the root is data", text),
+        "日本語/ファイル.txt": Obj("こんにちは".encode(), text, {}, {"lang": "ja"}),
+    }
+
+
+def content(snap: Snapshot) -> tuple[bytes, str, dict[str, str], dict[str, str]]:
+    """The parts of an object a backup promises to keep."""
+    return snap.body, snap.content_type, snap.metadata, snap.tags
+
+
+def user_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if k not in MARKER_TAGS}
+
+
+def assert_source(s3: Any, bucket: str, model: dict[str, Obj]) -> dict[str, Snapshot]:
+    """Check that the source holds exactly ``model`` (so later checks compare the right thing)."""
+    snaps = snapshot_bucket(s3, bucket)
+    assert sorted(snaps) == sorted(model)
+    for key, obj in model.items():
+        snap = snaps[key]
+        assert snap.body == obj.body, key
+        assert snap.metadata == obj.metadata, key
+        assert snap.tags == obj.tags, key
+        if obj.content_type is not None:
+            assert snap.content_type == obj.content_type, key
+    return snaps
+
+
+def assert_copies(source: dict[str, Snapshot], backup: dict[str, Snapshot], keys: Any) -> None:
+    """Each key holds in the backup the source's bytes, Content-Type, metadata and tags."""
+    for key in keys:
+        assert key in backup, f"{key!r} missing from the backup"
+        assert content(backup[key]) == content(source[key]), key
+
+
+@pytest.fixture
+def buckets(s3: Any, bucket_names: Any, airflow_db: str) -> Iterator[tuple[str, str]]:
+    """A fresh, empty (source, backup) pair of buckets."""
+    source, backup = bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    yield source, backup

@@ -1,0 +1,411 @@
+"""Whole ``s3_backup`` runs (``dag.test``) against moto; both buckets checked object by object.
+
+Each test runs the DAG several times in sequence, so one data set goes through the life of a
+backup: first copy, changes, deletions, a run with nothing to do, a dry run, a comeback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.dags.conftest import (
+    MARKER_TAGS,
+    Obj,
+    assert_copies,
+    assert_source,
+    odd_objects,
+    put,
+    seed,
+    user_tags,
+)
+from tests.support.dag_runs import RunResult, run_dag
+from tests.support.s3 import DUMMY_KEY, REGION, Snapshot, list_keys, snapshot_bucket
+
+pytestmark = pytest.mark.slow
+
+DAG_ID = "s3_backup"
+RUNS_PREFIX = f"_s3br/runs/{DAG_ID}/"
+DELETED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d$")
+OLD_DELETED_AT = "2020-01-02T03:04"
+MTIME_TICK = 1.1  # S3 LastModified has one-second granularity
+
+
+@dataclass(frozen=True)
+class Gone:
+    """A backup object whose source vanished: what it held before, and its expected DeletedAt
+    (None: any value within a few minutes of now)."""
+
+    before: Snapshot
+    deleted_at: str | None = None
+
+
+@dataclass
+class Backup:
+    """One finished run: its result and the report it wrote (None when it wrote none)."""
+
+    run: RunResult
+    report: dict[str, Any] | None
+
+    @property
+    def totals(self) -> dict[str, int]:
+        assert self.report is not None, "the run wrote no report.json"
+        return self.report["totals"]
+
+
+# Helpers ---------------------------------------------------------------------------------------
+
+
+def reports(s3: Any, bucket: str) -> set[str]:
+    keys = list_keys(s3, bucket, include_reserved=True)
+    return {k for k in keys if k.startswith(RUNS_PREFIX) and k.endswith("/report.json")}
+
+
+def backup_run(s3: Any, source: str, backup: str, **conf: Any) -> Backup:
+    """Run the DAG once with ``conf``; return the run and the report.json it added."""
+    before = reports(s3, backup) if bucket_exists(s3, backup) else set()
+    run = run_dag(DAG_ID, {"source_bucket": source, "backup_bucket": backup, **conf})
+    after = reports(s3, backup) if bucket_exists(s3, backup) else set()
+    new = sorted(after - before)
+    assert len(new) <= 1, new
+    report = json.loads(s3.get_object(Bucket=backup, Key=new[0])["Body"].read()) if new else None
+    return Backup(run, report)
+
+
+def assert_succeeded(result: Backup) -> None:
+    assert result.run.state == "success", result.run.failed_tasks()
+    assert result.run.failed_tasks() == []
+
+
+def bucket_exists(s3: Any, bucket: str) -> bool:
+    return bucket in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
+def raw_state(s3: Any, bucket: str) -> dict[str, tuple[Any, str, int]]:
+    """Every key of a bucket, ``_s3br/`` included, with LastModified, ETag and size."""
+    state = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            state[item["Key"]] = (item["LastModified"], item["ETag"], item["Size"])
+    return state
+
+
+def assert_deleted_marker(snap: Snapshot, gone: Gone, key: str) -> None:
+    """Old bytes, Content-Type and metadata; old tags plus Deleted/DeletedAt, at most 10."""
+    before = gone.before
+    assert (snap.body, snap.content_type, snap.metadata) == (
+        before.body,
+        before.content_type,
+        before.metadata,
+    ), key
+    assert snap.tags.get("Deleted") == "True", (key, snap.tags)
+    deleted_at = snap.tags.get("DeletedAt", "")
+    assert DELETED_AT.match(deleted_at), (key, deleted_at)
+    if gone.deleted_at is not None:
+        assert deleted_at == gone.deleted_at, key
+    else:
+        when = datetime.strptime(deleted_at, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
+        now = datetime.now(UTC)
+        assert now - timedelta(minutes=5) <= when <= now + timedelta(minutes=1), (key, deleted_at)
+    assert len(snap.tags) <= 10, (key, snap.tags)
+    old, kept = user_tags(before.tags), user_tags(snap.tags)
+    if len(old) + len(MARKER_TAGS) <= 10:
+        assert kept == old, key
+    else:
+        assert kept.items() <= old.items(), key
+        assert len(kept) == 10 - len(MARKER_TAGS), key
+
+
+def assert_backup(
+    s3: Any,
+    source: str,
+    backup: str,
+    *,
+    prefix: str = "",
+    gone: dict[str, Gone] | None = None,
+    as_is: dict[str, Snapshot] | None = None,
+) -> dict[str, Snapshot]:
+    """Check the backup object by object against the source.
+
+    Every source object under ``prefix`` has its copy; each ``gone`` key holds its old object
+    with the deleted marker; each ``as_is`` key holds exactly that snapshot (content, tags and
+    LastModified); nothing else exists outside ``_s3br/``.
+    """
+    gone, as_is = gone or {}, as_is or {}
+    src, dst = snapshot_bucket(s3, source), snapshot_bucket(s3, backup)
+    live = {k for k in src if k.startswith(prefix)} - set(as_is)
+    assert sorted(dst) == sorted(live | set(gone) | set(as_is))
+    assert_copies(src, dst, live)
+    for key in live:
+        assert not set(MARKER_TAGS) & set(dst[key].tags), (key, dst[key].tags)
+    for key, expected in gone.items():
+        assert_deleted_marker(dst[key], expected, key)
+    for key, expected in as_is.items():
+        assert dst[key] == expected, key
+    return dst
+
+
+def cloudwatch(endpoint: str) -> Any:
+    return boto3.client(
+        "cloudwatch",
+        endpoint_url=endpoint,
+        aws_access_key_id=DUMMY_KEY,
+        aws_secret_access_key=DUMMY_KEY,
+        region_name=REGION,
+    )
+
+
+def all_metrics(cw: Any) -> set[tuple[str, str, tuple[tuple[str, str], ...]]]:
+    found = set()
+    for page in cw.get_paginator("list_metrics").paginate():
+        for metric in page["Metrics"]:
+            dims = tuple(sorted((d["Name"], d["Value"]) for d in metric.get("Dimensions", [])))
+            found.add((metric["Namespace"], metric["MetricName"], dims))
+    return found
+
+
+def metrics_for(cw: Any, backup: str) -> set[tuple[str, str]]:
+    """(namespace, metric) pairs published with the dimension BackupBucket=``backup``."""
+    return {(ns, name) for ns, name, dims in all_metrics(cw) if ("BackupBucket", backup) in dims}
+
+
+def asset_events(backup: str) -> int:
+    """How many asset events the metadata database holds for ``s3://<backup>``."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    uris = [f"s3://{backup}", f"s3://{backup}/"]
+    with create_session() as session:
+        query = (
+            select(func.count())
+            .select_from(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri.in_(uris))
+        )
+        return int(session.scalar(query) or 0)
+
+
+def mapped(run: RunResult, task_id: str) -> list[str]:
+    return [name for name in run.tasks if name.startswith(f"{task_id}[")]
+
+
+# Tests -----------------------------------------------------------------------------------------
+
+
+def test_backup_life_cycle(s3: Any, buckets: tuple[str, str], endpoint: str, capsys: Any) -> None:
+    """First copy, changes and deletions, nothing to do, dry run, and an object coming back."""
+    source, backup = buckets
+    text = "text/plain"
+    model = odd_objects() | {
+        "z/rewrite.txt": Obj(b"version-1", text, {"rev": "1"}, {"keep": "me"}),
+        "z/resize.txt": Obj(b"short", text),
+        "z/tagged-gone.txt": Obj(b"tagged and gone", text, {"m": "1"}, {"a": "1"}),
+        "z/plain-gone.txt": Obj(b"plain and gone", text),
+        "z/ten-tags.txt": Obj(b"ten tags", text, {}, {f"t{i}": str(i) for i in range(10)}),
+    }
+    seed(s3, source, model)
+    assert_source(s3, source, model)
+    cw = cloudwatch(endpoint)
+
+    # 1. First backup: several partitions, every object copied as it is.
+    first = backup_run(s3, source, backup)
+    assert_succeeded(first)
+    assert len(mapped(first.run, "partition.copy_batch")) >= 3, first.run.tasks
+    assert len(mapped(first.run, "partition.diff")) == len(mapped(first.run, "partition.copy_batch"))
+    assert_backup(s3, source, backup)
+    assert first.totals["copied"] == len(model)
+    assert first.totals["failed"] == 0
+    assert ("BackupRecovery", "ObjectsToBackup") in metrics_for(cw, backup)
+    assert asset_events(backup) >= 1
+    olds = snapshot_bucket(s3, backup)
+
+    # 2. Same-size rewrite (newer), resize, new object, three deletions.
+    time.sleep(MTIME_TICK)
+    model["z/rewrite.txt"] = Obj(b"version-2", text, {"rev": "2"}, {"keep": "me"})
+    assert len(model["z/rewrite.txt"].body) == len(olds["z/rewrite.txt"].body)
+    model["z/resize.txt"] = Obj(b"a little longer now", text)
+    model["a/new.txt"] = Obj(b"new", text, {"n": "1"}, {"fresh": "yes"})
+    for key in ("z/tagged-gone.txt", "z/plain-gone.txt", "z/ten-tags.txt"):
+        s3.delete_object(Bucket=source, Key=key)
+        del model[key]
+    for key in ("z/rewrite.txt", "z/resize.txt", "a/new.txt"):
+        put(s3, source, key, model[key])
+    assert_source(s3, source, model)
+
+    second = backup_run(s3, source, backup)
+    assert_succeeded(second)
+    gone = {k: Gone(olds[k]) for k in ("z/tagged-gone.txt", "z/plain-gone.txt", "z/ten-tags.txt")}
+    dst = assert_backup(s3, source, backup, gone=gone)
+    assert dst["z/tagged-gone.txt"].tags["a"] == "1"
+    assert second.totals["copied"] == 3
+    assert second.totals["vanished"] == 3
+    assert second.totals["tagged_deleted"] == 3
+
+    # 3. Nothing to do: nothing rewritten or retagged; a DeletedAt set earlier stays.
+    s3.put_object_tagging(
+        Bucket=backup,
+        Key="z/plain-gone.txt",
+        Tagging={
+            "TagSet": [{"Key": "Deleted", "Value": "True"}, {"Key": "DeletedAt", "Value": OLD_DELETED_AT}]
+        },
+    )
+    gone["z/plain-gone.txt"] = Gone(olds["z/plain-gone.txt"], OLD_DELETED_AT)
+    gone["z/tagged-gone.txt"] = Gone(olds["z/tagged-gone.txt"], dst["z/tagged-gone.txt"].tags["DeletedAt"])
+    gone["z/ten-tags.txt"] = Gone(olds["z/ten-tags.txt"], dst["z/ten-tags.txt"].tags["DeletedAt"])
+    before = snapshot_bucket(s3, backup)
+    capsys.readouterr()
+    idle = backup_run(s3, source, backup)
+    log = capsys.readouterr().out
+    assert_succeeded(idle)
+    assert snapshot_bucket(s3, backup) == before  # bytes, tags and LastModified of every object
+    assert_backup(s3, source, backup, gone=gone)
+    totals = idle.totals
+    assert (totals["to_copy"], totals["copied"], totals["tagged_deleted"]) == (0, 0, 0), totals
+    assert totals["vanished"] == 3
+    assert re.search(r"Totals: .*\b0 to copy, 0 copied\b", log), "report log does not say 0 copied"
+
+    # 4. Dry run over real changes (one of them a comeback): the backup bucket stays as it is.
+    time.sleep(MTIME_TICK)
+    model["a/plain.txt"] = Obj(b"alpha, rewritten", text, {"owner": "bob"}, {"team": "ops"})
+    model["a/new2.txt"] = Obj(b"another new one", text)
+    model["z/tagged-gone.txt"] = Obj(b"tagged and gone", text, {"m": "1"}, {"a": "1"})  # comes back
+    for key in ("a/plain.txt", "a/new2.txt", "z/tagged-gone.txt"):
+        put(s3, source, key, model[key])
+    s3.delete_object(Bucket=source, Key="a/empty")
+    del model["a/empty"]
+    assert_source(s3, source, model)
+    raw_before, data_before, events_before = (
+        raw_state(s3, backup),
+        snapshot_bucket(s3, backup),
+        asset_events(backup),
+    )
+
+    dry = backup_run(s3, source, backup, dry_run=True)
+    assert_succeeded(dry)
+    assert raw_state(s3, backup) == raw_before  # _s3br/ included: no manifest, report or stats
+    assert snapshot_bucket(s3, backup) == data_before
+    assert dry.report is None
+    assert asset_events(backup) == events_before
+
+    # 5. The same changes for real: the comeback is copied again and loses its marker.
+    fifth = backup_run(s3, source, backup)
+    assert_succeeded(fifth)
+    del gone["z/tagged-gone.txt"]
+    gone["a/empty"] = Gone(olds["a/empty"])
+    dst = assert_backup(s3, source, backup, gone=gone)
+    assert dst["z/tagged-gone.txt"].tags == {"a": "1"}
+    assert dst["z/tagged-gone.txt"].last_modified > data_before["z/tagged-gone.txt"].last_modified
+    assert fifth.totals["copied"] == 3
+    assert fifth.totals["tagged_deleted"] == 1
+
+
+def test_prefix_compare_and_switches(s3: Any, buckets: tuple[str, str], endpoint: str) -> None:
+    """prefix limits copies and tags; tag_deleted=false tags nothing; checksum catches what
+    size_mtime cannot (same size, copy newer); an empty CloudWatch namespace publishes nothing."""
+    source, backup = buckets
+    text = "text/plain"
+    model = {
+        "keep/a.txt": Obj(b"a", text, {"m": "a"}, {"t": "a"}),
+        "keep/same.txt": Obj(b"source bytes", text, {"m": "same"}, {"t": "same"}),
+        "keep/sub/b.txt": Obj(b"b", text),
+        "keeper.txt": Obj(b"outside: shares the string but not the folder", text),
+        "other/c.txt": Obj(b"c", text, {}, {"t": "c"}),
+    }
+    seed(s3, source, model)
+    assert_source(s3, source, model)
+    time.sleep(MTIME_TICK)
+    # Written after the source: same size, newer, other bytes. size_mtime must keep it.
+    stale = Obj(b"backup bytes", text, {"m": "same"}, {"t": "same"})
+    assert len(stale.body) == len(model["keep/same.txt"].body)
+    put(s3, backup, "keep/same.txt", stale)
+    put(s3, backup, "keep/gone.txt", Obj(b"gone inside", text, {}, {"k": "v"}))
+    put(s3, backup, "other/gone.txt", Obj(b"gone outside", text, {}, {"k": "v"}))
+    hand = snapshot_bucket(s3, backup)
+    cw = cloudwatch(endpoint)
+    metrics_before = all_metrics(cw)
+
+    first = backup_run(s3, source, backup, prefix="keep/", tag_deleted=False, cloudwatch_namespace="")
+    assert_succeeded(first)
+    assert_backup(s3, source, backup, prefix="keep/", as_is=hand)
+    assert (first.totals["copied"], first.totals["vanished"], first.totals["tagged_deleted"]) == (2, 1, 0)
+    assert all_metrics(cw) == metrics_before
+    assert metrics_for(cw, backup) == set()
+
+    namespace = f"S3brTest{backup.rsplit('-', 1)[-1]}"
+    second = backup_run(
+        s3, source, backup, prefix="keep/", compare="checksum", cloudwatch_namespace=namespace
+    )
+    assert_succeeded(second)
+    dst = assert_backup(
+        s3,
+        source,
+        backup,
+        prefix="keep/",
+        gone={"keep/gone.txt": Gone(hand["keep/gone.txt"])},
+        as_is={"other/gone.txt": hand["other/gone.txt"]},
+    )
+    assert dst["keep/same.txt"].body == b"source bytes"
+    assert (second.totals["copied"], second.totals["tagged_deleted"]) == (1, 1)
+    assert (namespace, "ObjectsToBackup") in metrics_for(cw, backup)
+
+
+def _snapshot_all(s3: Any, bucket: str) -> Any:
+    if not bucket_exists(s3, bucket):
+        return None
+    return raw_state(s3, bucket), snapshot_bucket(s3, bucket)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing_source", r"source_bucket '{missing}' does not exist"),
+        ("missing_backup", r"backup_bucket '{missing}' does not exist"),
+        ("same_bucket", r"'{source}'.*cannot be its own backup"),
+    ],
+)
+def test_bad_input_fails_in_validate(
+    s3: Any, buckets: tuple[str, str], capsys: Any, case: str, expected: str
+) -> None:
+    """Bad buckets fail the run in validate, with a message naming the bucket, writing nothing."""
+    source, backup = buckets
+    missing = f"missing-{backup}"
+    seed(s3, source, {"a/x.txt": Obj(b"x", "text/plain", {}, {"t": "1"})})
+    put(s3, backup, "a/old.txt", Obj(b"old", "text/plain", {}, {"t": "old"}))
+    conf = {
+        "missing_source": (missing, backup),
+        "missing_backup": (source, missing),
+        "same_bucket": (source, source),
+    }[case]
+    watched = [source, backup, missing]
+    before = {b: _snapshot_all(s3, b) for b in watched}
+    capsys.readouterr()
+
+    result = backup_run(s3, *conf)
+    out = capsys.readouterr()
+    assert result.run.state == "failed"
+    assert result.run.tasks["validate"] == "failed"
+    succeeded = [t for t, state in result.run.tasks.items() if state == "success"]
+    assert succeeded == [], succeeded
+    assert {b: _snapshot_all(s3, b) for b in watched} == before
+    pattern = expected.format(missing=re.escape(missing), source=re.escape(source))
+    assert re.search(pattern, out.out + out.err), f"no message matching {pattern!r}"
+
+
+def test_failed_validation_leaves_no_crash_in_report(s3: Any, buckets: tuple[str, str], capsys: Any) -> None:
+    """After validate rejects the input, the report step must not crash on missing settings:
+    the one error a user sees should be the one that names the problem."""
+    source, backup = buckets
+    capsys.readouterr()
+    result = backup_run(s3, f"missing-{source}", backup)
+    out = capsys.readouterr().out
+    assert result.run.state == "failed"
+    tracebacks = re.findall(r"^(\w+(?:\.\w+)*(?:Error|Exception)): ", out, flags=re.M)
+    assert all("InvalidRunError" in name for name in tracebacks), tracebacks

@@ -1,0 +1,231 @@
+"""Key-range partitions and how they are planned."""
+
+from __future__ import annotations
+
+import bisect
+import random
+
+import pytest
+
+from s3br_provider.core.partitions import (
+    KeyRange,
+    pick_evenly,
+    plan_from_prefixes,
+    plan_from_samples,
+    ranges_from_boundaries,
+)
+from s3br_provider.core.sampler import KeySampler
+
+
+def holders(ranges: list[KeyRange], key: str) -> list[int]:
+    return [i for i, key_range in enumerate(ranges) if key_range.contains(key)]
+
+
+def assert_tiles_key_space(ranges: list[KeyRange]) -> None:
+    """The ranges are contiguous, start and end unbounded: no gap and no overlap."""
+    assert ranges[0].start_after is None
+    assert ranges[-1].end is None
+    for before, after in zip(ranges, ranges[1:], strict=False):
+        assert before.end is not None
+        assert before.end == after.start_after
+
+
+def keys_per_range(ranges: list[KeyRange], sorted_keys: list[str]) -> list[int]:
+    counts = []
+    for key_range in ranges:
+        low = 0 if key_range.start_after is None else bisect.bisect_right(sorted_keys, key_range.start_after)
+        high = len(sorted_keys) if key_range.end is None else bisect.bisect_right(sorted_keys, key_range.end)
+        counts.append(high - low)
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("key", "inside"),
+    [("a/", False), ("a", False), ("a/0", True), ("b", True), ("m/", True), ("m/0", False), ("z", False)],
+)
+def test_contains_is_open_below_and_closed_above(key: str, inside: bool) -> None:
+    assert KeyRange("a/", "m/").contains(key) is inside
+
+
+def test_unbounded_sides() -> None:
+    assert KeyRange().contains("") and KeyRange().contains("\U0010ffff")
+    assert KeyRange(end="m").contains("a") and not KeyRange(end="m").contains("n")
+    assert KeyRange(start_after="m").contains("n") and not KeyRange(start_after="m").contains("m")
+
+
+@pytest.mark.parametrize(
+    ("key_range", "key", "past"),
+    [
+        (KeyRange("a", "m"), "m", False),
+        (KeyRange("a", "m"), "m0", True),
+        (KeyRange("a", "m"), "a", False),
+        (KeyRange("a"), "\U0010ffff", False),
+    ],
+)
+def test_is_past(key_range: KeyRange, key: str, past: bool) -> None:
+    assert key_range.is_past(key) is past
+
+
+@pytest.mark.parametrize(
+    ("key_range", "label"),
+    [
+        (KeyRange("a/", "m/"), "('a/', 'm/']"),
+        (KeyRange(), "(-inf, +inf]"),
+        (KeyRange(end="m/"), "(-inf, 'm/']"),
+        (KeyRange(start_after="m/"), "('m/', +inf]"),
+    ],
+)
+def test_label(key_range: KeyRange, label: str) -> None:
+    assert key_range.label == label
+
+
+@pytest.mark.parametrize(
+    "key_range", [KeyRange(), KeyRange("a"), KeyRange(end="z"), KeyRange("é/ 😀", "é/+%//")]
+)
+def test_dict_round_trip(key_range: KeyRange) -> None:
+    data = key_range.to_dict()
+    assert set(data) == {"start_after", "end"}
+    assert KeyRange.from_dict(data) == key_range
+
+
+def test_from_dict_of_an_empty_dict_is_everything() -> None:
+    assert KeyRange.from_dict({}) == KeyRange()
+
+
+@pytest.mark.parametrize(("start_after", "end"), [("b", "a"), ("a", "a")])
+def test_empty_range_is_rejected(start_after: str, end: str) -> None:
+    with pytest.raises(ValueError, match="empty key range"):
+        KeyRange(start_after, end)
+
+
+def test_no_boundaries_give_one_range() -> None:
+    assert ranges_from_boundaries([]) == [KeyRange()]
+
+
+def test_boundaries_are_sorted_and_deduplicated() -> None:
+    assert ranges_from_boundaries(["m", "c", "m"]) == [KeyRange(None, "c"), KeyRange("c", "m"), KeyRange("m")]
+
+
+def test_ranges_cover_random_keys_exactly_once() -> None:
+    rng = random.Random(42)
+    alphabet = "ab/+% é😀"
+    keys = {"".join(rng.choices(alphabet, k=rng.randint(1, 6))) for _ in range(3000)}
+    # Some boundaries are keys themselves (the inclusive end must hold them), some are not.
+    boundaries = rng.sample(sorted(keys), 20) + ["".join(rng.choices(alphabet, k=3)) for _ in range(20)]
+    ranges = ranges_from_boundaries(boundaries)
+    assert_tiles_key_space(ranges)
+    for key in keys:
+        assert len(holders(ranges, key)) == 1, key
+
+
+PREFIXES_100 = [f"{i:02d}/" for i in range(100)]
+
+
+@pytest.mark.parametrize("max_partitions", [1, 2, 3, 64, 100, 1000])
+@pytest.mark.parametrize("prefixes", [[], ["only/"], ["a/", "b/", "c/", "d/"], PREFIXES_100])
+def test_plan_from_prefixes_respects_max_partitions(prefixes: list[str], max_partitions: int) -> None:
+    ranges = plan_from_prefixes(prefixes, max_partitions)
+    assert 1 <= len(ranges) <= max_partitions
+    assert len(ranges) <= max(1, len(prefixes))
+    assert_tiles_key_space(ranges)
+    assert {r.end for r in ranges[:-1]} <= set(prefixes)
+
+
+@pytest.mark.parametrize("max_partitions", [1, 2, 7, 64])
+def test_plan_from_prefixes_never_splits_a_prefix(max_partitions: int) -> None:
+    ranges = plan_from_prefixes(PREFIXES_100, max_partitions)
+    for prefix in PREFIXES_100:
+        # the folder marker itself may sit before the boundary; every key under it must not
+        under = {i for key in (f"{prefix}a", f"{prefix}z/9", f"{prefix}😀") for i in holders(ranges, key)}
+        assert len(under) == 1, prefix
+
+
+@pytest.mark.parametrize(("max_partitions", "share"), [(2, 50), (4, 25), (10, 10), (64, 1), (100, 1)])
+def test_plan_from_prefixes_shares_prefixes_evenly(max_partitions: int, share: int) -> None:
+    ranges = plan_from_prefixes(PREFIXES_100, max_partitions)
+    per_range = [sum(1 for p in PREFIXES_100 if r.contains(p + "x")) for r in ranges]
+    assert sum(per_range) == 100
+    assert min(per_range) >= share
+    assert max(per_range) - min(per_range) <= 1
+
+
+def test_plan_from_prefixes_accepts_unsorted_duplicates() -> None:
+    assert plan_from_prefixes(["c/", "a/", "b/", "a/"], 64) == plan_from_prefixes(["a/", "b/", "c/"], 64)
+
+
+@pytest.mark.parametrize("max_partitions", [0, -1])
+def test_plans_reject_max_partitions_below_one(max_partitions: int) -> None:
+    with pytest.raises(ValueError, match="max_partitions"):
+        plan_from_prefixes(["a/"], max_partitions)
+    with pytest.raises(ValueError, match="max_partitions"):
+        plan_from_samples([("a", 1)], target_keys=10, max_partitions=max_partitions)
+
+
+KEYS_100K = [f"k/{i:06d}" for i in range(100_000)]
+
+
+def test_plan_from_samples_sizes_partitions_by_work() -> None:
+    samples = [(key, 1) for key in KEYS_100K]
+    ranges = plan_from_samples(samples, target_keys=20_000, max_partitions=64)
+    assert len(ranges) == 5
+    assert_tiles_key_space(ranges)
+    assert keys_per_range(ranges, KEYS_100K) == [20_000] * 5
+
+
+def test_plan_from_samples_of_a_sampler_is_balanced() -> None:
+    sampler = KeySampler(capacity=256)
+    for key in KEYS_100K:
+        sampler.add(key)
+    ranges = plan_from_samples(sampler.samples(), target_keys=20_000, max_partitions=64)
+    counts = keys_per_range(ranges, KEYS_100K)
+    assert len(ranges) == 5
+    assert sum(counts) == 100_000
+    assert all(abs(count - 20_000) <= 1_000 for count in counts), counts
+
+
+@pytest.mark.parametrize("max_partitions", [1, 2, 3])
+def test_plan_from_samples_respects_max_partitions(max_partitions: int) -> None:
+    samples = [(key, 1) for key in KEYS_100K[::10]]
+    ranges = plan_from_samples(samples, target_keys=100, max_partitions=max_partitions)
+    assert len(ranges) == max_partitions
+    assert_tiles_key_space(ranges)
+
+
+@pytest.mark.parametrize("samples", [[], [("a", 0), ("b", 0)]])
+def test_plan_from_samples_without_weight_is_one_range(samples: list[tuple[str, int]]) -> None:
+    assert plan_from_samples(samples, target_keys=20_000, max_partitions=64) == [KeyRange()]
+
+
+def test_plan_from_samples_below_target_is_one_range() -> None:
+    samples = [("a", 5_000), ("m", 5_000), ("z", 5_000)]
+    assert plan_from_samples(samples, target_keys=20_000, max_partitions=64) == [KeyRange()]
+
+
+def test_plan_from_samples_with_one_heavy_sample_does_not_repeat_a_boundary() -> None:
+    ranges = plan_from_samples([("a", 1), ("m", 100_000), ("z", 1)], target_keys=10_000, max_partitions=64)
+    assert_tiles_key_space(ranges)
+    assert len(ranges) <= 3
+
+
+@pytest.mark.parametrize("count", [0, -3])
+def test_pick_evenly_nothing(count: int) -> None:
+    assert pick_evenly(["a", "b"], count) == []
+
+
+def test_pick_evenly_all_when_there_are_fewer() -> None:
+    assert pick_evenly(["a", "b", "c"], 3) == ["a", "b", "c"]
+    assert pick_evenly(["a", "b", "c"], 10) == ["a", "b", "c"]
+
+
+def test_pick_evenly_spreads_over_the_sequence() -> None:
+    assert pick_evenly([str(i) for i in range(10)], 5) == ["1", "3", "5", "7", "9"]
+
+
+@pytest.mark.parametrize(("size", "count"), [(100, 7), (1000, 3), (10, 9), (64, 63)])
+def test_pick_evenly_picks_distinct_items_in_order(size: int, count: int) -> None:
+    items = [f"{i:04d}" for i in range(size)]
+    picked = pick_evenly(items, count)
+    assert len(picked) == count
+    assert picked == sorted(set(picked))
+    gaps = [items.index(b) - items.index(a) for a, b in zip(picked, picked[1:], strict=False)]
+    assert max(gaps) - min(gaps) <= 1
