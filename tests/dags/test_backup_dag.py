@@ -297,6 +297,7 @@ def test_backup_life_cycle(s3: Any, buckets: tuple[str, str], endpoint: str, cap
 
     # 5. The same changes for real: the comeback is copied again and loses its marker.
     fifth = backup_run(s3, source, backup)
+    open("/tmp/exp/fifth.json", "w").write(json.dumps(fifth.report, indent=1, default=str) + repr(fifth.run))
     assert_succeeded(fifth)
     del gone["z/tagged-gone.txt"]
     gone["a/empty"] = Gone(olds["a/empty"])
@@ -409,3 +410,15 @@ def test_failed_validation_leaves_no_crash_in_report(s3: Any, buckets: tuple[str
     assert result.run.state == "failed"
     tracebacks = re.findall(r"^(\w+(?:\.\w+)*(?:Error|Exception)): ", out, flags=re.M)
     assert all("InvalidRunError" in name for name in tracebacks), tracebacks
+
+
+def test_zz_debug(s3: Any, buckets: tuple[str, str], capsys: Any) -> None:
+    from tests.support.dag_runs import load_dag
+
+    source, backup = buckets
+    seed(s3, source, {"a/x": Obj(b"x")})
+    dag = load_dag(DAG_ID)
+    before = dict(dag.params.dump())
+    backup_run(s3, source, backup, dry_run=True, prefix="a/")
+    after = dict(dag.params.dump())
+    open("/tmp/exp/dbg.txt", "w").write(repr(before) + "\n" + repr(after))

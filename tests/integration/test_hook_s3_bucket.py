@@ -7,6 +7,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -73,6 +74,7 @@ ODD_KEYS = [
     LONG_UNICODE_KEY,
 ]
 DATA_KEYS = [f"data/{i:02d}" for i in range(16)]
+PAGE_KEYS = [f"page/{i:05d}" for i in range(1200)]
 
 
 def md5(body: bytes) -> str:
@@ -122,11 +124,15 @@ def odd_bucket(bulk_s3: Any, put_many: Callable[..., None]) -> OddBucket:
 
 @pytest.fixture(scope="module")
 def big_bucket(bulk_s3: Any, put_many: Callable[..., None]) -> str:
-    """2,500 tiny data keys plus 1,500 reserved ``_s3br/`` keys between data keys."""
+    """1,200 tiny data keys plus 1,100 reserved ``_s3br/`` keys between data keys.
+
+    Enough to cross ListObjectsV2's 1,000-key pages both inside and after the reserved prefix,
+    and small enough for moto (about 200 PutObject a second) to build in seconds.
+    """
     bucket = f"big-{uuid.uuid4().hex[:8]}"
     bulk_s3.create_bucket(Bucket=bucket)
-    keys = ["A", "_a", "_t", "z"] + [f"page/{i:05d}" for i in range(2500)]
-    keys += [f"_s3br/runs/s3_backup/run/{i:05d}.jsonl.gz" for i in range(1500)]
+    keys = ["A", "_a", "_t", "z"] + PAGE_KEYS
+    keys += [f"_s3br/runs/s3_backup/run/{i:05d}.jsonl.gz" for i in range(1100)]
     put_many(bucket, keys)
     return bucket
 
@@ -155,7 +161,7 @@ def test_ranges_partition_odd_keys_exactly_once_in_order(hook: S3BucketHook, odd
             md5(bodies[obj.key]),
             "STANDARD",
         )
-    assert sum(o.size == 0 for o in seen) >= 6
+    assert sum(o.size == 0 for o in seen) == 4
     assert len(LONG_ASCII_KEY.encode()) == len(LONG_UNICODE_KEY.encode()) == 1000
 
 
@@ -181,17 +187,20 @@ def test_prefix_filter(hook: S3BucketHook, odd_bucket: OddBucket) -> None:
 
 def test_listing_crosses_pages(hook: S3BucketHook, big_bucket: str) -> None:
     pages = [o.key for o in listed(hook, big_bucket, "page/")]
-    assert pages == [f"page/{i:05d}" for i in range(2500)]
-    middle = [o.key for o in listed(hook, big_bucket, "", KeyRange("page/00999", "page/02000"))]
-    assert middle == [f"page/{i:05d}" for i in range(1000, 2001)]
+    assert pages == PAGE_KEYS
+    middle = [o.key for o in listed(hook, big_bucket, "", KeyRange("page/00099", "page/01150"))]
+    assert middle == PAGE_KEYS[100:1151]
 
 
 def test_reserved_prefix_is_skipped_and_later_keys_listed(big_bucket: str, fault_proxy: FaultProxy) -> None:
     proxy_hook = S3BucketHook(aws_conn_id=PROXY_CONN_ID)
     keys = [o.key for o in listed(proxy_hook, big_bucket)]
-    assert keys == ["A", "_a", "_t"] + [f"page/{i:05d}" for i in range(2500)] + ["z"]
-    # 1,500 reserved keys are jumped over, not paged through: 1 page to meet them + 3 after.
-    assert fault_proxy.operations()["ListObjectsV2"] <= 4
+    assert keys == ["A", "_a", "_t", *PAGE_KEYS, "z"]
+    # The reserved keys are jumped over with a fresh StartAfter, not paged through:
+    # one page meets them, two more list the 1,202 keys after them.
+    requests = [r for r in fault_proxy.records if r.operation == "ListObjectsV2"]
+    assert len(requests) == 3
+    assert requests[1].query.get("start-after") == "_s3br/\U0010ffff"
     inside = KeyRange("_a", "_s3br/runs/s3_backup/run/00700.jsonl.gz")
     assert listed(proxy_hook, big_bucket, "", inside) == []
     assert [o.key for o in listed(proxy_hook, big_bucket, "", KeyRange("_a", "_t"))] == ["_t"]
@@ -284,8 +293,8 @@ def test_multipart_copy_keeps_everything(
     ops = fault_proxy.operations()
     assert (ops["CreateMultipartUpload"], ops["UploadPartCopy"], ops["CompleteMultipartUpload"]) == (1, 3, 1)
     assert ops["CopyObject"] == 0
-    ranges = sorted(r.query and dict(r.query) for r in fault_proxy.records if r.operation == "UploadPartCopy")
-    assert [r["partNumber"] for r in ranges] == ["1", "2", "3"]
+    parts = sorted(r.query["partNumber"] for r in fault_proxy.records if r.operation == "UploadPartCopy")
+    assert parts == ["1", "2", "3"]
 
 
 @pytest.mark.parametrize("size", [1024, 6 * MiB], ids=["copy-object", "multipart"])
@@ -486,12 +495,18 @@ def test_iter_versions_groups_keys_across_pages(
     hook: S3BucketHook, s3: Any, new_bucket: Callable[..., str]
 ) -> None:
     bucket = new_bucket("pages", versioned=True)
-    for key, count in (("k1", 600), ("k2", 600)):
-        for i in range(count):
+
+    def versions_of(key: str) -> None:  # one thread per key keeps each key's versions ordered
+        for i in range(350):
             s3.put_object(Bucket=bucket, Key=key, Body=str(i).encode())
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(versions_of, ["k1", "k2", "k3"]))
     groups = list(group_by_key(hook.iter_versions(bucket, "", KeyRange())))
-    assert [(g[0].key, len(g)) for g in groups] == [("k1", 600), ("k2", 600)]
-    assert len({e.obj.version_id for g in groups for e in g}) == 1200
+    assert [(g[0].key, len(g)) for g in groups] == [("k1", 350), ("k2", 350), ("k3", 350)]
+    assert len({e.obj.version_id for g in groups for e in g}) == 1050
+    tail = [e.key for e in hook.iter_versions(bucket, "", KeyRange("k2", None))]
+    assert tail == ["k3"] * 350
 
 
 # Manifests -----------------------------------------------------------------------------------
@@ -515,3 +530,17 @@ def test_upload_download_and_json(
     assert hook.get_json_bytes(f"s3://{bucket}/_s3br/stats/missing.json") is None
     with pytest.raises(ClientError):
         hook.get_json_bytes(f"s3://missing-{uuid.uuid4().hex[:8]}/x.json")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="moto 5.2 differs from AWS: ListObjectVersions with a KeyMarker alone skips one entry "
+    "after the marker instead of every version of keys <= marker, so a marker that is not a key "
+    "loses the newest version of the next key",
+)
+def test_iter_versions_from_a_marker_that_is_not_a_key(
+    hook: S3BucketHook, s3: Any, new_bucket: Callable[..., str]
+) -> None:
+    bucket = new_bucket("hist", versioned=True)
+    versioned_history(s3, bucket)
+    assert [e.key for e in hook.iter_versions(bucket, "", KeyRange("a0", "c"))] == ["b", "b", "b", "c", "c"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import deque
@@ -59,7 +60,7 @@ def prefetch(items: Iterable[T], depth: int = 2000) -> Iterator[T]:
         while not stop.is_set():
             try:
                 buffer.put(item, timeout=0.5)
-                return True
+                return not stop.is_set()
             except queue.Full:
                 continue
         return False
@@ -82,6 +83,10 @@ def prefetch(items: Iterable[T], depth: int = 2000) -> Iterator[T]:
             yield item
     finally:
         stop.set()
+        # Empty the buffer: frees what it holds and wakes a producer waiting for room.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                buffer.get_nowait()
 
 
 class _Failure:

@@ -155,6 +155,8 @@ class S3BucketHook(AwsBaseHook):
                     if key_range.is_past(key):
                         return
                     if is_reserved(key):
+                        if start_after is not None and start_after >= _AFTER_RESERVED:
+                            continue  # a key past the jump point: jumping again would loop forever
                         start_after, jumped = _AFTER_RESERVED, True
                         break
                     yield ObjectInfo.from_listing(item)
@@ -181,7 +183,8 @@ class S3BucketHook(AwsBaseHook):
             for entry in entries:
                 if key_range.is_past(entry.key):
                     return
-                if not is_reserved(entry.key):
+                # contains(): some endpoints (moto) also return versions of the KeyMarker key itself.
+                if not is_reserved(entry.key) and key_range.contains(entry.key):
                     yield entry
 
     # Objects -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from s3br_provider.core.diff import Action, Compare, merge_listings
+from s3br_provider.core.diff import Action, Compare, is_multipart_etag, merge_listings
 from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import bounded_map, prefetch
@@ -54,6 +54,21 @@ class CopyRoute:
                 restore=True,
             )
         raise ValueError(f"mode must be 'backup' or 'restore', got {mode!r}")
+
+
+class CopyMismatchError(Exception):
+    """A copy does not match its source (size or content fingerprint)."""
+
+
+def check_copy(target: S3BucketHook, bucket: str, source: ObjectInfo, *, multipart: bool) -> None:
+    """Compare a fresh copy with its source: size always; the ETag (an MD5 of the content)
+    when both are single-part, since a multipart ETag depends on the part sizes."""
+    head = target.head(bucket, source.key)
+    if head["ContentLength"] != source.size:
+        raise CopyMismatchError(f"size {head['ContentLength']} != source size {source.size}")
+    etag = head.get("ETag", "").strip('"')
+    if not multipart and not is_multipart_etag(source.etag) and etag != source.etag:
+        raise CopyMismatchError(f"ETag {etag} != source ETag {source.etag}")
 
 
 class S3CopyBatchOperator(S3brPartitionOperator):
@@ -138,6 +153,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
 
     def _copier(self, target: S3BucketHook, route: CopyRoute, threshold: int, storage_class: str | None):
         include_deleted = self.settings.get("include_deleted", False)
+        verify = self.settings.get("verify", False)
 
         def copy_one(obj: ObjectInfo) -> str:
             tags = None
@@ -156,6 +172,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 tags=tags,
                 storage_class=storage_class if route.restore else None,
             )
+            if verify:
+                check_copy(target, route.target_bucket, obj, multipart=obj.size > threshold)
             return "copied"
 
         return copy_one

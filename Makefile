@@ -1,0 +1,24 @@
+# s3br: the two commands of the README, and the set-up they share.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint setup bench
+
+demo: setup  ## Backup then restore against an embedded moto S3 server and SQLite Airflow.
+	$(BIN)/python scripts/demo.py
+
+test: setup  ## The whole test suite (unit, integration against moto, whole DAG runs).
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+setup: $(BIN)/airflow
+
+$(BIN)/airflow: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+	$(BIN)/uv pip install -q -p $(BIN)/python -e ".[dev]"
+	touch $@

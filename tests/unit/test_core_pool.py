@@ -1,0 +1,132 @@
+"""The bounded worker pool and the background prefetcher."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from s3br_provider.core.pool import bounded_map, bounded_map_ordered, prefetch
+
+MapFn = Callable[..., Iterator[tuple[int, int | None, BaseException | None]]]
+MAPS = [pytest.param(bounded_map, id="unordered"), pytest.param(bounded_map_ordered, id="ordered")]
+
+
+def square_unless_seven(item: int) -> int:
+    if item % 7 == 0:
+        raise ValueError(f"item {item} is bad")
+    return item * item
+
+
+class CountingItems:
+    """An input that records, at every read, how far it has run ahead of the results seen."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.read = 0
+        self.results = 0
+        self.most_ahead = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for item in range(self.count):
+            self.read += 1
+            self.most_ahead = max(self.most_ahead, self.read - self.results)
+            yield item
+
+
+@pytest.mark.parametrize("map_fn", MAPS)
+def test_every_item_once_with_its_result_or_error(map_fn: MapFn) -> None:
+    outcomes = list(map_fn(square_unless_seven, range(200), workers=4))
+
+    assert sorted(item for item, _, _ in outcomes) == list(range(200))
+    for item, result, error in outcomes:
+        if item % 7 == 0:
+            assert result is None
+            assert isinstance(error, ValueError) and str(error) == f"item {item} is bad"
+        else:
+            assert (result, error) == (item * item, None)
+
+
+def test_ordered_map_keeps_input_order_despite_slow_items() -> None:
+    def slow_first(item: int) -> int:
+        if item == 0:
+            time.sleep(0.05)
+        return item
+
+    assert [item for item, _, _ in bounded_map_ordered(slow_first, range(50), workers=4)] == list(range(50))
+
+
+def test_unordered_map_yields_finished_items_first() -> None:
+    release = threading.Event()
+
+    def wait_on_first(item: int) -> int:
+        if item == 0:
+            release.wait(5)
+        return item
+
+    outcomes = bounded_map(wait_on_first, range(6), workers=2, max_in_flight=4)
+    first = next(outcomes)[0]
+    release.set()
+    assert first != 0
+    assert sorted([first, *(item for item, _, _ in outcomes)]) == list(range(6))
+
+
+@pytest.mark.parametrize("map_fn", MAPS)
+@pytest.mark.parametrize(
+    ("workers", "max_in_flight", "limit"), [(2, None, 8), (4, 3, 3), (1, 1, 1), (8, 16, 16)]
+)
+def test_read_ahead_is_bounded(map_fn: MapFn, workers: int, max_in_flight: int | None, limit: int) -> None:
+    items = CountingItems(300)
+    for _ in map_fn(square_unless_seven, items, workers=workers, max_in_flight=max_in_flight):
+        items.results += 1
+    assert items.results == 300
+    assert items.most_ahead == limit
+
+
+def test_prefetch_yields_everything_in_order() -> None:
+    assert list(prefetch(iter(range(10_000)), depth=16)) == list(range(10_000))
+    assert list(prefetch([], depth=16)) == []
+
+
+def test_prefetch_raises_the_producer_error_after_the_items_before_it() -> None:
+    def failing() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise RuntimeError("listing page 3 failed")
+
+    received: list[int] = []
+    with pytest.raises(RuntimeError, match="listing page 3 failed"):
+        for item in prefetch(failing(), depth=4):
+            received.append(item)
+    assert received == [1, 2]
+
+
+class ProducerProbe:
+    """An endless input that remembers the thread producing it and how much it produced."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.produced = 0
+        self.thread: threading.Thread | None = None
+
+    def __iter__(self) -> Iterator[int]:
+        self.thread = threading.current_thread()
+        while self.limit is None or self.produced < self.limit:
+            self.produced += 1
+            yield self.produced
+
+
+@pytest.mark.parametrize("limit", [None, 3], ids=["endless-input", "input-exhausted-with-buffer-full"])
+def test_prefetch_stops_the_producer_when_the_consumer_stops(limit: int | None) -> None:
+    probe = ProducerProbe(limit)
+    items = prefetch(probe, depth=2)
+    assert next(items) == 1
+    time.sleep(0.05)  # let the producer fill the buffer and block on it
+    items.close()
+
+    assert probe.thread is not None and probe.thread is not threading.current_thread()
+    probe.thread.join(timeout=3)
+    assert not probe.thread.is_alive()
+    assert probe.produced <= 1 + 2 + 1  # taken, buffered, and one waiting for room
