@@ -33,6 +33,8 @@ def main() -> int:
     started = time.monotonic()
     with moto_process() as endpoint:
         env = {**os.environ, **env_for_airflow(str(DEMO / "airflow"), endpoint)}
+        # Small partitions so the demo's 242 objects show several mapped tasks (default 5,000).
+        env["AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION"] = "50"
         s3 = s3_client(endpoint)
         step(f"moto S3 server at {endpoint}; Airflow home {DEMO / 'airflow'} (SQLite)")
         airflow(env, "db", "migrate")

@@ -59,3 +59,8 @@ def bucket_names() -> Iterator[Any]:
         return f"{role}-{token}"
 
     yield name
+
+
+# Small partitions, so that the small data sets of the tests still spread over several mapped
+# tasks (production default: 5,000 keys per partition).
+os.environ.setdefault("AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION", "10")

@@ -40,6 +40,20 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "s3br", "python-modules": ["s3br_provider.triggers.glacier_restore"]}
         ],
+        "config": {
+            "s3br": {
+                "description": "Tuning of the s3br backup and restore DAGs.",
+                "options": {
+                    "target_keys_per_partition": {
+                        "description": "Keys per mapped key partition when planning a run.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "5000",
+                        "default": "5000",
+                    }
+                },
+            }
+        },
         "hooks": [
             {
                 "integration-name": "s3br",

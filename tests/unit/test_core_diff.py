@@ -260,9 +260,8 @@ def test_merge_throughput() -> None:
         gc.unfreeze()
 
     keys = len(source) + len(backup)
-    print(
-        f"\nmerge_listings: {keys} listed keys ({n} distinct) in {elapsed:.3f} s = {keys / elapsed:,.0f} keys/s"
-    )
+    rate = keys / elapsed
+    print(f"\nmerge_listings: {keys} listed keys ({n} distinct) in {elapsed:.3f} s = {rate:,.0f} keys/s")
     both = [i for i in range(n) if i % 4 and i % 5]
     assert counts[Action.NEW] == sum(1 for i in range(n) if i % 5 and not i % 4)
     assert counts[Action.VANISHED] == sum(1 for i in range(n) if i % 4 and not i % 5)

@@ -81,7 +81,7 @@ def check_bucket_name(value: Any, param: str) -> str:
     """Return a valid bucket name or raise naming the Param."""
     if not isinstance(value, str) or not value:
         raise SettingsError(f"{param} is required: give the name of an S3 bucket")
-    if not _BUCKET.match(value) or ".." in value:
+    if not _BUCKET.fullmatch(value) or ".." in value:
         raise SettingsError(f"{param} {value!r} is not a valid S3 bucket name")
     return value
 

@@ -336,3 +336,18 @@ class S3BucketHook(AwsBaseHook):
             if error_code(error) in ("NoSuchKey", "404"):
                 return None
             raise
+
+    # Planning ------------------------------------------------------------------------------
+
+    def count_keys(self, bucket: str, prefix: str, limit: int = 1000) -> tuple[int, bool]:
+        """Return how many keys one listing page under ``prefix`` holds, and whether there are more."""
+        page = self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=limit)
+        return int(page.get("KeyCount", 0)), bool(page.get("IsTruncated"))
+
+    def list_uploads(self, bucket: str, prefix: str) -> Iterator[tuple[str, str]]:
+        """Yield ``(key, upload_id)`` of the multipart uploads in progress under ``prefix``."""
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=bucket, Prefix=prefix
+        ):
+            for upload in page.get("Uploads", []):
+                yield upload["Key"], upload["UploadId"]

@@ -6,12 +6,25 @@ from typing import Any
 
 from airflow.configuration import conf
 
-from s3br_provider.core.partitions import KeyRange, plan_from_prefixes, plan_from_samples
+from s3br_provider.core.partitions import KeyRange, plan_from_prefix_counts, plan_from_samples
+from s3br_provider.core.pool import bounded_map_ordered
 from s3br_provider.core.stats import decode_stats, stats_uri
 from s3br_provider.operators.base import S3brBaseOperator
 
-TARGET_KEYS_PER_PARTITION = 20_000
+TARGET_KEYS_PER_PARTITION = 5_000
+"""Keys per mapped partition: enough work to outweigh a task's start-up (about a second),
+small enough to spread a large bucket over many workers."""
 MAX_PREFIX_DEPTH = 3
+
+
+def map_in_threads(fn, items: list) -> list:
+    """Apply ``fn`` to ``items`` on a few threads, keeping their order; raise the first error."""
+    results = []
+    for _, result, error in bounded_map_ordered(fn, items, workers=16):
+        if error is not None:
+            raise error
+        results.append(result)
+    return results
 
 
 class S3PlanPartitionsOperator(S3brBaseOperator):
@@ -19,11 +32,13 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
 
     With statistics from an earlier run (key samples kept in ``_s3br/stats/``), partitions are
     sized to about ``target_keys`` keys each. Without them, common prefixes (``/``-delimited,
-    descending while there is a single one) mark the boundaries.
+    descending while there is a single one) are counted (one listing page each, in parallel)
+    and grouped into ranges of about ``target_keys`` keys.
 
     :param bucket_setting: which settings entry names the bucket to explore.
     :param conn_setting: which settings entry names the connection for that bucket.
-    :param target_keys: keys per partition when statistics are available.
+    :param target_keys: keys per partition; default: the Airflow option
+        ``[s3br] target_keys_per_partition`` (env ``AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION``), 5,000.
     """
 
     def __init__(
@@ -31,7 +46,7 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         *,
         bucket_setting: str,
         conn_setting: str,
-        target_keys: int = TARGET_KEYS_PER_PARTITION,
+        target_keys: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -41,6 +56,9 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
         settings = self.settings
+        self.target_keys = self.target_keys or conf.getint(
+            "s3br", "target_keys_per_partition", fallback=TARGET_KEYS_PER_PARTITION
+        )
         limit = min(settings["max_partitions"], conf.getint("core", "max_map_length", fallback=1024))
         ranges, source = self._plan(settings, limit)
         plan = [{"index": i, **r.to_dict()} for i, r in enumerate(ranges)]
@@ -64,4 +82,10 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
             if len(prefixes) != 1:
                 break
             prefix = prefixes[0]
-        return plan_from_prefixes(prefixes, limit), f"{len(prefixes)} common prefixes"
+        if not prefixes:
+            return [KeyRange()], "a flat key space"
+        counts = list(
+            map_in_threads(lambda p: (p, *hook.count_keys(settings[self.bucket_setting], p)), prefixes)
+        )
+        ranges = plan_from_prefix_counts(counts, target_keys=self.target_keys, max_partitions=limit)
+        return ranges, f"{len(prefixes)} common prefixes"

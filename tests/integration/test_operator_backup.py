@@ -1,0 +1,382 @@
+"""The backup operators' execute() against moto, with the minimal context each one reads."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from s3br_provider.core.manifest import read_manifest, split_s3_uri
+from s3br_provider.core.partitions import KeyRange
+from s3br_provider.core.stats import encode_stats, stats_uri
+from s3br_provider.hooks.s3_bucket import MiB, S3BucketHook
+from s3br_provider.operators.copy_batch import S3CopyBatchOperator
+from s3br_provider.operators.diff import S3DiffPartitionOperator
+from s3br_provider.operators.plan import S3PlanPartitionsOperator
+from s3br_provider.operators.tag_deleted import S3TagDeletedOperator
+from s3br_provider.operators.validate import S3BackupValidateOperator
+from tests.integration.conftest import PROXY_CONN_ID
+from tests.support.fault_proxy import FaultProxy
+from tests.support.s3 import list_keys, snapshot
+
+WHOLE = {"index": 0, "start_after": None, "end": None}
+PROXIED = {"source_aws_conn_id": PROXY_CONN_ID, "backup_aws_conn_id": PROXY_CONN_ID}
+SOURCE_OBJECTS: dict[str, tuple[bytes, dict[str, str]]] = {
+    "docs/readme.txt": (b"read me\n" * 50, {"team": "blue", "note": "a b+c"}),
+    "docs/ünï code+plus %.txt": (b"unicode", {"lang": "Grüße"}),
+    "emoji/🚀 launch": (b"\xf0\x9f\x9a\x80" * 10, {}),
+    "folder/": (b"", {}),
+    "gone/soon.txt": (b"soon gone", {"keep": "me", "owner": "ops"}),
+    **{f"data/{i:02d}": (os.urandom(100 + i), {"n": str(i)}) for i in range(8)},
+}
+DATA_WRITES = {"CopyObject", "UploadPartCopy", "CreateMultipartUpload", "PutObjectTagging"}
+
+
+def context(params: dict[str, Any] | None = None, *, run_id: str = "manual__x", try_number: int = 1) -> dict:
+    """What the operators read from an Airflow context."""
+    return {"params": params or {}, "run_id": run_id, "ti": SimpleNamespace(try_number=try_number)}
+
+
+def validate(source: str, backup: str, *, run_id: str = "manual__x", **params: Any) -> dict[str, Any]:
+    op = S3BackupValidateOperator(task_id="validate")
+    return op.execute(context({"source_bucket": source, "backup_bucket": backup, **params}, run_id=run_id))
+
+
+def diff(settings: dict[str, Any], partition: dict[str, Any] = WHOLE) -> dict[str, Any]:
+    return S3DiffPartitionOperator(task_id="diff", settings=settings, partition=partition).execute(context())
+
+
+def copy(settings: dict[str, Any], work: dict[str, Any], *, try_number: int = 1) -> dict[str, Any]:
+    op = S3CopyBatchOperator(task_id="copy_batch", settings=settings, partition=WHOLE, work=work)
+    return op.execute(context(try_number=try_number))
+
+
+def tag(settings: dict[str, Any], work: dict[str, Any]) -> dict[str, Any]:
+    op = S3TagDeletedOperator(task_id="tag_deleted", settings=settings, partition=WHOLE, work=work)
+    return op.execute(context())
+
+
+def plan(settings: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
+    op = S3PlanPartitionsOperator(
+        task_id="plan",
+        settings=settings,
+        bucket_setting="source_bucket",
+        conn_setting="source_aws_conn_id",
+        **kwargs,
+    )
+    return op.execute(context())
+
+
+def put_objects(s3: Any, bucket: str, objects: dict[str, tuple[bytes, dict[str, str]]]) -> None:
+    for key, (body, tags) in objects.items():
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentType="text/plain" if key.endswith(".txt") else "application/octet-stream",
+            Metadata={"origin": "test", "size": str(len(body))},
+            Tagging=urlencode(tags),
+        )
+
+
+def assert_backup_equals_source(s3: Any, source: str, backup: str) -> None:
+    keys = list_keys(s3, source)
+    assert list_keys(s3, backup) == keys
+    for key in keys:
+        src, dst = snapshot(s3, source, key), snapshot(s3, backup, key)
+        assert (dst.body, dst.content_type, dst.metadata, dst.tags) == (
+            src.body,
+            src.content_type,
+            src.metadata,
+            src.tags,
+        ), key
+
+
+def keys_of(uri: str) -> str:
+    return split_s3_uri(uri)[1]
+
+
+@pytest.fixture
+def buckets(s3: Any, bucket_names: Callable[[str], str]) -> SimpleNamespace:
+    """A source with SOURCE_OBJECTS (and one 6 MiB object) and an empty backup bucket."""
+    names = SimpleNamespace(source=bucket_names("src"), backup=bucket_names("bak"))
+    s3.create_bucket(Bucket=names.source)
+    s3.create_bucket(Bucket=names.backup)
+    put_objects(s3, names.source, SOURCE_OBJECTS)
+    put_objects(s3, names.source, {"big/six-mib.bin": (os.urandom(6 * MiB), {"size": "big"})})
+    return names
+
+
+# validate ------------------------------------------------------------------------------------
+
+
+def test_validate_returns_settings_and_writes_nothing(
+    buckets: SimpleNamespace, fault_proxy: FaultProxy
+) -> None:
+    settings = validate(buckets.source, buckets.backup, compare="checksum", **PROXIED)
+    assert settings["source_bucket"] == buckets.source and settings["backup_bucket"] == buckets.backup
+    assert settings["compare"] == "checksum" and settings["dry_run"] is False
+    assert settings["run_uri"].startswith(f"s3://{buckets.backup}/_s3br/runs/")
+    assert settings["run_uri"].endswith("/manual__x")
+    assert fault_proxy.writes() == []
+    assert set(fault_proxy.operations()) == {"HeadBucket"}
+
+
+def test_validate_missing_source_bucket(buckets: SimpleNamespace, bucket_names: Callable[[str], str]) -> None:
+    missing = bucket_names("nosuch")
+    with pytest.raises(AirflowFailException, match=f"source_bucket '{missing}' does not exist") as error:
+        validate(missing, buckets.backup)
+    assert type(error.value) is not AirflowFailException  # a subclass: InvalidRunError
+    with pytest.raises(AirflowFailException, match=f"backup_bucket '{missing}' does not exist"):
+        validate(buckets.source, missing)
+
+
+def test_validate_source_equal_to_backup(buckets: SimpleNamespace, fault_proxy: FaultProxy) -> None:
+    with pytest.raises(AirflowFailException, match=f"both '{buckets.source}'"):
+        validate(buckets.source, buckets.source, **PROXIED)
+    assert fault_proxy.records == []  # rejected before any request
+
+
+def test_validate_bad_compare_names_the_param(buckets: SimpleNamespace, fault_proxy: FaultProxy) -> None:
+    with pytest.raises(AirflowFailException, match="compare 'sha1'"):
+        validate(buckets.source, buckets.backup, compare="sha1", **PROXIED)
+    assert fault_proxy.records == []
+
+
+def test_validate_falls_back_to_variables(buckets: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_S3BR_SOURCE_BUCKET", buckets.source)
+    assert validate("", buckets.backup)["source_bucket"] == buckets.source
+    monkeypatch.setenv("AIRFLOW_VAR_S3BR_BACKUP_BUCKET", buckets.backup)
+    settings = validate("", "")
+    assert (settings["source_bucket"], settings["backup_bucket"]) == (buckets.source, buckets.backup)
+
+
+def test_validate_without_param_or_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_VAR_S3BR_SOURCE_BUCKET", raising=False)
+    with pytest.raises(AirflowFailException, match="source_bucket is required"):
+        validate("", "some-backup")
+
+
+# plan ----------------------------------------------------------------------------------------
+
+
+def covered_keys(settings: dict[str, Any], partitions: list[dict[str, Any]]) -> list[str]:
+    hook = S3BucketHook(aws_conn_id="aws_default")
+    keys: list[str] = []
+    for partition in partitions:
+        key_range = KeyRange.from_dict(partition)
+        keys += [o.key for o in hook.iter_objects(settings["source_bucket"], settings["prefix"], key_range)]
+    return keys
+
+
+def assert_contiguous(partitions: list[dict[str, Any]]) -> None:
+    assert [p["index"] for p in partitions] == list(range(len(partitions)))
+    assert partitions[0]["start_after"] is None and partitions[-1]["end"] is None
+    for before, after in zip(partitions, partitions[1:], strict=False):
+        assert before["end"] == after["start_after"]
+
+
+def test_plan_from_common_prefixes(s3: Any, bucket_names: Callable[[str], str]) -> None:
+    source, backup = bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    keys = ["0-root", "zz-root"] + [f"p{i}/{name}" for i in range(10) for name in ("", "a", "b/c")]
+    put_objects(s3, source, {key: (b"x", {}) for key in keys})
+    settings = validate(source, backup, max_partitions=4)
+    partitions = plan(settings)
+    assert 1 < len(partitions) <= 4
+    assert_contiguous(partitions)
+    covered = covered_keys(settings, partitions)
+    assert sorted(covered) == sorted(keys) and len(covered) == len(keys)
+    assert all(covered_keys(settings, [p]) for p in partitions)  # no empty partition
+
+
+def test_plan_descends_a_single_common_prefix(s3: Any, bucket_names: Callable[[str], str]) -> None:
+    source, backup = bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    keys = [f"root/{i}/k" for i in range(6)]
+    put_objects(s3, source, {key: (b"x", {}) for key in keys})
+    settings = validate(source, backup, max_partitions=3)
+    partitions = plan(settings)
+    assert len(partitions) == 3
+    assert all(p["end"] is None or p["end"].startswith("root/") for p in partitions)
+    assert sorted(covered_keys(settings, partitions)) == keys
+
+
+def test_plan_from_statistics(s3: Any, bucket_names: Callable[[str], str]) -> None:
+    source, backup = bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    samples = [(f"k{i:04d}", 100) for i in range(1000)]  # 100,000 keys
+    bucket, key = split_s3_uri(stats_uri(backup, ""))
+    s3.put_object(Bucket=bucket, Key=key, Body=encode_stats("", samples))
+    settings = validate(source, backup)
+    partitions = plan(settings)  # 20,000 keys a partition by default
+    assert [p["end"] for p in partitions] == ["k0199", "k0399", "k0599", "k0799", None]
+    assert_contiguous(partitions)
+    assert len(plan(settings, target_keys=25_000)) == 4
+    assert len(plan(validate(source, backup, max_partitions=3))) == 3
+    # Statistics of another prefix do not apply.
+    assert plan(validate(source, backup, prefix="other/")) == [{"index": 0, "start_after": None, "end": None}]
+
+
+# diff -> copy -> tag -------------------------------------------------------------------------
+
+
+def test_diff_copy_tag_flow(s3: Any, buckets: SimpleNamespace, fault_proxy: FaultProxy) -> None:
+    settings = validate(buckets.source, buckets.backup, multipart_threshold_mb=5, **PROXIED)
+    run_uri = settings["run_uri"]
+    work = diff(settings)
+    sources = list_keys(s3, buckets.source)
+    sizes = sum(len(body) for body, _ in SOURCE_OBJECTS.values()) + 6 * MiB
+    assert (work["source_objects"], work["backup_objects"], work["new"]) == (len(sources), 0, len(sources))
+    assert (work["changed"], work["unchanged"], work["vanished"]) == (0, 0, 0)
+    assert work["bytes_to_copy"] == sizes
+    assert work["copy_manifest"] == f"{run_uri}/copy/p00000.jsonl.gz"
+    assert work["vanished_manifest"] is None
+    reserved = list_keys(s3, buckets.backup, include_reserved=True)
+    assert {keys_of(work["copy_manifest"]), keys_of(work["samples_uri"])} <= set(reserved)
+    hook = S3BucketHook(aws_conn_id="aws_default")
+    assert [r["k"] for r in read_manifest(hook, work["copy_manifest"])] == sources
+
+    fault_proxy.reset_records()
+    done = copy(settings, work)
+    assert (done["copied"], done["bytes"], done["failed"], done["skipped_done"]) == (
+        len(sources),
+        sizes,
+        0,
+        0,
+    )
+    assert_backup_equals_source(s3, buckets.source, buckets.backup)
+    ops = fault_proxy.operations()
+    assert (ops["CopyObject"], ops["UploadPartCopy"]) == (len(sources) - 1, 2)
+
+    # The source object vanishes: the backup keeps it, tagged, with its old tags.
+    s3.delete_object(Bucket=buckets.source, Key="gone/soon.txt")
+    settings = validate(buckets.source, buckets.backup, run_id="manual__y", **PROXIED)
+    work = diff(settings)
+    assert (work["vanished"], work["unchanged"], work["new"]) == (1, len(sources) - 1, 0)
+    assert work["copy_manifest"] is None
+    assert work["vanished_manifest"] == f"{settings['run_uri']}/vanished/p00000.jsonl.gz"
+    assert keys_of(work["vanished_manifest"]) in list_keys(s3, buckets.backup, include_reserved=True)
+    assert copy(settings, work)["copied"] == 0
+    tagged = tag(settings, work)
+    assert (tagged["tagged"], tagged["already_tagged"], tagged["failed"]) == (1, 0, 0)
+    gone = snapshot(s3, buckets.backup, "gone/soon.txt")
+    assert gone.body == b"soon gone"
+    deleted_at = gone.tags.pop("DeletedAt")
+    assert gone.tags == {"keep": "me", "owner": "ops", "Deleted": "True"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d", deleted_at)
+    age = datetime.now(UTC) - datetime.fromisoformat(deleted_at).replace(tzinfo=UTC)
+    assert 0 <= age.total_seconds() < 120
+
+    # A later run leaves the first DeletedAt alone (here: one set on an earlier day).
+    first_marked = {"keep": "me", "owner": "ops", "Deleted": "True", "DeletedAt": "2020-01-02T03:04"}
+    S3BucketHook(aws_conn_id="aws_default").put_tags(buckets.backup, "gone/soon.txt", first_marked)
+    settings = validate(buckets.source, buckets.backup, run_id="manual__z", **PROXIED)
+    work = diff(settings)
+    fault_proxy.reset_records()
+    again = tag(settings, work)
+    assert (again["tagged"], again["already_tagged"]) == (0, 1)
+    assert snapshot(s3, buckets.backup, "gone/soon.txt").tags == first_marked
+    assert fault_proxy.operations()["PutObjectTagging"] == 0
+
+
+def test_nothing_to_do_rewrites_nothing(s3: Any, buckets: SimpleNamespace, fault_proxy: FaultProxy) -> None:
+    settings = validate(buckets.source, buckets.backup, multipart_threshold_mb=5, **PROXIED)
+    copy(settings, diff(settings))
+    before = {key: snapshot(s3, buckets.backup, key, body=False) for key in list_keys(s3, buckets.backup)}
+    fault_proxy.reset_records()
+    settings = validate(buckets.source, buckets.backup, run_id="manual__again", **PROXIED)
+    work = diff(settings)
+    assert (work["new"], work["changed"], work["vanished"]) == (0, 0, 0)
+    assert work["unchanged"] == len(before) and work["copy_manifest"] is None
+    assert copy(settings, work)["copied"] == 0
+    assert tag(settings, work)["tagged"] == 0
+    assert {w.operation for w in fault_proxy.writes()} == {"PutObject"}
+    assert all(w.key.startswith("_s3br/") for w in fault_proxy.writes())  # run files only
+    after = {key: snapshot(s3, buckets.backup, key, body=False) for key in list_keys(s3, buckets.backup)}
+    assert after == before
+
+
+def test_object_back_in_source_is_copied_without_the_marker(s3: Any, buckets: SimpleNamespace) -> None:
+    settings = validate(buckets.source, buckets.backup, multipart_threshold_mb=5)
+    copy(settings, diff(settings))
+    s3.delete_object(Bucket=buckets.source, Key="gone/soon.txt")
+    settings = validate(buckets.source, buckets.backup, run_id="manual__2")
+    tag(settings, diff(settings))
+    assert snapshot(s3, buckets.backup, "gone/soon.txt").tags["Deleted"] == "True"
+    put_objects(s3, buckets.source, {"gone/soon.txt": (b"back again, longer", {"keep": "again"})})
+    settings = validate(buckets.source, buckets.backup, run_id="manual__3")
+    work = diff(settings)
+    assert (work["changed"], work["vanished"]) == (1, 0)
+    assert copy(settings, work)["copied"] == 1
+    assert_backup_equals_source(s3, buckets.source, buckets.backup)
+    assert snapshot(s3, buckets.backup, "gone/soon.txt").tags == {"keep": "again"}
+
+
+def test_dry_run_writes_nothing(s3: Any, buckets: SimpleNamespace, fault_proxy: FaultProxy) -> None:
+    put_objects(s3, buckets.backup, {"old/only-in-backup": (b"old", {}), "docs/readme.txt": (b"older", {})})
+    before = list_keys(s3, buckets.backup, include_reserved=True)
+    settings = validate(buckets.source, buckets.backup, dry_run=True, **PROXIED)
+    work = diff(settings)
+    total = len(list_keys(s3, buckets.source))
+    assert (work["new"], work["changed"], work["vanished"]) == (total - 1, 1, 1)
+    assert (work["copy_manifest"], work["vanished_manifest"]) == (None, None)
+    assert "samples_uri" not in work
+    assert copy(settings, work)["copied"] == 0
+    assert tag(settings, work)["tagged"] == 0
+    assert fault_proxy.writes() == []
+    assert list_keys(s3, buckets.backup, include_reserved=True) == before
+
+
+# copy_batch: retries and failures ------------------------------------------------------------
+
+
+@pytest.fixture
+def twenty(s3: Any, bucket_names: Callable[[str], str]) -> SimpleNamespace:
+    """A source of 20 small objects, an empty backup, and the settings and diff of a run."""
+    names = SimpleNamespace(source=bucket_names("src"), backup=bucket_names("bak"))
+    s3.create_bucket(Bucket=names.source)
+    s3.create_bucket(Bucket=names.backup)
+    names.keys = [f"obj/{i:02d} ü+" for i in range(19)] + ["bad/ key+ü %"]
+    put_objects(s3, names.source, {key: (key.encode() * 3, {"i": "x"}) for key in names.keys})
+    names.settings = validate(names.source, names.backup, **PROXIED)
+    names.work = diff(names.settings)
+    assert names.work["new"] == 20
+    return names
+
+
+def test_retried_copy_skips_finished_work(s3: Any, twenty: SimpleNamespace, fault_proxy: FaultProxy) -> None:
+    hook = S3BucketHook(aws_conn_id="aws_default")
+    listing = {o.key: o for o in hook.iter_objects(twenty.source, "", KeyRange())}
+    finished = sorted(twenty.keys)[::2] + sorted(twenty.keys)[1:5:2]
+    assert len(set(finished)) == 12
+    for key in finished:
+        hook.copy(listing[key], twenty.source, twenty.backup, multipart_threshold=5 * MiB)
+    fault_proxy.reset_records()
+    result = copy(twenty.settings, twenty.work, try_number=2)
+    assert (result["skipped_done"], result["copied"], result["failed"]) == (12, 8, 0)
+    copies = [r for r in fault_proxy.records if r.operation == "CopyObject"]
+    assert len(copies) == 8
+    assert sorted(r.key for r in copies) == sorted(set(twenty.keys) - set(finished))
+    assert_backup_equals_source(s3, twenty.source, twenty.backup)
+
+
+def test_one_failing_object_does_not_stop_the_others(
+    s3: Any, twenty: SimpleNamespace, fault_proxy: FaultProxy
+) -> None:
+    fault_proxy.set_faults([{"kind": "access_denied", "operation": "CopyObject", "key": "bad/ key+ü %"}])
+    with pytest.raises(AirflowException, match=re.escape("'bad/ key+ü %' (AccessDenied)")) as error:
+        copy(twenty.settings, twenty.work)
+    assert "1 object(s) could not be copied" in str(error.value)
+    assert list_keys(s3, twenty.backup) == sorted(k for k in twenty.keys if not k.startswith("bad/"))
+    assert [r.key for r in fault_proxy.faulted()] == ["bad/ key+ü %"]  # AccessDenied is not retried
