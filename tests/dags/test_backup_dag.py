@@ -10,8 +10,8 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from functools import cache
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import boto3

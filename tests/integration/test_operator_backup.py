@@ -39,9 +39,20 @@ SOURCE_OBJECTS: dict[str, tuple[bytes, dict[str, str]]] = {
 DATA_WRITES = {"CopyObject", "UploadPartCopy", "CreateMultipartUpload", "PutObjectTagging"}
 
 
+class TaskInstance:
+    """The two things the operators use of ``context["ti"]``: the try number and XCom pushes."""
+
+    def __init__(self, try_number: int = 1) -> None:
+        self.try_number = try_number
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
 def context(params: dict[str, Any] | None = None, *, run_id: str = "manual__x", try_number: int = 1) -> dict:
     """What the operators read from an Airflow context."""
-    return {"params": params or {}, "run_id": run_id, "ti": SimpleNamespace(try_number=try_number)}
+    return {"params": params or {}, "run_id": run_id, "ti": TaskInstance(try_number)}
 
 
 def validate(source: str, backup: str, *, run_id: str = "manual__x", **params: Any) -> dict[str, Any]:
@@ -190,8 +201,8 @@ def test_plan_from_common_prefixes(s3: Any, bucket_names: Callable[[str], str]) 
     keys = ["0-root", "zz-root"] + [f"p{i}/{name}" for i in range(10) for name in ("", "a", "b/c")]
     put_objects(s3, source, {key: (b"x", {}) for key in keys})
     settings = validate(source, backup, max_partitions=4)
-    partitions = plan(settings)
-    assert 1 < len(partitions) <= 4
+    partitions = plan(settings, target_keys=3)  # would be ten ranges without max_partitions
+    assert len(partitions) == 4
     assert_contiguous(partitions)
     covered = covered_keys(settings, partitions)
     assert sorted(covered) == sorted(keys) and len(covered) == len(keys)
@@ -205,7 +216,7 @@ def test_plan_descends_a_single_common_prefix(s3: Any, bucket_names: Callable[[s
     keys = [f"root/{i}/k" for i in range(6)]
     put_objects(s3, source, {key: (b"x", {}) for key in keys})
     settings = validate(source, backup, max_partitions=3)
-    partitions = plan(settings)
+    partitions = plan(settings, target_keys=1)
     assert len(partitions) == 3
     assert all(p["end"] is None or p["end"].startswith("root/") for p in partitions)
     assert sorted(covered_keys(settings, partitions)) == keys
@@ -219,12 +230,12 @@ def test_plan_from_statistics(s3: Any, bucket_names: Callable[[str], str]) -> No
     bucket, key = split_s3_uri(stats_uri(backup, ""))
     s3.put_object(Bucket=bucket, Key=key, Body=encode_stats("", samples))
     settings = validate(source, backup)
-    partitions = plan(settings)  # 20,000 keys a partition by default
+    partitions = plan(settings, target_keys=20_000)
     assert [p["end"] for p in partitions] == ["k0199", "k0399", "k0599", "k0799", None]
     assert_contiguous(partitions)
     assert len(plan(settings, target_keys=25_000)) == 4
-    assert len(plan(validate(source, backup, max_partitions=3))) == 3
-    # Statistics of another prefix do not apply.
+    assert len(plan(validate(source, backup, max_partitions=3), target_keys=20_000)) == 3
+    # Statistics of another prefix do not apply (and that prefix holds no keys).
     assert plan(validate(source, backup, prefix="other/")) == [{"index": 0, "start_after": None, "end": None}]
 
 
@@ -342,7 +353,7 @@ def test_dry_run_writes_nothing(s3: Any, buckets: SimpleNamespace, fault_proxy: 
 
 
 @pytest.fixture
-def twenty(s3: Any, bucket_names: Callable[[str], str]) -> SimpleNamespace:
+def twenty(s3: Any, bucket_names: Callable[[str], str], fault_proxy: FaultProxy) -> SimpleNamespace:
     """A source of 20 small objects, an empty backup, and the settings and diff of a run."""
     names = SimpleNamespace(source=bucket_names("src"), backup=bucket_names("bak"))
     s3.create_bucket(Bucket=names.source)

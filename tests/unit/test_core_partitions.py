@@ -9,8 +9,8 @@ import pytest
 
 from s3br_provider.core.partitions import (
     KeyRange,
-    pick_evenly,
-    plan_from_prefixes,
+    even_boundaries,
+    plan_from_prefix_counts,
     plan_from_samples,
     ranges_from_boundaries,
 )
@@ -121,6 +121,12 @@ def test_ranges_cover_random_keys_exactly_once() -> None:
 PREFIXES_100 = [f"{i:02d}/" for i in range(100)]
 
 
+def plan_from_prefixes(prefixes: list[str], max_partitions: int) -> list[KeyRange]:
+    """One prefix per range where possible: every prefix counts as a full partition."""
+    counts = [(p, 1, False) for p in sorted(set(prefixes))]
+    return plan_from_prefix_counts(counts, target_keys=1, max_partitions=max_partitions)
+
+
 @pytest.mark.parametrize("max_partitions", [1, 2, 3, 64, 100, 1000])
 @pytest.mark.parametrize("prefixes", [[], ["only/"], ["a/", "b/", "c/", "d/"], PREFIXES_100])
 def test_plan_from_prefixes_respects_max_partitions(prefixes: list[str], max_partitions: int) -> None:
@@ -147,10 +153,6 @@ def test_plan_from_prefixes_shares_prefixes_evenly(max_partitions: int, share: i
     assert sum(per_range) == 100
     assert min(per_range) >= share
     assert max(per_range) - min(per_range) <= 1
-
-
-def test_plan_from_prefixes_accepts_unsorted_duplicates() -> None:
-    assert plan_from_prefixes(["c/", "a/", "b/", "a/"], 64) == plan_from_prefixes(["a/", "b/", "c/"], 64)
 
 
 @pytest.mark.parametrize("max_partitions", [0, -1])
@@ -207,25 +209,21 @@ def test_plan_from_samples_with_one_heavy_sample_does_not_repeat_a_boundary() ->
     assert len(ranges) <= 3
 
 
-@pytest.mark.parametrize("count", [0, -3])
-def test_pick_evenly_nothing(count: int) -> None:
-    assert pick_evenly(["a", "b"], count) == []
+def test_even_boundaries_keeps_all_when_they_fit() -> None:
+    assert even_boundaries(["a", "b", "c"], 4) == ["a", "b", "c"]
+    assert even_boundaries(["a", "b", "c"], 10) == ["a", "b", "c"]
 
 
-def test_pick_evenly_all_when_there_are_fewer() -> None:
-    assert pick_evenly(["a", "b", "c"], 3) == ["a", "b", "c"]
-    assert pick_evenly(["a", "b", "c"], 10) == ["a", "b", "c"]
+def test_even_boundaries_one_range() -> None:
+    assert even_boundaries(["a", "b"], 1) == []
 
 
-def test_pick_evenly_spreads_over_the_sequence() -> None:
-    assert pick_evenly([str(i) for i in range(10)], 5) == ["1", "3", "5", "7", "9"]
-
-
-@pytest.mark.parametrize(("size", "count"), [(100, 7), (1000, 3), (10, 9), (64, 63)])
-def test_pick_evenly_picks_distinct_items_in_order(size: int, count: int) -> None:
+@pytest.mark.parametrize(("size", "ranges"), [(100, 7), (1000, 3), (10, 9), (64, 63), (99, 2)])
+def test_even_boundaries_gives_equal_shares(size: int, ranges: int) -> None:
     items = [f"{i:04d}" for i in range(size)]
-    picked = pick_evenly(items, count)
-    assert len(picked) == count
+    picked = even_boundaries(items, ranges)
+    assert len(picked) == ranges - 1
     assert picked == sorted(set(picked))
-    gaps = [items.index(b) - items.index(a) for a, b in zip(picked, picked[1:], strict=False)]
-    assert max(gaps) - min(gaps) <= 1
+    edges = [-1, *(items.index(b) for b in picked), size - 1]
+    shares = [b - a for a, b in zip(edges, edges[1:], strict=False)]
+    assert max(shares) - min(shares) <= 1

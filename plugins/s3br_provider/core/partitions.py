@@ -52,28 +52,13 @@ def ranges_from_boundaries(boundaries: Iterable[str]) -> list[KeyRange]:
     return [KeyRange(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
 
-def pick_evenly(items: Sequence[str], count: int) -> list[str]:
-    """Pick ``count`` items spread evenly over a sorted sequence (all when there are fewer)."""
-    if count <= 0:
-        return []
-    if len(items) <= count:
-        return list(items)
-    step = len(items) / count
-    return [items[int(step * (i + 1)) - 1] for i in range(count)]
-
-
-def plan_from_prefixes(common_prefixes: Sequence[str], max_partitions: int) -> list[KeyRange]:
-    """Plan at most ``max_partitions`` ranges whose boundaries are common prefixes.
-
-    A boundary at prefix ``P`` puts ``P`` itself (a folder marker) in the range before it and
-    every key under ``P`` in the range after it: ranges never overlap and cover all keys.
-    """
-    _check_max(max_partitions)
-    prefixes = sorted(set(common_prefixes))
-    # Range j starts at prefix j * n / count, so each range holds an equal share of the prefixes
-    # (picking the last of each share instead would leave the last range a single prefix).
-    count = min(max_partitions, len(prefixes))
-    return ranges_from_boundaries(prefixes[j * len(prefixes) // count] for j in range(1, count))
+def even_boundaries(boundaries: Sequence[str], max_ranges: int) -> list[str]:
+    """Keep at most ``max_ranges - 1`` of sorted ``boundaries`` so the ranges between them hold
+    equal shares (within one) of the groups the full list separates."""
+    groups = len(boundaries) + 1
+    if groups <= max_ranges:
+        return list(boundaries)
+    return [boundaries[j * groups // max_ranges - 1] for j in range(1, max_ranges)]
 
 
 def plan_from_samples(
@@ -123,6 +108,4 @@ def plan_from_prefix_counts(
             boundaries.append(prefix)
             filled = 0
         filled += weight
-    if len(boundaries) > max_partitions - 1:
-        boundaries = pick_evenly(boundaries, max_partitions - 1)
-    return ranges_from_boundaries(boundaries)
+    return ranges_from_boundaries(even_boundaries(boundaries, max_partitions))

@@ -1,0 +1,1 @@
+"""Checks that run against a live Airflow cluster started by ``scripts/e2e-cluster``."""
