@@ -144,7 +144,7 @@ def test_bad_backup_params_name_the_param(changes: dict[str, Any], param: str) -
         ({"restore_days": "7"}, "restore_days"),
         ({"as_of": "yesterday"}, "as_of"),
         ({"as_of": "2024-13-01T00:00:00Z"}, "as_of"),
-        ({"as_of": ""}, "as_of"),
+        ({"as_of": "2999-01-01T00:00:00Z"}, "as_of"),
         ({"as_of": 1717243200}, "as_of"),
         ({"dry_run": "no"}, "dry_run"),
         ({"storage_class": "GLACIER"}, "storage_class"),
@@ -218,3 +218,7 @@ def test_bucket_name_must_match_whole(name: str) -> None:
     # a pattern ending in "$" alone would also accept a name followed by a newline
     with pytest.raises(SettingsError, match="source_bucket"):
         backup_settings({**BACKUP, "source_bucket": name})
+
+
+def test_empty_as_of_means_latest() -> None:
+    assert restore_settings({**RESTORE, "as_of": "  "}).as_of is None

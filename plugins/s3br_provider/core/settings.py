@@ -188,10 +188,15 @@ def restore_settings(params: dict[str, Any]) -> RestoreSettings:
     """Validate the ``s3_restore`` Params."""
     _check_unknown(params, set(RestoreSettings.__dataclass_fields__))
     as_of = params.get("as_of")
+    if isinstance(as_of, str) and not as_of.strip():
+        as_of = None  # the UI form sends an empty field as ""
     if as_of is not None:
-        if not isinstance(as_of, str) or not as_of.strip():
+        if not isinstance(as_of, str):
             raise SettingsError(f"as_of {as_of!r} is not an ISO-8601 instant")
-        as_of = parse_instant(as_of, "as_of").astimezone(UTC).isoformat()
+        instant = parse_instant(as_of, "as_of").astimezone(UTC)
+        if instant > datetime.now(UTC):
+            raise SettingsError(f"as_of {as_of!r} is in the future")
+        as_of = instant.isoformat()
     settings = RestoreSettings(
         backup_bucket=check_bucket_name(params.get("backup_bucket"), "backup_bucket"),
         target_bucket=check_bucket_name(params.get("target_bucket"), "target_bucket"),
