@@ -116,6 +116,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
             ObjectInfo.from_record(r) for r in read_manifest(self.hook(route.manifest_conn), manifest_uri)
         )
         if context["ti"].try_number > 1:
+            self._abort_stale_uploads(target, route)
             entries = self._not_yet_copied(entries, target, route, result)
         progress = Progress(
             f"p{self.index} copy", self.log.info, total=self.work.get("new", 0) + self.work.get("changed", 0)
@@ -177,6 +178,20 @@ class S3CopyBatchOperator(S3brPartitionOperator):
             return "copied"
 
         return copy_one
+
+    def _abort_stale_uploads(self, target: S3BucketHook, route: CopyRoute) -> None:
+        """Abort multipart uploads a killed earlier try left in this partition's key range.
+
+        The target is s3br's own (a backup bucket, or a restore's new bucket), so an upload in
+        progress there, in this range, on a retry of this task, can only be a leftover of ours.
+        """
+        aborted = 0
+        for key, upload_id in target.list_uploads(route.target_bucket, self.settings["prefix"]):
+            if self.key_range.contains(key):
+                target.abort_upload(route.target_bucket, key, upload_id)
+                aborted += 1
+        if aborted:
+            self.log.info("p%d: aborted %d multipart upload(s) left by an earlier try", self.index, aborted)
 
     def _not_yet_copied(
         self, entries: Iterator[ObjectInfo], target: S3BucketHook, route: CopyRoute, result: dict[str, Any]
