@@ -62,11 +62,6 @@ def test_publish_reaches_cloudwatch(cloudwatch: Any, namespace: str) -> None:
     assert datapoint(cloudwatch, namespace, "BytesToBackup")["Sum"] == 4096.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in hooks/metrics.py: only names ending in 'Bytes' get the Bytes unit, but s3br's "
-    "byte metrics (BytesToBackup, BytesBackedUp, BytesToRestore, BytesRestored) start with it",
-)
 @pytest.mark.parametrize("name", ["BytesToBackup", "BytesBackedUp", "BytesToRestore", "BytesRestored"])
 def test_byte_metrics_have_the_bytes_unit(cloudwatch: Any, namespace: str, name: str) -> None:
     BackupMetricsHook(aws_conn_id="aws_default", namespace=namespace).publish({name: 10}, DIMENSIONS)

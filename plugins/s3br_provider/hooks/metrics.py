@@ -19,7 +19,7 @@ class BackupMetricsHook(AwsBaseHook):
         self.namespace = namespace
 
     def publish(self, values: Mapping[str, float], dimensions: Mapping[str, str]) -> None:
-        """Send one datum per value; metric names ending in ``Bytes`` get the Bytes unit.
+        """Send one datum per value; metric names starting with ``Bytes`` get the Bytes unit.
 
         Metrics must never fail a backup: errors are logged with the namespace and skipped.
         """
@@ -31,7 +31,7 @@ class BackupMetricsHook(AwsBaseHook):
                 "MetricName": name,
                 "Dimensions": dims,
                 "Value": float(value),
-                "Unit": "Bytes" if name.endswith("Bytes") else "Count",
+                "Unit": "Bytes" if name.startswith("Bytes") else "Count",
             }
             for name, value in values.items()
         ]

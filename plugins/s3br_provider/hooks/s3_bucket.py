@@ -166,26 +166,49 @@ class S3BucketHook(AwsBaseHook):
                 return
 
     def iter_versions(self, bucket: str, prefix: str, key_range: KeyRange) -> Iterator[VersionEntry]:
-        """Yield every version and delete marker within ``key_range``, grouped by key."""
+        """Yield every version and delete marker within ``key_range``, grouped by key, newest
+        first (on a tie of LastModified seconds, the one S3 marks IsLatest first)."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if key_range.start_after is not None and key_range.start_after >= prefix:
             kwargs["KeyMarker"] = key_range.start_after
+        first_key: str | None = None
         for page in self.client.get_paginator("list_object_versions").paginate(**kwargs):
-            entries = [
-                VersionEntry(o.key, o.last_modified, o)
-                for o in map(ObjectInfo.from_listing, page.get("Versions", []))
-            ]
-            entries += [
-                VersionEntry(m["Key"], ObjectInfo.from_listing({**m, "Size": 0}).last_modified, None)
-                for m in page.get("DeleteMarkers", [])
-            ]
-            entries.sort(key=lambda e: (e.key, -e.last_modified))
-            for entry in entries:
+            for entry in self._page_versions(page):
                 if key_range.is_past(entry.key):
                     return
-                # contains(): some endpoints (moto) also return versions of the KeyMarker key itself.
-                if not is_reserved(entry.key) and key_range.contains(entry.key):
+                # contains(): some endpoints (moto) also return versions of the KeyMarker key.
+                if is_reserved(entry.key) or not key_range.contains(entry.key):
+                    continue
+                if first_key is None and "KeyMarker" in kwargs:
+                    # Some endpoints (moto) drop the first entry after a KeyMarker: read the
+                    # first key's versions again, whole, by its exact name.
+                    first_key = entry.key
+                    yield from (e for e in self._versions_of(bucket, first_key) if e.key == first_key)
+                if entry.key != first_key:
                     yield entry
+
+    def _versions_of(self, bucket: str, key: str) -> Iterator[VersionEntry]:
+        for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+            yield from self._page_versions(page)
+
+    @staticmethod
+    def _page_versions(page: dict[str, Any]) -> list[VersionEntry]:
+        ranked: list[tuple[tuple[str, float, bool], VersionEntry]] = []
+        for item in page.get("Versions", []):
+            obj = ObjectInfo.from_listing(item)
+            ranked.append(
+                (
+                    (obj.key, -obj.last_modified, not item.get("IsLatest")),
+                    VersionEntry(obj.key, obj.last_modified, obj),
+                )
+            )
+        for item in page.get("DeleteMarkers", []):
+            when = ObjectInfo.from_listing({**item, "Size": 0}).last_modified
+            ranked.append(
+                ((item["Key"], -when, not item.get("IsLatest")), VersionEntry(item["Key"], when, None))
+            )
+        ranked.sort(key=lambda pair: pair[0])
+        return [entry for _, entry in ranked]
 
     # Objects -------------------------------------------------------------------------------
 

@@ -18,6 +18,10 @@ from s3br_provider.hooks.s3_bucket import MiB, S3BucketHook, error_code
 from s3br_provider.operators.base import DEFAULT_COPY_THREADS, S3brPartitionOperator
 
 MAX_REPORTED_FAILURES = 50
+REPLACE_TAGS = "replace_tags"
+"""Record flag set by diff on a changed object: its copy replaces the backup's tags with the
+source's explicitly. (TaggingDirective=COPY should do that; some endpoints, moto among them,
+merge the old tags in, which would leave a returning object marked deleted.)"""
 TAGS_UNKNOWN = "tags_unknown"
 """Record flag set by select when an archived object's tags can only be read once restored."""
 
@@ -158,6 +162,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
 
         def copy_one(obj: ObjectInfo) -> str:
             tags = None
+            if obj.extra.get(REPLACE_TAGS):
+                tags = target.get_tags(route.source_bucket, obj.key)
             if route.restore:
                 tags = obj.tags
                 if obj.extra.get(TAGS_UNKNOWN):

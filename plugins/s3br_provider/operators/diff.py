@@ -13,6 +13,7 @@ from s3br_provider.core.pool import prefetch
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
 from s3br_provider.operators.base import S3brPartitionOperator
+from s3br_provider.operators.copy_batch import REPLACE_TAGS
 
 DRY_RUN_EXAMPLES = 10
 
@@ -61,6 +62,8 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                     sampler.add(entry.source.key)
                 if entry.action in (Action.NEW, Action.CHANGED):
                     counts["bytes_to_copy"] += entry.source.size
+                    if entry.action is Action.CHANGED:
+                        entry.source.extra[REPLACE_TAGS] = True
                     to_copy.write(entry.source.to_record())
                     self._example(s, entry.action, entry.source.key, counts)
                 elif entry.action is Action.VANISHED:
