@@ -90,9 +90,19 @@ def assert_source(s3: Any, bucket: str, model: dict[str, Obj]) -> dict[str, Snap
 
 def assert_copies(source: dict[str, Snapshot], backup: dict[str, Snapshot], keys: Any) -> None:
     """Each key holds in the backup the source's bytes, Content-Type, metadata and tags."""
-    for key in keys:
-        assert key in backup, f"{key!r} missing from the backup"
-        assert content(backup[key]) == content(source[key]), key
+    missing = sorted(key for key in keys if key not in backup)
+    assert not missing, f"missing from the backup: {missing}"
+    wrong = {
+        key: {"backup": _shown(backup[key]), "source": _shown(source[key])}
+        for key in sorted(keys)
+        if content(backup[key]) != content(source[key])
+    }
+    assert not wrong, f"backup differs from source: {wrong}"
+
+
+def _shown(snap: Snapshot) -> tuple[Any, ...]:
+    body = snap.body if len(snap.body) <= 64 else f"<{len(snap.body)} bytes>"
+    return body, snap.content_type, snap.metadata, snap.tags
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ DAG_ID = "s3_backup"
 RUNS_PREFIX = f"_s3br/runs/{DAG_ID}/"
 DELETED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d$")
 OLD_DELETED_AT = "2020-01-02T03:04"
+TARGET_KEYS_ENV = "AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION"
 MTIME_TICK = 1.1  # S3 LastModified has one-second granularity
 
 
@@ -216,7 +217,91 @@ def mapped(run: RunResult, task_id: str) -> list[str]:
 # Tests -----------------------------------------------------------------------------------------
 
 
-def test_backup_life_cycle(s3: Any, buckets: tuple[str, str], endpoint: str, capsys: Any) -> None:
+def test_prefix_compare_and_switches(s3: Any, buckets: tuple[str, str], endpoint: str) -> None:
+    """prefix limits copies and tags; tag_deleted=false tags nothing; checksum catches what
+    size_mtime cannot (same size, copy newer); an empty CloudWatch namespace publishes nothing."""
+    source, backup = buckets
+    text = "text/plain"
+    model = {
+        "keep/a.txt": Obj(b"a", text, {"m": "a"}, {"t": "a"}),
+        "keep/same.txt": Obj(b"source bytes", text, {"m": "same"}, {"t": "same"}),
+        "keep/sub/b.txt": Obj(b"b", text),
+        "keeper.txt": Obj(b"outside: shares the string but not the folder", text),
+        "other/c.txt": Obj(b"c", text, {}, {"t": "c"}),
+    }
+    seed(s3, source, model)
+    assert_source(s3, source, model)
+    time.sleep(MTIME_TICK)
+    # Written after the source: same size, newer, other bytes. size_mtime must keep it.
+    stale = Obj(b"backup bytes", text, {"m": "same"}, {"t": "same"})
+    assert len(stale.body) == len(model["keep/same.txt"].body)
+    put(s3, backup, "keep/same.txt", stale)
+    put(s3, backup, "keep/gone.txt", Obj(b"gone inside", text, {}, {"k": "v"}))
+    put(s3, backup, "other/gone.txt", Obj(b"gone outside", text, {}, {"k": "v"}))
+    hand = snapshot_bucket(s3, backup)
+    cw = cloudwatch(endpoint)
+    metrics_before = all_metrics(cw)
+
+    first = backup_run(s3, source, backup, prefix="keep/", tag_deleted=False, cloudwatch_namespace="")
+    assert_succeeded(first)
+    assert_backup(s3, source, backup, prefix="keep/", as_is=hand)
+    assert (first.totals["copied"], first.totals["vanished"], first.totals["tagged_deleted"]) == (2, 1, 0)
+    assert all_metrics(cw) == metrics_before
+    assert metrics_for(cw, backup) == set()
+
+    namespace = f"S3brTest{backup.rsplit('-', 1)[-1]}"
+    second = backup_run(
+        s3, source, backup, prefix="keep/", compare="checksum", cloudwatch_namespace=namespace
+    )
+    assert_succeeded(second)
+    dst = assert_backup(
+        s3,
+        source,
+        backup,
+        prefix="keep/",
+        gone={"keep/gone.txt": Gone(hand["keep/gone.txt"])},
+        as_is={"other/gone.txt": hand["other/gone.txt"]},
+    )
+    assert dst["keep/same.txt"].body == b"source bytes"
+    assert (second.totals["copied"], second.totals["tagged_deleted"]) == (1, 1)
+    assert (namespace, "ObjectsToBackup") in metrics_for(cw, backup)
+
+
+def _snapshot_all(s3: Any, bucket: str) -> Any:
+    if not bucket_exists(s3, bucket):
+        return None
+    return raw_state(s3, bucket), snapshot_bucket(s3, bucket)
+
+
+@pytest.mark.parametrize("case", ["missing_source", "missing_backup", "same_bucket"])
+def test_bad_input_fails_in_validate(s3: Any, buckets: tuple[str, str], capsys: Any, case: str) -> None:
+    """Bad buckets fail the run in validate, with a message naming the bucket, writing nothing."""
+    source, backup = buckets
+    missing = f"missing-{backup}"
+    seed(s3, source, {"a/x.txt": Obj(b"x", "text/plain", {}, {"t": "1"})})
+    put(s3, backup, "a/old.txt", Obj(b"old", "text/plain", {}, {"t": "old"}))
+    conf, expected = {
+        "missing_source": ((missing, backup), rf"source_bucket '{re.escape(missing)}' does not exist"),
+        "missing_backup": ((source, missing), rf"backup_bucket '{re.escape(missing)}' does not exist"),
+        "same_bucket": ((source, source), rf"'{re.escape(source)}'.*cannot be its own backup"),
+    }[case]
+    watched = [source, backup, missing]
+    before = {b: _snapshot_all(s3, b) for b in watched}
+    capsys.readouterr()
+
+    result = backup_run(s3, *conf)
+    out = capsys.readouterr()
+    assert result.run.state == "failed"
+    assert result.run.tasks["validate"] == "failed"
+    succeeded = [t for t, state in result.run.tasks.items() if state == "success"]
+    assert succeeded == [], succeeded
+    assert {b: _snapshot_all(s3, b) for b in watched} == before
+    assert re.search(expected, out.out + out.err), f"no message matching {expected!r}"
+
+
+def test_backup_life_cycle(
+    s3: Any, buckets: tuple[str, str], endpoint: str, capsys: Any, monkeypatch: Any
+) -> None:
     """First copy, changes and deletions, nothing to do, dry run, and an object coming back."""
     source, backup = buckets
     text = "text/plain"
@@ -232,7 +317,9 @@ def test_backup_life_cycle(s3: Any, buckets: tuple[str, str], endpoint: str, cap
     cw = cloudwatch(endpoint)
 
     # 1. First backup: several partitions, every object copied as it is.
+    monkeypatch.setenv(TARGET_KEYS_ENV, "4")  # about 25 keys: several partitions on a first run
     first = backup_run(s3, source, backup)
+    monkeypatch.undo()
     assert_succeeded(first)
     assert len(mapped(first.run, "partition.copy_batch")) >= 3, first.run.tasks
     assert len(mapped(first.run, "partition.diff")) == len(mapped(first.run, "partition.copy_batch"))
@@ -321,98 +408,6 @@ def test_backup_life_cycle(s3: Any, buckets: tuple[str, str], endpoint: str, cap
     assert dst["z/tagged-gone.txt"].last_modified > data_before["z/tagged-gone.txt"].last_modified
     assert fifth.totals["copied"] == 3
     assert fifth.totals["tagged_deleted"] == 1
-
-
-def test_prefix_compare_and_switches(s3: Any, buckets: tuple[str, str], endpoint: str) -> None:
-    """prefix limits copies and tags; tag_deleted=false tags nothing; checksum catches what
-    size_mtime cannot (same size, copy newer); an empty CloudWatch namespace publishes nothing."""
-    source, backup = buckets
-    text = "text/plain"
-    model = {
-        "keep/a.txt": Obj(b"a", text, {"m": "a"}, {"t": "a"}),
-        "keep/same.txt": Obj(b"source bytes", text, {"m": "same"}, {"t": "same"}),
-        "keep/sub/b.txt": Obj(b"b", text),
-        "keeper.txt": Obj(b"outside: shares the string but not the folder", text),
-        "other/c.txt": Obj(b"c", text, {}, {"t": "c"}),
-    }
-    seed(s3, source, model)
-    assert_source(s3, source, model)
-    time.sleep(MTIME_TICK)
-    # Written after the source: same size, newer, other bytes. size_mtime must keep it.
-    stale = Obj(b"backup bytes", text, {"m": "same"}, {"t": "same"})
-    assert len(stale.body) == len(model["keep/same.txt"].body)
-    put(s3, backup, "keep/same.txt", stale)
-    put(s3, backup, "keep/gone.txt", Obj(b"gone inside", text, {}, {"k": "v"}))
-    put(s3, backup, "other/gone.txt", Obj(b"gone outside", text, {}, {"k": "v"}))
-    hand = snapshot_bucket(s3, backup)
-    cw = cloudwatch(endpoint)
-    metrics_before = all_metrics(cw)
-
-    first = backup_run(s3, source, backup, prefix="keep/", tag_deleted=False, cloudwatch_namespace="")
-    assert_succeeded(first)
-    assert_backup(s3, source, backup, prefix="keep/", as_is=hand)
-    assert (first.totals["copied"], first.totals["vanished"], first.totals["tagged_deleted"]) == (2, 1, 0)
-    assert all_metrics(cw) == metrics_before
-    assert metrics_for(cw, backup) == set()
-
-    namespace = f"S3brTest{backup.rsplit('-', 1)[-1]}"
-    second = backup_run(
-        s3, source, backup, prefix="keep/", compare="checksum", cloudwatch_namespace=namespace
-    )
-    assert_succeeded(second)
-    dst = assert_backup(
-        s3,
-        source,
-        backup,
-        prefix="keep/",
-        gone={"keep/gone.txt": Gone(hand["keep/gone.txt"])},
-        as_is={"other/gone.txt": hand["other/gone.txt"]},
-    )
-    assert dst["keep/same.txt"].body == b"source bytes"
-    assert (second.totals["copied"], second.totals["tagged_deleted"]) == (1, 1)
-    assert (namespace, "ObjectsToBackup") in metrics_for(cw, backup)
-
-
-def _snapshot_all(s3: Any, bucket: str) -> Any:
-    if not bucket_exists(s3, bucket):
-        return None
-    return raw_state(s3, bucket), snapshot_bucket(s3, bucket)
-
-
-@pytest.mark.parametrize(
-    ("case", "expected"),
-    [
-        ("missing_source", r"source_bucket '{missing}' does not exist"),
-        ("missing_backup", r"backup_bucket '{missing}' does not exist"),
-        ("same_bucket", r"'{source}'.*cannot be its own backup"),
-    ],
-)
-def test_bad_input_fails_in_validate(
-    s3: Any, buckets: tuple[str, str], capsys: Any, case: str, expected: str
-) -> None:
-    """Bad buckets fail the run in validate, with a message naming the bucket, writing nothing."""
-    source, backup = buckets
-    missing = f"missing-{backup}"
-    seed(s3, source, {"a/x.txt": Obj(b"x", "text/plain", {}, {"t": "1"})})
-    put(s3, backup, "a/old.txt", Obj(b"old", "text/plain", {}, {"t": "old"}))
-    conf = {
-        "missing_source": (missing, backup),
-        "missing_backup": (source, missing),
-        "same_bucket": (source, source),
-    }[case]
-    watched = [source, backup, missing]
-    before = {b: _snapshot_all(s3, b) for b in watched}
-    capsys.readouterr()
-
-    result = backup_run(s3, *conf)
-    out = capsys.readouterr()
-    assert result.run.state == "failed"
-    assert result.run.tasks["validate"] == "failed"
-    succeeded = [t for t, state in result.run.tasks.items() if state == "success"]
-    assert succeeded == [], succeeded
-    assert {b: _snapshot_all(s3, b) for b in watched} == before
-    pattern = expected.format(missing=re.escape(missing), source=re.escape(source))
-    assert re.search(pattern, out.out + out.err), f"no message matching {pattern!r}"
 
 
 def test_failed_validation_leaves_no_crash_in_report(s3: Any, buckets: tuple[str, str], capsys: Any) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 DAGS_FOLDER = os.path.join(
@@ -22,8 +21,9 @@ class RunResult:
         return sorted(name for name, state in self.tasks.items() if state not in ("success", "skipped"))
 
 
-@cache
 def load_dag(dag_id: str) -> Any:
+    """Parse the DAG afresh: dag.test() writes each run's conf into the DAG's Param objects,
+    so a cached DAG would carry one run's Params into the next."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=DAGS_FOLDER)

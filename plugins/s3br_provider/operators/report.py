@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
@@ -52,6 +52,8 @@ class S3BackupReportOperator(S3brBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         s = self.settings
+        if not s:
+            raise AirflowSkipException("validate did not finish: nothing was done, nothing to report")
         rows = join_partitions(
             as_list(self.partitions), diff=self.diff_results, copy=self.copy_results, tag=self.tag_results
         )

@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.progress import format_bytes
@@ -40,6 +40,8 @@ class S3RestoreReportOperator(S3brBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         s = self.settings
+        if not s:
+            raise AirflowSkipException("validate did not finish: nothing was done, nothing to report")
         rows = join_partitions(as_list(self.partitions), select=self.select_results, copy=self.copy_results)
         classes: dict[str, dict[str, int]] = defaultdict(lambda: {"objects": 0, "bytes": 0})
         for row in rows:
