@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
 from s3br_provider.core.stats import encode_stats, merge_samples, stats_uri
 from s3br_provider.hooks.metrics import BackupMetricsHook
 from s3br_provider.operators.base import S3brBaseOperator
+from s3br_provider.operators.validate import InvalidRunError
 
 BACKUP_ASSET_ALIAS = "s3br-backup"
 """Asset alias under which each successful backup emits ``s3://<backup_bucket>``."""
@@ -53,7 +54,8 @@ class S3BackupReportOperator(S3brBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         s = self.settings
         if not s:
-            raise AirflowSkipException("validate did not finish: nothing was done, nothing to report")
+            # Fail (not skip): a skipped last task would mark the whole run successful.
+            raise InvalidRunError("validate did not pass (see its log): nothing was written")
         rows = join_partitions(
             as_list(self.partitions), diff=self.diff_results, copy=self.copy_results, tag=self.tag_results
         )

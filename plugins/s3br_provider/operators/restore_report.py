@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.progress import format_bytes
@@ -14,6 +14,7 @@ from s3br_provider.core.report import as_list, format_table, join_partitions, mi
 from s3br_provider.core.retrieval import TIERS, describe
 from s3br_provider.hooks.metrics import BackupMetricsHook
 from s3br_provider.operators.base import S3brBaseOperator
+from s3br_provider.operators.validate import InvalidRunError
 
 
 class S3RestoreReportOperator(S3brBaseOperator):
@@ -41,7 +42,8 @@ class S3RestoreReportOperator(S3brBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         s = self.settings
         if not s:
-            raise AirflowSkipException("validate did not finish: nothing was done, nothing to report")
+            # Fail (not skip): a skipped last task would mark the whole run successful.
+            raise InvalidRunError("validate did not pass (see its log): nothing was written")
         rows = join_partitions(as_list(self.partitions), select=self.select_results, copy=self.copy_results)
         classes: dict[str, dict[str, int]] = defaultdict(lambda: {"objects": 0, "bytes": 0})
         for row in rows:
