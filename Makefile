@@ -15,6 +15,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+bench: setup  ## s3br against raw boto3, s5cmd, aws s3 sync and rclone (results in bench/results/)
+	$(BIN)/uv pip install -q -p $(BIN)/python -e ".[dev,bench]"
+	bash bench/setup_tools.sh
+	$(BIN)/python bench/run.py --sizes $(or $(SIZES),1000,10000) --endpoint $(or $(ENDPOINT),moto)
+
 setup: $(BIN)/airflow
 
 $(BIN)/airflow: pyproject.toml

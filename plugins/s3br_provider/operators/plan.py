@@ -76,6 +76,9 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
             return ranges, f"statistics of {sum(w for _, w in samples)} keys"
         hook = self.hook(settings[self.conn_setting])
         prefix = settings["prefix"]
+        keys, more = hook.count_keys(settings[self.bucket_setting], prefix)
+        if not more and keys <= self.target_keys:
+            return [KeyRange()], f"one listing page of {keys} keys"
         prefixes: list[str] = []
         for _ in range(MAX_PREFIX_DEPTH):
             prefixes = hook.list_common_prefixes(settings[self.bucket_setting], prefix, limit=10_000)

@@ -1,0 +1,479 @@
+"""s3br's ``s3_backup`` DAG as a benchmarked tool: ``airflow dags test`` on SQLite, and a
+LocalExecutor deployment (scheduler, dag-processor, api-server) on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.endpoints import HOST, Endpoint, free_ports
+from bench.procs import ProcessPeak, TreeSampler, Usage, stop_process, tree_cpu_seconds
+from bench.s3data import client
+from bench.tools import ROOT, Result, RunSpec, Tool
+
+sys.path.insert(0, str(ROOT))
+from tests.support.s3 import env_for_airflow  # noqa: E402
+
+DAG_ID = "s3_backup"
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres"
+TERMINAL = ("success", "failed")
+LOCAL_PARALLELISM = 8
+
+
+def backup_conf(spec: RunSpec) -> dict[str, Any]:
+    # Metrics off: the peers publish none, and SeaweedFS serves no CloudWatch API.
+    return {"source_bucket": spec.src, "backup_bucket": spec.dst, "cloudwatch_namespace": ""}
+
+
+def _epoch(value: datetime | str | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # Airflow stores UTC
+    return value.timestamp()
+
+
+def summarize_tasks(rows: list[tuple[Any, ...]], started: float | None = None) -> dict[str, Any]:
+    """Per-task-type durations of one run, and how much of the run any task was running.
+
+    ``rows`` are ``(task_id, map_index, state, start_date, end_date, duration, queued_dttm)``.
+    ``busy_s`` is the length of the union of the task intervals: the rest of the wall time is
+    spent outside any task (process start, scheduling, state changes).
+    """
+    per_task: dict[str, list[float]] = defaultdict(list)
+    intervals: list[tuple[float, float]] = []
+    queue_delays: list[float] = []
+    states: Counter[str] = Counter()
+    for task_id, _map_index, state, start, end, duration, queued in rows:
+        states[str(state)] += 1
+        begin, finish = _epoch(start), _epoch(end)
+        if begin is None or finish is None:
+            continue
+        per_task[task_id.split(".")[-1]].append(float(duration or finish - begin))
+        intervals.append((begin, finish))
+        if queued is not None:
+            queue_delays.append(begin - (_epoch(queued) or begin))
+    summary: dict[str, Any] = {
+        "task_instances": len(rows),
+        "states": dict(states),
+        "in_tasks_s": round(sum(sum(v) for v in per_task.values()), 3),
+        "busy_s": round(_union_length(intervals), 3),
+        "per_task": {
+            name: {
+                "count": len(v),
+                "sum_s": round(sum(v), 3),
+                "mean_s": round(sum(v) / len(v), 3),
+                "max_s": round(max(v), 3),
+            }
+            for name, v in sorted(per_task.items())
+        },
+    }
+    if intervals:
+        first, last = min(b for b, _ in intervals), max(e for _, e in intervals)
+        summary["first_task_start_to_last_end_s"] = round(last - first, 3)
+        if started is not None:
+            summary["trigger_to_first_task_s"] = round(first - started, 3)
+    if queue_delays:
+        summary["mean_queued_to_start_s"] = round(sum(queue_delays) / len(queue_delays), 3)
+    return summary
+
+
+def _union_length(intervals: list[tuple[float, float]]) -> float:
+    total, reach = 0.0, float("-inf")
+    for begin, end in sorted(intervals):
+        if end <= reach:
+            continue
+        total += end - max(begin, reach)
+        reach = end
+    return total
+
+
+PRE_EXECUTE_END = "::endgroup::"
+POST_EXECUTE = "::group::Post Execute"
+_DAGS_TEST_LINE = re.compile(r"^(\S+Z) \[\w+\s*\] (.*)$")
+_DAGS_TEST_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
+
+
+def _execute_span(events: Iterable[tuple[str, str]]) -> float | None:
+    """Seconds inside ``execute()``: from the end of the task runner's "Pre Execute" log
+    group (DAG file parsed, context built) to the start of its "Post Execute" group."""
+    began = None
+    for timestamp, event in events:
+        if event.startswith(PRE_EXECUTE_END) and began is None:
+            began = timestamp
+        elif event.startswith(POST_EXECUTE) and began is not None:
+            return _epoch(timestamp.replace("Z", "+00:00")) - _epoch(began.replace("Z", "+00:00"))
+    return None
+
+
+def execute_times_from_dags_test(output: str) -> dict[str, list[float]]:
+    """``execute()`` seconds per task type, from ``airflow dags test`` output."""
+    per_task: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for line in output.splitlines():
+        match = _DAGS_TEST_LINE.match(line)
+        if not match:
+            continue
+        timestamp, event = match.groups()
+        start = _DAGS_TEST_START.search(event)
+        if start:
+            current = f"{start.group(1)}[{start.group(2)}]"
+            per_task[current] = []
+        elif current is not None:
+            per_task[current].append((timestamp, event.strip()))
+    return _by_type({name: _execute_span(events) for name, events in per_task.items()})
+
+
+def execute_times_from_task_logs(folder: Path) -> dict[str, list[float]]:
+    """``execute()`` seconds per task type, from one run's JSON task log files."""
+    spans: dict[str, float | None] = {}
+    for path in sorted(folder.rglob("*.log")):
+        events = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            events.append((str(record.get("timestamp", "")), str(record.get("event", ""))))
+        spans[str(path.relative_to(folder))] = _execute_span(events)
+    return _by_type(spans)
+
+
+def _task_type(name: str) -> str:
+    """``partition.copy_batch[3]`` or ``task_id=partition.copy_batch/map_index=3/...`` -> ``copy_batch``."""
+    return name.split("task_id=")[-1].split("/")[0].split("[")[0].split(".")[-1]
+
+
+def _by_type(spans: dict[str, float | None]) -> dict[str, list[float]]:
+    grouped: dict[str, list[float]] = defaultdict(list)
+    for name, seconds in spans.items():
+        if seconds is not None:
+            grouped[_task_type(name)].append(seconds)
+    return dict(grouped)
+
+
+def add_execute_times(summary: dict[str, Any], execute: dict[str, list[float]]) -> None:
+    """Put the ``execute()`` seconds next to each task type's recorded durations."""
+    for name, seconds in execute.items():
+        entry = summary["per_task"].setdefault(name, {"count": len(seconds)})
+        entry["execute_sum_s"] = round(sum(seconds), 3)
+        entry["execute_mean_s"] = round(sum(seconds) / len(seconds), 3)
+    summary["in_execute_s"] = round(sum(sum(v) for v in execute.values()), 3)
+
+
+TASKS_SQL = (
+    "SELECT task_id, map_index, state, start_date, end_date, duration, queued_dttm "
+    "FROM task_instance WHERE dag_id = {p} AND run_id = {p}"
+)
+
+
+def latest_report(endpoint_url: str, bucket: str) -> dict[str, Any] | None:
+    """The newest ``report.json`` that s3br wrote into the backup bucket."""
+    s3 = client(endpoint_url)
+    reports = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="_s3br/runs/s3_backup/"):
+        reports += [o for o in page.get("Contents", []) if o["Key"].endswith("/report.json")]
+    if not reports:
+        return None
+    newest = max(reports, key=lambda o: o["LastModified"])
+    return json.loads(s3.get_object(Bucket=bucket, Key=newest["Key"])["Body"].read())
+
+
+def _describe(summary: dict[str, Any], seconds: float) -> str:
+    per = summary.get("per_task", {})
+    parts = [f"{name} {v['count']}x{v['mean_s']:.2f}s" for name, v in per.items()]
+    return (
+        f"{summary.get('task_instances', 0)} tasks, in tasks {summary.get('in_tasks_s', 0):.1f}s, "
+        f"busy {summary.get('busy_s', 0):.1f}s of {seconds:.1f}s ({', '.join(parts)})"
+    )
+
+
+class S3brDagsTest(Tool):
+    name = "s3br-dags-test"
+    description = "airflow dags test s3_backup -c CONF (SQLite; tasks one after another, in-process)"
+
+    def __init__(self) -> None:
+        self.home: Path | None = None
+
+    def version(self) -> str:
+        import airflow
+
+        return f"apache-airflow {airflow.__version__}"
+
+    def setup(self, endpoint: Endpoint, workdir: Path) -> None:
+        self.home = workdir / "airflow-sqlite"
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = self._airflow_env(endpoint)
+        with open(workdir / "airflow-sqlite-migrate.log", "wb") as log:
+            subprocess.run([AIRFLOW, "db", "migrate"], env=env, stdout=log, stderr=log, check=True)
+
+    def _airflow_env(self, endpoint: Endpoint) -> dict[str, str]:
+        assert self.home is not None
+        return {**os.environ, **env_for_airflow(str(self.home), endpoint.url)}
+
+    def command(self, spec: RunSpec) -> list[str]:
+        return [AIRFLOW, "dags", "test", DAG_ID, "-c", json.dumps(backup_conf(spec))]
+
+    def env(self, spec: RunSpec) -> dict[str, str]:
+        return self._airflow_env(spec.endpoint)
+
+    def result(self, spec: RunSpec, usage: Usage) -> Result:
+        result = super().result(spec, usage)
+        assert self.home is not None
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            run_id, state = db.execute(
+                "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (DAG_ID,)
+            ).fetchone()
+            rows = db.execute(TASKS_SQL.format(p="?"), (DAG_ID, run_id)).fetchall()
+        summary = summarize_tasks(rows)
+        summary["run_id"], summary["state"] = run_id, state
+        add_execute_times(
+            summary, execute_times_from_dags_test(spec.log(self.name).read_text(errors="replace"))
+        )
+        result.details = summary
+        result.ok = result.ok and state == "success"
+        if state != "success":
+            result.note = f"dag run {state}"
+        _add_report(result, spec)
+        result.note = result.note or _describe(summary, usage.seconds)
+        return result
+
+
+def _add_report(result: Result, spec: RunSpec) -> None:
+    report = latest_report(spec.endpoint.url, spec.dst)
+    if report:
+        totals = report.get("totals", {})
+        result.copied = totals.get("copied")
+        result.details["partitions"] = totals.get("partitions")
+
+
+class S3brLocalExecutor(Tool):
+    """A small Airflow deployment: LocalExecutor with ``parallelism`` 8 on PostgreSQL.
+
+    The scheduler, dag-processor and api-server run for the whole benchmark; each run is
+    triggered through the REST API and timed from the trigger to the run's success.
+    """
+
+    name = "s3br-local"
+    description = (
+        f"s3_backup triggered over REST on a LocalExecutor deployment (PostgreSQL, "
+        f"parallelism {LOCAL_PARALLELISM}); trigger to success"
+    )
+
+    def __init__(self) -> None:
+        self.database = f"s3br_bench_{os.getpid()}"
+        self.home = Path()
+        self.services: dict[str, subprocess.Popen] = {}
+        self.api = ""
+        self.env_vars: dict[str, str] = {}
+
+    def version(self) -> str:
+        import airflow
+
+        return f"apache-airflow {airflow.__version__} LocalExecutor"
+
+    def missing(self) -> str | None:
+        try:
+            import psycopg2
+        except ImportError:
+            return "psycopg2 not installed: pip install -e '.[bench]'"
+        try:
+            psycopg2.connect(PG_DSN + " dbname=postgres", connect_timeout=3).close()
+        except psycopg2.Error as error:
+            return f"PostgreSQL at 127.0.0.1:5432 not reachable: {str(error).strip()}"
+        return None
+
+    # Deployment ----------------------------------------------------------------------------
+
+    def setup(self, endpoint: Endpoint, workdir: Path) -> None:
+        self.home = home = workdir / "airflow-local"
+        home.mkdir(parents=True, exist_ok=True)
+        self._sql(f'DROP DATABASE IF EXISTS "{self.database}"')
+        self._sql(f'CREATE DATABASE "{self.database}"')
+        api_port, log_port = free_ports(2)
+        self.api = f"http://{HOST}:{api_port}"
+        self.env_vars = {
+            **os.environ,
+            **env_for_airflow(str(home), endpoint.url),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                f"postgresql+psycopg2://postgres@127.0.0.1:5432/{self.database}"
+            ),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(LOCAL_PARALLELISM),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api}/execution/",
+            "AIRFLOW__API__BASE_URL": self.api,
+            "AIRFLOW__API__HOST": HOST,
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
+        }
+        with open(workdir / "airflow-local-migrate.log", "wb") as log:
+            subprocess.run([AIRFLOW, "db", "migrate"], env=self.env_vars, stdout=log, stderr=log, check=True)
+        for service in ("api-server", "scheduler", "dag-processor"):
+            log = open(workdir / f"airflow-local-{service}.log", "wb")  # noqa: SIM115 - the child's
+            self.services[service] = subprocess.Popen(
+                [AIRFLOW, service],
+                env=self.env_vars,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_for(lambda: self._get("/api/v2/monitor/health") is not None, "the api-server", 120)
+        self._wait_for(lambda: self._get(f"/api/v2/dags/{DAG_ID}") is not None, "the DAG to be parsed", 180)
+        self._request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        self._settle_scheduled_run()
+
+    def _settle_scheduled_run(self) -> None:
+        """Unpausing a daily DAG whose start is past creates one scheduled run; it has no
+        buckets (no Variables set), fails in validate, and must end before we time anything."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            runs = self._runs()
+            if runs and all(r["state"] in TERMINAL for r in runs):
+                return
+            time.sleep(1)
+        self._wait_for(lambda: all(r["state"] in TERMINAL for r in self._runs()), "the scheduled run", 300)
+
+    def teardown(self) -> None:
+        for service in ("scheduler", "dag-processor", "api-server"):
+            proc = self.services.pop(service, None)
+            if proc is not None:
+                stop_process(proc, grace=30)
+        try:
+            self._sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        except Exception as error:
+            print(f"   could not drop database {self.database}: {error}", flush=True)
+
+    # One run -------------------------------------------------------------------------------
+
+    def run(self, spec: RunSpec) -> Result:
+        roots = [proc.pid for proc in self.services.values()]
+        cpu_before = tree_cpu_seconds(roots)
+        endpoint_before = tree_cpu_seconds([spec.endpoint.pid])
+        deadline = time.monotonic() + spec.timeout
+        with TreeSampler(roots) as sampler:
+            started_at = time.time()
+            began = time.perf_counter()
+            run = self._request(
+                "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": backup_conf(spec)}
+            )
+            run_id = run["dag_run_id"]
+            state = run["state"]
+            while state not in TERMINAL and time.monotonic() < deadline:
+                time.sleep(0.25)
+                state = self._request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_quote(run_id)}")["state"]
+            seconds = time.perf_counter() - began
+        ok = state == "success"
+        result = Result(
+            tool=self.name,
+            case=spec.case,
+            n=spec.n,
+            seconds=seconds,
+            ok=ok,
+            peak_rss_mib=sampler.max_rss(_is_task_process) or sampler.max_rss(),
+            cpu_seconds=tree_cpu_seconds(roots) - cpu_before,
+            endpoint_cpu_seconds=tree_cpu_seconds([spec.endpoint.pid]) - endpoint_before,
+            note="" if ok else f"dag run {state}",
+        )
+        summary = summarize_tasks(self._task_rows(run_id), started=started_at)
+        summary["run_id"], summary["state"] = run_id, state
+        summary["peak_rss_mib"] = _peaks_by_role(sampler, self.services)
+        add_execute_times(
+            summary,
+            execute_times_from_task_logs(self.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"),
+        )
+        result.details = summary
+        _add_report(result, spec)
+        result.note = result.note or _describe(summary, seconds)
+        return result
+
+    # Helpers -------------------------------------------------------------------------------
+
+    def _task_rows(self, run_id: str) -> list[tuple[Any, ...]]:
+        import psycopg2
+
+        with psycopg2.connect(f"{PG_DSN} dbname={self.database}") as db, db.cursor() as cursor:
+            cursor.execute(TASKS_SQL.format(p="%s"), (DAG_ID, run_id))
+            return list(cursor.fetchall())
+
+    def _sql(self, statement: str) -> None:
+        import psycopg2
+
+        db = psycopg2.connect(PG_DSN + " dbname=postgres")
+        try:
+            db.autocommit = True
+            with db.cursor() as cursor:
+                cursor.execute(statement)
+        finally:
+            db.close()
+
+    def _runs(self) -> list[dict[str, Any]]:
+        return self._request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100").get("dag_runs", [])
+
+    def _get(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self._request("GET", path)
+        except (OSError, urllib.error.HTTPError):
+            return None
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.api + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read() or b"{}")
+
+    def _wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            for name, proc in self.services.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"airflow {name} exited ({proc.returncode}) while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(1)
+
+
+def _quote(run_id: str) -> str:
+    return urllib.request.quote(run_id, safe="")
+
+
+def _is_task_process(peak: ProcessPeak) -> bool:
+    """Airflow 3 names a task's process ``airflow worker -- <ti id>`` (setproctitle); the
+    LocalExecutor worker that supervises it is ``airflow worker -- LocalExecutor: ...``."""
+    return peak.title.startswith("airflow worker -- ") and "LocalExecutor" not in peak.title
+
+
+def _peaks_by_role(sampler: TreeSampler, services: dict[str, subprocess.Popen]) -> dict[str, float]:
+    roles: dict[str, float] = {}
+    service_pids = {proc.pid: name for name, proc in services.items()}
+    for peak in sampler.peaks.values():
+        if peak.pid in service_pids:
+            role = service_pids[peak.pid]
+        elif _is_task_process(peak):
+            role = "task"
+        elif "LocalExecutor" in peak.title:
+            role = "executor worker"
+        else:
+            role = "other"
+        roles[role] = round(max(roles.get(role, 0.0), peak.rss_mib), 1)
+    return roles
