@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint setup bench
+.PHONY: demo test lint setup bench e2e-cluster
 
 demo: setup  ## Backup then restore against an embedded moto S3 server and SQLite Airflow.
 	$(BIN)/python scripts/demo.py
@@ -19,6 +19,10 @@ bench: setup  ## s3br against raw boto3, s5cmd, aws s3 sync and rclone (results 
 	$(BIN)/uv pip install -q -p $(BIN)/python -e ".[dev,bench]"
 	bash bench/setup_tools.sh
 	$(BIN)/python bench/run.py --sizes $(or $(SIZES),1000,10000) --endpoint $(or $(ENDPOINT),moto)
+
+e2e-cluster: setup  ## Backup and restore on a real cluster (Celery, PostgreSQL, Redis), then the UI in Chromium.
+	$(BIN)/uv pip install -q -p $(BIN)/python -e ".[dev,cluster]"
+	scripts/e2e-cluster
 
 setup: $(BIN)/airflow
 

@@ -137,7 +137,8 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         archived_manifest = archived_uri if written and counts["archived"] else None
         publish_each(
             context,
-            {"archived_manifest": archived_manifest, "label": f"p{self.index} {self.key_range.label}"},
+            # "" not None: Airflow reads a stored None XCom as missing, failing the sensor's template.
+            {"archived_manifest": archived_manifest or "", "label": f"p{self.index} {self.key_range.label}"},
         )
         return {
             "index": self.index,
