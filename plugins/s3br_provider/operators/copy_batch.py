@@ -149,6 +149,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
             result["failed"],
         )
         if result["failed"]:
+            # The report reads this partition's result even though the task fails.
+            context["ti"].xcom_push(key="return_value", value=result)
             shown = ", ".join(f"{f['key']!r} ({f['error']})" for f in result["failures"][:5])
             raise AirflowException(
                 f"p{self.index}: {result['failed']} object(s) could not be copied from "

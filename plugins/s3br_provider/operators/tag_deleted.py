@@ -93,6 +93,7 @@ class S3TagDeletedOperator(S3brPartitionOperator):
             result["failed"],
         )
         if result["failed"]:
+            context["ti"].xcom_push(key="return_value", value=result)
             raise AirflowException(
                 f"p{self.index}: {result['failed']} object(s) could not be tagged in s3://{bucket}"
             )

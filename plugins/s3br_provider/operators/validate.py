@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseOperator, Variable
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import BaseHook, BaseOperator, Variable
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from s3br_provider.core.manifest import run_folder
 from s3br_provider.core.settings import SettingsError, backup_settings, restore_settings
@@ -23,6 +23,15 @@ def publish_each(context: Any, values: dict[str, Any]) -> None:
     """Push each setting as its own XCom key too, so ``validate.output["name"]`` works."""
     for key, value in values.items():
         context["ti"].xcom_push(key=key, value=value)
+
+
+def _check_connection(conn_id: str, param: str) -> None:
+    # The Amazon provider falls back to ambient credentials for an unknown connection id: a
+    # typo would then quietly run against whatever account the worker happens to reach.
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise InvalidRunError(f"{param} {conn_id!r} is not an Airflow connection") from None
 
 
 def _check_bucket(hook: S3BucketHook, bucket: str, param: str) -> None:
@@ -62,6 +71,8 @@ class S3BackupValidateOperator(BaseOperator):
             settings = backup_settings(params)
         except SettingsError as error:
             raise InvalidRunError(str(error)) from None
+        _check_connection(settings.source_aws_conn_id, "source_aws_conn_id")
+        _check_connection(settings.backup_aws_conn_id, "backup_aws_conn_id")
         source = S3BucketHook(aws_conn_id=settings.source_aws_conn_id)
         backup = S3BucketHook(aws_conn_id=settings.backup_aws_conn_id)
         _check_bucket(source, settings.source_bucket, "source_bucket")
@@ -92,6 +103,8 @@ class S3RestoreValidateOperator(BaseOperator):
             settings = restore_settings(dict(context["params"]))
         except SettingsError as error:
             raise InvalidRunError(str(error)) from None
+        _check_connection(settings.backup_aws_conn_id, "backup_aws_conn_id")
+        _check_connection(settings.target_aws_conn_id, "target_aws_conn_id")
         backup = S3BucketHook(aws_conn_id=settings.backup_aws_conn_id)
         target = S3BucketHook(aws_conn_id=settings.target_aws_conn_id)
         _check_bucket(backup, settings.backup_bucket, "backup_bucket")

@@ -1,0 +1,302 @@
+"""What the runs ask of S3 stays within the published IAM policies, and never deletes.
+
+The proxy recorded every request of the shared scenario (two backups with deletions, tagging
+and multipart copies; a restore ``as_of`` of a versioned backup with GLACIER objects) and of
+retried copy tasks. Each request is mapped to the IAM actions it needs, on the ARN it needs them
+for, and checked against ``iam/backup-policy.json`` or ``iam/restore-policy.json`` with
+SOURCE_BUCKET, BACKUP_BUCKET and TARGET_BUCKET filled in.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from s3br_provider.operators.copy_batch import S3CopyBatchOperator
+from s3br_provider.operators.diff import S3DiffPartitionOperator
+from s3br_provider.operators.restore import S3CreateTargetBucketOperator, S3RestoreSelectOperator
+from s3br_provider.operators.validate import S3BackupValidateOperator, S3RestoreValidateOperator
+from tests.reliability.conftest import (
+    PROXY_CONN_ID,
+    TEXT,
+    MiB,
+    Obj,
+    Scenario,
+    full_conf,
+    seed,
+    via,
+)
+from tests.support.fault_proxy import FaultProxy, RequestRecord
+
+pytestmark = pytest.mark.slow
+
+IAM = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "iam")
+WHOLE = {"index": 0, "start_after": None, "end": None}
+DELETES = {"DeleteObject", "DeleteObjects", "DeleteBucket", "DeleteObjectTagging"}
+BUCKET_ACTIONS = {
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "CreateBucket": "s3:CreateBucket",
+    "GetBucketVersioning": "s3:GetBucketVersioning",
+    "PutBucketVersioning": "s3:PutBucketVersioning",
+    "GetBucketLocation": "s3:GetBucketLocation",
+}
+# operation -> (action, action with a versionId)
+OBJECT_ACTIONS = {
+    "GetObject": ("s3:GetObject", "s3:GetObjectVersion"),
+    "HeadObject": ("s3:GetObject", "s3:GetObjectVersion"),
+    "GetObjectTagging": ("s3:GetObjectTagging", "s3:GetObjectVersionTagging"),
+    "PutObjectTagging": ("s3:PutObjectTagging", "s3:PutObjectVersionTagging"),
+    "PutObject": ("s3:PutObject", "s3:PutObject"),
+    "CreateMultipartUpload": ("s3:PutObject", "s3:PutObject"),
+    "CompleteMultipartUpload": ("s3:PutObject", "s3:PutObject"),
+    "UploadPart": ("s3:PutObject", "s3:PutObject"),
+    "AbortMultipartUpload": ("s3:AbortMultipartUpload", "s3:AbortMultipartUpload"),
+    "ListParts": ("s3:ListMultipartUploadParts", "s3:ListMultipartUploadParts"),
+    "RestoreObject": ("s3:RestoreObject", "s3:RestoreObject"),
+}
+
+
+# Policies ---------------------------------------------------------------------------------------
+
+
+def policy(name: str, **buckets: str) -> list[dict[str, Any]]:
+    """The Allow statements of ``iam/<name>.json`` with bucket placeholders filled in."""
+    with open(os.path.join(IAM, f"{name}.json"), encoding="utf-8") as handle:
+        text = handle.read()
+    for placeholder, bucket in buckets.items():
+        text = text.replace(placeholder, bucket)
+    statements = json.loads(text)["Statement"]
+    return [s for s in statements if s["Effect"] == "Allow"]
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def allowed(statements: list[dict[str, Any]], action: str, arn: str) -> bool:
+    for statement in statements:
+        actions = _listed(statement["Action"])
+        resources = _listed(statement["Resource"])
+        if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
+            fnmatch.fnmatchcase(arn, r) for r in resources
+        ):
+            return True
+    return False
+
+
+# Requests -> actions ----------------------------------------------------------------------------
+
+
+def split_copy_source(copy_source: str) -> tuple[str, str, bool]:
+    """(bucket, key, versioned) of an ``x-amz-copy-source`` header (URL-decoded)."""
+    source, _, version = copy_source.lstrip("/").rpartition("?versionId=")
+    if not source:
+        source, version = version, ""
+    bucket, _, key = source.partition("/")
+    return bucket, key, bool(version)
+
+
+def needs(record: RequestRecord) -> list[tuple[str, str]]:
+    """The (IAM action, ARN) pairs a request needs."""
+    op, bucket, key = record.operation, record.bucket, record.key
+    versioned = "versionId" in record.query
+    if op == "PutMetricData":
+        return [("cloudwatch:PutMetricData", "*")]
+    if op == "ListBuckets":
+        return [("s3:ListAllMyBuckets", "*")]
+    if op in BUCKET_ACTIONS:
+        return [(BUCKET_ACTIONS[op], f"arn:aws:s3:::{bucket}")]
+    if op in ("CopyObject", "UploadPartCopy"):
+        src_bucket, src_key, src_versioned = split_copy_source(record.copy_source or "")
+        src = f"arn:aws:s3:::{src_bucket}/{src_key}"
+        pairs = [
+            ("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"),
+            ("s3:GetObjectVersion" if src_versioned else "s3:GetObject", src),
+        ]
+        if op == "CopyObject":
+            pairs.append(("s3:GetObjectVersionTagging" if src_versioned else "s3:GetObjectTagging", src))
+        return pairs
+    if op in OBJECT_ACTIONS:
+        plain, with_version = OBJECT_ACTIONS[op]
+        return [(with_version if versioned else plain, f"arn:aws:s3:::{bucket}/{key}")]
+    return [(f"unmapped:{op}", f"{bucket}/{key}")]
+
+
+def missing_permissions(
+    records: list[RequestRecord], statements: list[dict[str, Any]]
+) -> dict[str, list[str]]:
+    """action -> example requests the policy does not allow."""
+    missing: dict[str, list[str]] = {}
+    for record in records:
+        for action, arn in needs(record):
+            if not allowed(statements, action, arn):
+                examples = missing.setdefault(f"{action} on {arn.split('/')[0]}", [])
+                if len(examples) < 3:
+                    examples.append(f"{record.operation} {record.bucket}/{record.key or ''}")
+    return missing
+
+
+def used(records: list[RequestRecord]) -> list[str]:
+    return sorted({action for record in records for action, _ in needs(record)})
+
+
+# The scenario's runs ----------------------------------------------------------------------------
+
+
+def backup_records(scenario: Scenario) -> list[RequestRecord]:
+    return scenario.runs["backup-1"].records + scenario.runs["backup-2"].records
+
+
+def test_backup_runs_stay_within_the_backup_policy(scenario: Scenario) -> None:
+    statements = policy("backup-policy", SOURCE_BUCKET=scenario.source, BACKUP_BUCKET=scenario.backup)
+    records = backup_records(scenario)
+    print("backup actions used:", used(records))
+    assert {"s3:PutObjectTagging", "s3:PutObject", "cloudwatch:PutMetricData"} <= set(used(records))
+    assert missing_permissions(records, statements) == {}
+
+
+def test_restore_run_stays_within_the_restore_policy(scenario: Scenario) -> None:
+    statements = policy(
+        "restore-policy",
+        BACKUP_BUCKET=scenario.backup,
+        TARGET_BUCKET=scenario.target,
+    )
+    records = scenario.runs["restore"].records
+    print("restore actions used:", used(records))
+    assert {"s3:RestoreObject", "s3:ListBucketVersions", "s3:GetObjectVersion"} <= set(used(records))
+    assert missing_permissions(records, statements) == {}
+
+
+def test_metrics_go_to_the_namespace_the_policies_allow(scenario: Scenario) -> None:
+    for name in ("backup-policy", "restore-policy"):
+        for statement in policy(name):
+            if "cloudwatch:PutMetricData" in _listed(statement["Action"]):
+                allowed_ns = statement["Condition"]["StringEquals"]["cloudwatch:namespace"]
+                for recorded in scenario.runs.values():
+                    assert recorded.report is not None
+                    assert recorded.report["settings"]["cloudwatch_namespace"] == allowed_ns
+
+
+def test_no_run_ever_deletes(scenario: Scenario) -> None:
+    for name, recorded in scenario.runs.items():
+        deletes = [(r.operation, r.bucket, r.key) for r in recorded.records if r.operation in DELETES]
+        assert deletes == [], name
+        source_keys = {k for k in (*scenario.first, *scenario.live)}
+        for record in recorded.records:
+            if record.operation == "AbortMultipartUpload":  # only of a copy of ours
+                assert record.key in source_keys and record.bucket in (scenario.backup, scenario.target)
+
+
+def test_backup_never_writes_the_source(scenario: Scenario) -> None:
+    writes = [
+        (r.operation, r.key) for r in backup_records(scenario) if _writes(r) and r.bucket == scenario.source
+    ]
+    assert writes == []
+
+
+def test_restore_writes_only_new_keys_of_the_target_and_run_files_of_the_backup(scenario: Scenario) -> None:
+    assert not scenario.target_existed  # so no key existed in the target before
+    writes = [r for r in scenario.runs["restore"].records if _writes(r)]
+    target_writes = {r.key for r in writes if r.bucket == scenario.target and r.key}
+    assert target_writes <= set(scenario.live), sorted(target_writes - set(scenario.live))
+    backup_writes = {r.key for r in writes if r.bucket == scenario.backup and r.operation != "RestoreObject"}
+    assert all(key.startswith("_s3br/") for key in backup_writes), sorted(backup_writes)
+    assert {r.bucket for r in writes} <= {scenario.target, scenario.backup, None}
+
+
+def _writes(record: RequestRecord) -> bool:
+    return record.operation in (
+        "PutObject",
+        "CopyObject",
+        "UploadPartCopy",
+        "CreateMultipartUpload",
+        "CompleteMultipartUpload",
+        "PutObjectTagging",
+        "AbortMultipartUpload",
+        "RestoreObject",
+        "DeleteObject",
+        "DeleteObjects",
+        "DeleteObjectTagging",
+    )
+
+
+# Retried copy tasks (what Airflow runs after a crash) -------------------------------------------
+
+
+def context(params: dict[str, Any], run_id: str, try_number: int = 1) -> dict[str, Any]:
+    ti = SimpleNamespace(try_number=try_number, xcom_push=lambda **kwargs: None)
+    return {"params": params, "run_id": run_id, "ti": ti}
+
+
+@pytest.fixture
+def two_buckets(s3: Any, bucket_names: Any) -> tuple[str, str, dict[str, Obj]]:
+    first, second = bucket_names("one"), bucket_names("two")
+    s3.create_bucket(Bucket=first)
+    s3.create_bucket(Bucket=second)
+    objects = {
+        "a/small.txt": Obj(b"small", TEXT, {"m": "1"}, {"t": "1"}),
+        "b/big.bin": Obj(os.urandom(6 * MiB), "application/x-big", {"m": "2"}, {"t": "2"}),
+    }
+    seed(s3, first, objects)
+    return first, second, objects
+
+
+def test_retried_backup_copy_stays_within_the_backup_policy(
+    two_buckets: tuple[str, str, dict[str, Obj]], proxy: FaultProxy
+) -> None:
+    source, backup, _ = two_buckets
+    params = full_conf(
+        "s3_backup",
+        source_bucket=source,
+        backup_bucket=backup,
+        multipart_threshold_mb=5,
+        **via(PROXY_CONN_ID, "s3_backup"),
+    )
+    settings = S3BackupValidateOperator(task_id="validate").execute(context(params, "manual__b"))
+    work = S3DiffPartitionOperator(task_id="diff", settings=settings, partition=WHOLE).execute(
+        context({}, "manual__b")
+    )
+    proxy.reset_records()
+    op = S3CopyBatchOperator(task_id="copy_batch", settings=settings, partition=WHOLE, work=work)
+    op.execute(context({}, "manual__b", try_number=2))
+
+    assert proxy.operations()["ListMultipartUploads"] >= 1  # the retry path ran
+    statements = policy("backup-policy", SOURCE_BUCKET=source, BACKUP_BUCKET=backup)
+    assert missing_permissions(proxy.records, statements) == {}
+
+
+def test_retried_restore_copy_stays_within_the_restore_policy(
+    two_buckets: tuple[str, str, dict[str, Obj]], bucket_names: Any, proxy: FaultProxy
+) -> None:
+    backup, _, _ = two_buckets
+    target = bucket_names("target")
+    params = full_conf(
+        "s3_restore",
+        backup_bucket=backup,
+        target_bucket=target,
+        multipart_threshold_mb=5,
+        **via(PROXY_CONN_ID, "s3_restore"),
+    )
+    settings = S3RestoreValidateOperator(task_id="validate").execute(context(params, "manual__r"))
+    S3CreateTargetBucketOperator(task_id="create_target", settings=settings).execute(context({}, "manual__r"))
+    work = S3RestoreSelectOperator(task_id="select", settings=settings, partition=WHOLE).execute(
+        context({}, "manual__r")
+    )
+    proxy.reset_records()
+    op = S3CopyBatchOperator(
+        task_id="copy_batch", settings=settings, partition=WHOLE, work=work, mode="restore"
+    )
+    op.execute(context({}, "manual__r", try_number=2))
+
+    assert proxy.operations()["ListMultipartUploads"] >= 1  # the retry path ran
+    statements = policy("restore-policy", BACKUP_BUCKET=backup, TARGET_BUCKET=target)
+    assert missing_permissions(proxy.records, statements) == {}
