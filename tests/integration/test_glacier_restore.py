@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -103,14 +104,9 @@ def first_event(trigger: GlacierRestoreTrigger) -> dict[str, Any]:
 
 
 def make_sensor(bucket: str, manifest_uri: str | None, **kwargs: Any) -> GlacierRestoreSensor:
-    kwargs.setdefault("deferrable", False)
+    kwargs = {"deferrable": False, "poll_interval": 1, "restore_timeout": 60, **kwargs}
     return GlacierRestoreSensor(
-        task_id="wait_for_restore",
-        bucket=bucket,
-        manifest_uri=manifest_uri,
-        poll_interval=1,
-        restore_timeout=60,
-        **kwargs,
+        task_id="wait_for_restore", bucket=bucket, manifest_uri=manifest_uri, **kwargs
     )
 
 
@@ -270,6 +266,16 @@ def test_execute_complete_raises_sensor_timeout_naming_the_pending_count() -> No
     event = {"status": "timeout", "pending": 3, "total": 5, "examples": ["a", "b", "c"]}
     with pytest.raises(AirflowSensorTimeout, match=r"\b3 of 5\b"):
         sensor.execute_complete({}, event)
+
+
+def test_timeout_message_names_the_configured_timeout() -> None:
+    """execute_complete runs on a fresh operator after the deferral, where ``execute`` never
+    set ``self.timeout``: the message must still name the sensor's ``restore_timeout``."""
+    sensor = make_sensor("bak-bucket", "s3://bak-bucket/m.jsonl.gz", deferrable=True, restore_timeout=5400)
+    event = {"status": "timeout", "pending": 1, "total": 1, "examples": ["a"]}
+    with pytest.raises(AirflowSensorTimeout) as raised:
+        sensor.execute_complete({}, event)
+    assert re.search(r"5400|90 ?min|1\.5 ?h", str(raised.value)), str(raised.value)
 
 
 def test_execute_complete_raises_on_an_error_event() -> None:
