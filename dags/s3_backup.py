@@ -7,6 +7,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task_group
 
+from s3br_provider.core.diff import Compare
 from s3br_provider.operators.copy_batch import S3CopyBatchOperator
 from s3br_provider.operators.diff import S3DiffPartitionOperator
 from s3br_provider.operators.plan import S3PlanPartitionsOperator
@@ -44,7 +45,7 @@ PARAMS = {
     "compare": Param(
         "size_mtime",
         type="string",
-        enum=["size_mtime", "checksum"],
+        enum=[rule.value for rule in Compare],
         description=(
             "size_mtime: copy when missing, size differs, or the source is newer than the copy. "
             "checksum: also when ETags differ (single-part objects)."

@@ -7,6 +7,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task_group
 
+from s3br_provider.core.retrieval import TIERS
+from s3br_provider.core.settings import STORAGE_CLASSES
 from s3br_provider.operators.copy_batch import S3CopyBatchOperator
 from s3br_provider.operators.plan import S3PlanPartitionsOperator
 from s3br_provider.operators.restore import (
@@ -53,7 +55,7 @@ PARAMS = {
     "restore_tier": Param(
         "Standard",
         type="string",
-        enum=["Expedited", "Standard", "Bulk"],
+        enum=list(TIERS),
         description=(
             "Glacier retrieval tier. GLACIER: Expedited 1-5 min, Standard 3-5 h, Bulk 5-12 h. "
             "DEEP_ARCHIVE: Standard within 12 h, Bulk within 48 h (Expedited falls back to Standard)."
@@ -77,14 +79,7 @@ PARAMS = {
     "storage_class": Param(
         "STANDARD",
         type="string",
-        enum=[
-            "STANDARD",
-            "STANDARD_IA",
-            "ONEZONE_IA",
-            "INTELLIGENT_TIERING",
-            "GLACIER_IR",
-            "REDUCED_REDUNDANCY",
-        ],
+        enum=list(STORAGE_CLASSES),
         description="Storage class of the restored objects.",
     ),
     "copy_versioning": Param(
