@@ -13,7 +13,9 @@ from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import bounded_map, prefetch
 from s3br_provider.core.progress import Progress, format_bytes
-from s3br_provider.core.tags import is_marked_deleted, strip_marker
+from s3br_provider.core.selection import is_selected
+from s3br_provider.core.settings import parse_instant
+from s3br_provider.core.tags import strip_marker
 from s3br_provider.hooks.s3_bucket import MiB, S3BucketHook, error_code
 from s3br_provider.operators.base import DEFAULT_COPY_THREADS, S3brPartitionOperator
 
@@ -160,6 +162,9 @@ class S3CopyBatchOperator(S3brPartitionOperator):
 
     def _copier(self, target: S3BucketHook, route: CopyRoute, threshold: int, storage_class: str | None):
         include_deleted = self.settings.get("include_deleted", False)
+        as_of = (
+            parse_instant(self.settings["as_of"], "as_of").timestamp() if self.settings.get("as_of") else None
+        )
         verify = self.settings.get("verify", False)
 
         def copy_one(obj: ObjectInfo) -> str:
@@ -170,7 +175,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 tags = obj.tags
                 if obj.extra.get(TAGS_UNKNOWN):
                     tags = target.get_tags(route.source_bucket, obj.key, obj.version_id)
-                    if is_marked_deleted(tags) and not include_deleted:
+                    if not is_selected(tags, include_deleted=include_deleted, as_of=as_of):
                         return "skipped_deleted"
                 tags = strip_marker(tags or {})
             target.copy(

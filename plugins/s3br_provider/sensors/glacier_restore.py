@@ -133,8 +133,8 @@ class GlacierRestoreSensor(BaseSensorOperator):
             return
         if status == "timeout":
             raise AirflowSensorTimeout(
-                f"GlacierRestoreSensor timed out after {self.timeout}s: {event['pending']} of "
-                f"{event['total']} archived objects in s3://{self.bucket} are still being restored "
+                f"GlacierRestoreSensor timed out after {float(self.restore_timeout):.0f}s: "
+                f"{event['pending']} of {event['total']} archived objects in s3://{self.bucket} are still being restored "
                 f"(e.g. {event['examples']}); restores keep going in S3, re-run the task to wait again"
             )
         raise AirflowException(f"waiting for restores in s3://{self.bucket} failed: {event.get('message')}")
