@@ -135,6 +135,7 @@ class GlacierRestoreSensor(BaseSensorOperator):
             raise AirflowSensorTimeout(
                 f"GlacierRestoreSensor timed out after {float(self.restore_timeout):.0f}s: "
                 f"{event['pending']} of {event['total']} archived objects in s3://{self.bucket} "
-                f"are still being restored (e.g. {event['examples']}); restores keep going in S3, re-run the task to wait again"
+                f"are still being restored (e.g. {event['examples']}); restores keep going in S3, "
+                "re-run the task to wait again"
             )
         raise AirflowException(f"waiting for restores in s3://{self.bucket} failed: {event.get('message')}")
