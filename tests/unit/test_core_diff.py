@@ -236,6 +236,28 @@ def test_merge_random_listings_matches_a_set_based_diff() -> None:
             assert key not in result
 
 
+@pytest.mark.parametrize("compare", list(Compare))
+def test_merge_agrees_with_needs_copy_on_every_shared_key(compare: Compare) -> None:
+    """The merge inlines the size and time rule for speed: it must still judge as needs_copy."""
+    rng = random.Random(5)
+    etags = ["aa", "bb", "aa-2", "bb-3"]
+    pairs = [
+        (
+            ObjectInfo(f"k{i:05d}", rng.randint(1, 2), rng.choice(etags), float(rng.randint(1, 3))),
+            ObjectInfo(f"k{i:05d}", rng.randint(1, 2), rng.choice(etags), float(rng.randint(1, 3))),
+        )
+        for i in range(2000)
+    ]
+
+    entries = list(merge_listings([s for s, _ in pairs], [b for _, b in pairs], compare))
+
+    assert [e.action for e in entries] == [
+        Action.CHANGED if needs_copy(s, b, compare) else Action.UNCHANGED for s, b in pairs
+    ]
+    assert all(type(e) is DiffEntry for e in entries)
+    assert {e.action for e in entries} == {Action.CHANGED, Action.UNCHANGED}
+
+
 def build_listings(n: int) -> tuple[list[ObjectInfo], list[ObjectInfo]]:
     """Every 5th key only in the backup, every 4th only in the source, every 3rd changed size."""
     gc.disable()  # building 100ks of objects trips many full collections; that is not the merge
