@@ -18,10 +18,11 @@ from s3br_provider.core.manifest import split_s3_uri
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.retrieval import restore_request
+from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import from_tag_set, to_tag_set
 from s3br_provider.core.versions import VersionEntry
+from s3br_provider.hooks.errors import error_code
 
-MiB = 1024 * 1024
 MIN_PART = 5 * MiB
 MAX_PART = 5 * 1024 * MiB
 PREFERRED_MAX_PART = 512 * MiB
@@ -49,13 +50,6 @@ def client_config(max_pool_connections: int) -> Config:
         connect_timeout=10,
         read_timeout=300,
     )
-
-
-def error_code(error: BaseException) -> str:
-    """Return the S3 error code of a botocore ClientError, or the exception's class name."""
-    if isinstance(error, ClientError):
-        return str(error.response.get("Error", {}).get("Code", "ClientError"))
-    return type(error).__name__
 
 
 def part_ranges(size: int, threshold: int) -> list[tuple[int, int]]:

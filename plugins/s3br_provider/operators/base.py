@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from s3br_provider.core.partitions import KeyRange
-from s3br_provider.hooks.s3_bucket import S3BucketHook
+
+if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
+    from s3br_provider.hooks.s3_bucket import S3BucketHook
 
 DEFAULT_COPY_THREADS = 32
 
@@ -27,6 +29,8 @@ class S3brBaseOperator(BaseOperator):
 
     def hook(self, aws_conn_id: str) -> S3BucketHook:
         """Return this task's hook (and so its one boto3 client) for a connection."""
+        from s3br_provider.hooks.s3_bucket import S3BucketHook
+
         hooks = self.__dict__.setdefault("_s3br_hooks", {})
         if aws_conn_id not in hooks:
             hooks[aws_conn_id] = S3BucketHook(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
@@ -15,9 +15,13 @@ from s3br_provider.core.pool import bounded_map, prefetch
 from s3br_provider.core.progress import Progress, format_bytes
 from s3br_provider.core.selection import is_selected
 from s3br_provider.core.settings import parse_instant
+from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import strip_marker
-from s3br_provider.hooks.s3_bucket import MiB, S3BucketHook, error_code
+from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import DEFAULT_COPY_THREADS, S3brPartitionOperator
+
+if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
+    from s3br_provider.hooks.s3_bucket import S3BucketHook
 
 MAX_REPORTED_FAILURES = 50
 REPLACE_TAGS = "replace_tags"

@@ -11,7 +11,6 @@ from airflow.sdk.exceptions import AirflowException
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
 from s3br_provider.core.stats import encode_stats, merge_samples, stats_uri
-from s3br_provider.hooks.metrics import BackupMetricsHook
 from s3br_provider.operators.base import S3brBaseOperator
 from s3br_provider.operators.validate import InvalidRunError
 
@@ -133,6 +132,8 @@ class S3BackupReportOperator(S3brBaseOperator):
         return format_table(header, lines)
 
     def _publish(self, s: dict[str, Any], totals: dict[str, int]) -> None:
+        from s3br_provider.hooks.metrics import BackupMetricsHook
+
         metrics = BackupMetricsHook(aws_conn_id=s["backup_aws_conn_id"], namespace=s["cloudwatch_namespace"])
         metrics.publish(
             {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from contextlib import ExitStack
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 from botocore.exceptions import ClientError
@@ -19,10 +19,14 @@ from s3br_provider.core.selection import is_selected
 from s3br_provider.core.settings import RestoreSettings
 from s3br_provider.core.tags import strip_marker
 from s3br_provider.core.versions import objects_as_of
-from s3br_provider.hooks.s3_bucket import S3BucketHook, error_code
+from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import S3brBaseOperator, S3brPartitionOperator
 from s3br_provider.operators.copy_batch import TAGS_UNKNOWN
 from s3br_provider.operators.validate import InvalidRunError, publish_each
+
+if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
+    from s3br_provider.hooks.s3_bucket import S3BucketHook
+
 
 ARCHIVE_STATUS = "archive_status"
 """Record flag holding an Intelligent-Tiering object's ArchiveStatus."""

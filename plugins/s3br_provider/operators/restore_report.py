@@ -12,7 +12,6 @@ from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
 from s3br_provider.core.retrieval import TIERS, describe
-from s3br_provider.hooks.metrics import BackupMetricsHook
 from s3br_provider.operators.base import S3brBaseOperator
 from s3br_provider.operators.validate import InvalidRunError
 
@@ -130,6 +129,8 @@ class S3RestoreReportOperator(S3brBaseOperator):
                 self.log.info("dry run: %s retrieval time: %s", name, times)
 
     def _publish(self, s: dict[str, Any], totals: dict[str, int]) -> None:
+        from s3br_provider.hooks.metrics import BackupMetricsHook
+
         BackupMetricsHook(aws_conn_id=s["target_aws_conn_id"], namespace=s["cloudwatch_namespace"]).publish(
             {
                 "ObjectsToRestore": totals["selected"],

@@ -12,7 +12,7 @@ from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import bounded_map
 from s3br_provider.core.progress import Progress
 from s3br_provider.core.tags import mark_deleted
-from s3br_provider.hooks.s3_bucket import error_code
+from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import S3brPartitionOperator
 
 MAX_REPORTED = 50

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator, Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from s3br_provider.core.manifest import run_folder
 from s3br_provider.core.settings import SettingsError, backup_settings, restore_settings
-from s3br_provider.hooks.s3_bucket import S3BucketHook
+
+if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
+    from s3br_provider.hooks.s3_bucket import S3BucketHook
 
 SOURCE_VARIABLE = "s3br_source_bucket"
 BACKUP_VARIABLE = "s3br_backup_bucket"
@@ -73,6 +75,8 @@ class S3BackupValidateOperator(BaseOperator):
             raise InvalidRunError(str(error)) from None
         _check_connection(settings.source_aws_conn_id, "source_aws_conn_id")
         _check_connection(settings.backup_aws_conn_id, "backup_aws_conn_id")
+        from s3br_provider.hooks.s3_bucket import S3BucketHook
+
         source = S3BucketHook(aws_conn_id=settings.source_aws_conn_id)
         backup = S3BucketHook(aws_conn_id=settings.backup_aws_conn_id)
         _check_bucket(source, settings.source_bucket, "source_bucket")
@@ -105,6 +109,8 @@ class S3RestoreValidateOperator(BaseOperator):
             raise InvalidRunError(str(error)) from None
         _check_connection(settings.backup_aws_conn_id, "backup_aws_conn_id")
         _check_connection(settings.target_aws_conn_id, "target_aws_conn_id")
+        from s3br_provider.hooks.s3_bucket import S3BucketHook
+
         backup = S3BucketHook(aws_conn_id=settings.backup_aws_conn_id)
         target = S3BucketHook(aws_conn_id=settings.target_aws_conn_id)
         _check_bucket(backup, settings.backup_bucket, "backup_bucket")

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from s3br_provider.core.manifest import split_s3_uri
@@ -73,6 +72,8 @@ class GlacierRestoreTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
         hook = S3Hook(aws_conn_id=self.aws_conn_id)
         try:
             async with await hook.get_async_conn() as client:
