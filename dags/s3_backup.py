@@ -94,6 +94,7 @@ def s3_backup() -> None:
         settings=settings,
         bucket_setting="source_bucket",
         conn_setting="source_aws_conn_id",
+        size_by_change_rate=True,
     )
 
     steps = {}

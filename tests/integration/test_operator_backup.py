@@ -239,6 +239,30 @@ def test_plan_from_statistics(s3: Any, bucket_names: Callable[[str], str]) -> No
     assert plan(validate(source, backup, prefix="other/")) == [{"index": 0, "start_after": None, "end": None}]
 
 
+# 100,000 keys, 20,000 keys per partition when every key is copied
+@pytest.mark.parametrize(
+    ("copy_fraction", "partitions"),
+    [(1.0, 5), (None, 1), (0.0, 1), (0.25, 2), (0.5, 3)],
+)
+def test_backup_plan_sizes_partitions_by_the_last_runs_change_rate(
+    s3: Any, bucket_names: Callable[[str], str], copy_fraction: float | None, partitions: int
+) -> None:
+    """A backup that mostly lists gets fewer, larger partitions; a restore (no flag) does not."""
+    source, backup = bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    samples = [(f"k{i:04d}", 100) for i in range(1000)]
+    bucket, key = split_s3_uri(stats_uri(backup, ""))
+    s3.put_object(Bucket=bucket, Key=key, Body=encode_stats("", samples, copy_fraction))
+    settings = validate(source, backup)
+
+    planned = plan(settings, target_keys=20_000, size_by_change_rate=True)
+
+    assert len(planned) == partitions
+    assert_contiguous(planned)
+    assert len(plan(settings, target_keys=20_000)) == 5
+
+
 # diff -> copy -> tag -------------------------------------------------------------------------
 
 

@@ -8,8 +8,10 @@ import random
 import pytest
 
 from s3br_provider.core.partitions import (
+    MAX_LISTING_FACTOR,
     KeyRange,
     even_boundaries,
+    keys_per_partition,
     plan_from_prefix_counts,
     plan_from_samples,
     ranges_from_boundaries,
@@ -227,3 +229,26 @@ def test_even_boundaries_gives_equal_shares(size: int, ranges: int) -> None:
     edges = [-1, *(items.index(b) for b in picked), size - 1]
     shares = [b - a for a, b in zip(edges, edges[1:], strict=False)]
     assert max(shares) - min(shares) <= 1
+
+
+@pytest.mark.parametrize(
+    ("fraction", "expected"),
+    [
+        (1.0, 5_000),  # every key copied: the target itself
+        (0.0, 50_000),  # nothing copied: capped at MAX_LISTING_FACTOR times the target
+        (None, 50_000),  # unknown: a daily change of a few percent is assumed
+        (0.5, 5_000 * 21 // 11),
+        (0.1, 5_000 * 21 // 3),
+        (7.0, 5_000),  # out-of-range fractions are clamped
+        (-1.0, 50_000),
+    ],
+)
+def test_keys_per_partition_follows_the_expected_work(fraction: float | None, expected: int) -> None:
+    assert keys_per_partition(5_000, fraction) == pytest.approx(expected, abs=1)
+
+
+def test_keys_per_partition_shrinks_as_the_change_rate_grows() -> None:
+    sizes = [keys_per_partition(1_000, f / 100) for f in range(0, 101)]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[0] == 1_000 * MAX_LISTING_FACTOR and sizes[-1] == 1_000
+    assert keys_per_partition(1, 1.0) == 1

@@ -8,7 +8,15 @@ import pytest
 
 from s3br_provider.core.keys import is_reserved
 from s3br_provider.core.manifest import split_s3_uri
-from s3br_provider.core.stats import MAX_SAMPLES, decode_stats, encode_stats, merge_samples, stats_uri
+from s3br_provider.core.stats import (
+    MAX_SAMPLES,
+    decode_copy_fraction,
+    decode_stats,
+    encode_stats,
+    measured_copy_fraction,
+    merge_samples,
+    stats_uri,
+)
 
 
 def test_stats_uri_is_stable_per_prefix() -> None:
@@ -76,3 +84,25 @@ def test_decode_of_another_prefix_is_empty() -> None:
 )
 def test_decode_of_garbage_is_empty(body: bytes | None) -> None:
     assert decode_stats(body, "photos/") == []
+
+
+def test_copy_fraction_round_trips_and_is_optional() -> None:
+    samples = [("a", 3)]
+    assert decode_copy_fraction(encode_stats("", samples, 0.0123), "") == pytest.approx(0.0123)
+    assert decode_copy_fraction(encode_stats("", samples), "") is None
+    assert decode_copy_fraction(encode_stats("", samples, 0.5), "other/") is None
+    assert decode_copy_fraction(None, "") is None
+    assert decode_copy_fraction(b'{"prefix": "", "copy_fraction": "lots"}', "") is None
+    assert decode_copy_fraction(b'{"prefix": "", "copy_fraction": 3}', "") is None
+    assert decode_copy_fraction(b'{"prefix": "", "copy_fraction": true}', "") is None
+    assert decode_stats(encode_stats("", samples, 0.5), "") == samples
+
+
+def test_measured_copy_fraction_counts_new_and_changed_of_an_incremental_run() -> None:
+    def row(source: int, backup: int, new: int, changed: int) -> dict:
+        return {"diff": {"source_objects": source, "backup_objects": backup, "new": new, "changed": changed}}
+
+    assert measured_copy_fraction([row(100, 98, 2, 3), row(100, 100, 0, 5)]) == pytest.approx(0.05)
+    assert measured_copy_fraction([row(100, 0, 100, 0)]) is None  # filled an empty backup
+    assert measured_copy_fraction([row(0, 5, 0, 0)]) is None  # nothing listed in the source
+    assert measured_copy_fraction([{"diff": None}, row(10, 10, 0, 1)]) == pytest.approx(0.1)

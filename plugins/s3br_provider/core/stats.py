@@ -36,21 +36,53 @@ def merge_samples(parts: Iterable[list[tuple[str, int]]], limit: int = MAX_SAMPL
     return thinned
 
 
-def encode_stats(prefix: str, samples: list[tuple[str, int]]) -> bytes:
-    return json.dumps({"prefix": prefix, "samples": samples}, ensure_ascii=False).encode("utf-8")
+def measured_copy_fraction(rows: Iterable[dict[str, Any]]) -> float | None:
+    """Fraction of source keys an incremental run had to copy (new or changed), from the
+    per-partition diff results; None for a run that filled an empty backup (all new) or
+    listed nothing, which says nothing about how fast the source changes."""
+    diffs = [row.get("diff") or {} for row in rows]
+    source = sum(d.get("source_objects", 0) for d in diffs)
+    backup = sum(d.get("backup_objects", 0) for d in diffs)
+    if not source or not backup:
+        return None
+    return sum(d.get("new", 0) + d.get("changed", 0) for d in diffs) / source
+
+
+def encode_stats(prefix: str, samples: list[tuple[str, int]], copy_fraction: float | None = None) -> bytes:
+    """Serialize a run's key samples and, for an incremental run, the fraction of keys it copied."""
+    data: dict[str, Any] = {"prefix": prefix, "samples": samples}
+    if copy_fraction is not None:
+        data["copy_fraction"] = round(min(1.0, max(0.0, copy_fraction)), 6)
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
+
+
+def _load(body: bytes | None, prefix: str) -> dict[str, Any] | None:
+    if not body:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("prefix") != prefix:
+        return None
+    return data
 
 
 def decode_stats(body: bytes | None, prefix: str) -> list[tuple[str, int]]:
     """Return the samples of a stats file, or [] when absent, unreadable or for another prefix."""
-    if not body:
-        return []
-    try:
-        data: dict[str, Any] = json.loads(body)
-    except ValueError:
-        return []
-    if not isinstance(data, dict) or data.get("prefix") != prefix:
+    data = _load(body, prefix)
+    if data is None:
         return []
     try:
         return [(str(key), int(weight)) for key, weight in data.get("samples", [])]
     except (TypeError, ValueError):
         return []
+
+
+def decode_copy_fraction(body: bytes | None, prefix: str) -> float | None:
+    """Return the fraction of keys the last incremental run copied, or None if not recorded."""
+    data = _load(body, prefix)
+    value = None if data is None else data.get("copy_fraction")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        return None
+    return float(value)

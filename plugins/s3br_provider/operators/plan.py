@@ -6,9 +6,15 @@ from typing import Any
 
 from airflow.configuration import conf
 
-from s3br_provider.core.partitions import KeyRange, plan_from_prefix_counts, plan_from_samples
+from s3br_provider.core.partitions import (
+    ASSUMED_COPY_FRACTION,
+    KeyRange,
+    keys_per_partition,
+    plan_from_prefix_counts,
+    plan_from_samples,
+)
 from s3br_provider.core.pool import bounded_map_ordered
-from s3br_provider.core.stats import decode_stats, stats_uri
+from s3br_provider.core.stats import decode_copy_fraction, decode_stats, stats_uri
 from s3br_provider.operators.base import S3brBaseOperator
 
 TARGET_KEYS_PER_PARTITION = 5_000
@@ -37,8 +43,11 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
 
     :param bucket_setting: which settings entry names the bucket to explore.
     :param conn_setting: which settings entry names the connection for that bucket.
-    :param target_keys: keys per partition; default: the Airflow option
+    :param target_keys: keys per partition when every key is copied; default: the Airflow option
         ``[s3br] target_keys_per_partition`` (env ``AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION``), 5,000.
+    :param size_by_change_rate: backups: when statistics exist, size partitions by the work the
+        last run measured (a run that mostly lists gets fewer, larger partitions; see
+        ``keys_per_partition``). Restores copy every key and leave this off.
     """
 
     def __init__(
@@ -47,12 +56,14 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         bucket_setting: str,
         conn_setting: str,
         target_keys: int | None = None,
+        size_by_change_rate: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.bucket_setting = bucket_setting
         self.conn_setting = conn_setting
         self.target_keys = target_keys
+        self.size_by_change_rate = size_by_change_rate
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
         settings = self.settings
@@ -72,8 +83,15 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         body = backup_hook.get_json_bytes(stats_uri(settings["backup_bucket"], settings["prefix"]))
         samples = decode_stats(body, settings["prefix"])
         if samples:
-            ranges = plan_from_samples(samples, target_keys=self.target_keys, max_partitions=limit)
-            return ranges, f"statistics of {sum(w for _, w in samples)} keys"
+            target, how = self.target_keys, ""
+            if self.size_by_change_rate:
+                fraction = decode_copy_fraction(body, settings["prefix"])
+                target = keys_per_partition(self.target_keys, fraction)
+                measured = "last run copied" if fraction is not None else "assumed"
+                shown = ASSUMED_COPY_FRACTION if fraction is None else fraction
+                how = f"; {measured} {shown:.1%} of keys to copy: about {target} keys each"
+            ranges = plan_from_samples(samples, target_keys=target, max_partitions=limit)
+            return ranges, f"statistics of {sum(w for _, w in samples)} keys{how}"
         hook = self.hook(settings[self.conn_setting])
         prefix = settings["prefix"]
         keys, more = hook.count_keys(settings[self.bucket_setting], prefix)

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
-from s3br_provider.core.stats import encode_stats, merge_samples, stats_uri
+from s3br_provider.core.stats import encode_stats, measured_copy_fraction, merge_samples, stats_uri
 from s3br_provider.operators.base import S3brBaseOperator
 from s3br_provider.operators.validate import InvalidRunError
 
@@ -158,5 +158,6 @@ class S3BackupReportOperator(S3brBaseOperator):
             sample_sets.append([tuple(pair) for pair in json.loads(body)])
         s = self.settings
         backup.put_json(
-            stats_uri(s["backup_bucket"], s["prefix"]), encode_stats(s["prefix"], merge_samples(sample_sets))
+            stats_uri(s["backup_bucket"], s["prefix"]),
+            encode_stats(s["prefix"], merge_samples(sample_sets), measured_copy_fraction(rows)),
         )
