@@ -21,6 +21,7 @@ from s3br_provider.core.retrieval import restore_request
 from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import from_tag_set, to_tag_set
 from s3br_provider.core.versions import VersionEntry
+from s3br_provider.hooks.copy_request import CopyObjectSender, WrongRegionError, copy_source_header
 from s3br_provider.hooks.errors import error_code
 
 MIN_PART = 5 * MiB
@@ -65,17 +66,39 @@ class S3BucketHook(AwsBaseHook):
 
     :param aws_conn_id: Airflow connection (``conn_type`` ``aws``).
     :param max_pool_connections: HTTP connections kept open; at least the copy thread count.
+    :param fast_copy: send single-part CopyObject requests through ``CopyObjectSender`` (a third
+        of boto3's CPU per copy); False sends them through boto3 like every other request.
     """
 
-    def __init__(self, aws_conn_id: str | None = "aws_default", max_pool_connections: int = 32) -> None:
+    def __init__(
+        self,
+        aws_conn_id: str | None = "aws_default",
+        max_pool_connections: int = 32,
+        *,
+        fast_copy: bool = True,
+    ) -> None:
         super().__init__(
             aws_conn_id=aws_conn_id, client_type="s3", config=client_config(max_pool_connections)
         )
+        self.max_pool_connections = max_pool_connections
+        self.fast_copy = fast_copy
 
     @cached_property
     def client(self) -> Any:
         """One boto3 client per hook: clients are thread-safe and share the connection pool."""
         return self.get_conn()
+
+    @cached_property
+    def copy_sender(self) -> CopyObjectSender | None:
+        """The fast CopyObject path, or None where boto3 must send copies itself."""
+        if not self.fast_copy:
+            return None
+        return CopyObjectSender.for_client(
+            self.client,
+            self.get_session(region_name=self.region_name),
+            pool_size=self.max_pool_connections,
+            verify=self.verify,
+        )
 
     @property
     def endpoint_url(self) -> str | None:
@@ -259,15 +282,30 @@ class S3BucketHook(AwsBaseHook):
         if source.size > multipart_threshold:
             self._copy_multipart(source, copy_source, target_bucket, multipart_threshold, tags, storage_class)
             return
+        sender = self.copy_sender
+        if sender is not None:
+            headers = {
+                "x-amz-copy-source": copy_source_header(source_bucket, source.key, source.version_id),
+                "x-amz-metadata-directive": "COPY",
+                "x-amz-tagging-directive": "COPY" if tags is None else "REPLACE",
+            }
+            if tags is not None:
+                headers["x-amz-tagging"] = urlencode(tags)
+            if storage_class:
+                headers["x-amz-storage-class"] = storage_class
+            try:
+                sender.copy(target_bucket, source.key, headers)
+                return
+            except WrongRegionError as error:
+                self.log.info("%s; copying through boto3", error)
         kwargs: dict[str, Any] = {
             "Bucket": target_bucket,
             "Key": source.key,
             "CopySource": copy_source,
             "MetadataDirective": "COPY",
-            "TaggingDirective": "COPY",
+            "TaggingDirective": "COPY" if tags is None else "REPLACE",
         }
         if tags is not None:
-            kwargs["TaggingDirective"] = "REPLACE"
             kwargs["Tagging"] = urlencode(tags)
         if storage_class:
             kwargs["StorageClass"] = storage_class

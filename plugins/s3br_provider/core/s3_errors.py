@@ -1,0 +1,63 @@
+"""Read S3 error responses and tell which are worth retrying (botocore's standard mode rules)."""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import NamedTuple
+
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+    }
+)
+TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "InternalError"})
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+MAX_BACKOFF_SECONDS = 20.0
+
+_ERROR = re.compile(rb"<Error>\s*(.*?)\s*</Error>", re.DOTALL)
+_FIELD = r"<{0}>(.*?)</{0}>"
+
+
+class S3Error(NamedTuple):
+    code: str
+    message: str
+
+
+def parse_error(body: bytes) -> S3Error | None:
+    """Return the ``<Error>`` of an S3 response body, or None if it holds none.
+
+    CopyObject can answer 200 OK and still fail: the error is then in the body, so every
+    response body is checked, not only those of 4xx and 5xx.
+    """
+    found = _ERROR.search(body[:4096])
+    if found is None:
+        return None
+    inner = found.group(1).decode("utf-8", "replace")
+    code = re.search(_FIELD.format("Code"), inner, re.DOTALL)
+    message = re.search(_FIELD.format("Message"), inner, re.DOTALL)
+    return S3Error(code.group(1).strip() if code else "Unknown", message.group(1).strip() if message else "")
+
+
+def is_retryable(status: int, code: str) -> bool:
+    """Throttling, 5xx and request timeouts are retried; anything else is final."""
+    return code in THROTTLING_CODES or code in TRANSIENT_CODES or status in TRANSIENT_STATUSES
+
+
+def backoff_seconds(attempt: int, draw: float | None = None) -> float:
+    """Truncated binary exponential backoff with full jitter: up to 1, 2, 4 ... 20 seconds."""
+    share = random.random() if draw is None else draw
+    return share * min(MAX_BACKOFF_SECONDS, 2.0 ** (attempt - 1))

@@ -1,0 +1,196 @@
+"""The fast CopyObject path against real endpoints: signatures checked, faults retried,
+objects identical to what boto3's copy_object makes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from s3br_provider.core.objects import ObjectInfo
+from s3br_provider.core.sizes import MiB
+from s3br_provider.hooks.copy_request import CopyObjectSender, copy_source_header
+from s3br_provider.hooks.s3_bucket import S3BucketHook
+from tests.integration.conftest import PROXY_CONN_ID
+from tests.integration.test_hook_s3_bucket import assert_same_object, put_rich
+from tests.support.fault_proxy import FaultProxy
+from tests.support.moto_server import free_port
+from tests.support.s3 import DUMMY_KEY, REGION, snapshot
+
+ODD_KEYS = ["plain.bin", "space and+plus %.txt", "ünï/😀/é", "a/./b/../c", "x//y", "~t(p)*!'"]
+
+
+def copy_requests(proxy: FaultProxy) -> list[Any]:
+    """Every CopyObject that reached the proxy, faulted or forwarded."""
+    return [r for r in proxy.records if r.operation == "CopyObject"]
+
+
+def copy_headers(bucket: str, key: str) -> dict[str, str]:
+    return {
+        "x-amz-copy-source": copy_source_header(bucket, key),
+        "x-amz-metadata-directive": "COPY",
+        "x-amz-tagging-directive": "COPY",
+    }
+
+
+@pytest.fixture(scope="module")
+def signing_moto() -> Iterator[tuple[str, dict[str, str]]]:
+    """A moto server that checks SigV4 signatures (IAM auth on), and one IAM user's keys."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # The first 3 requests (creating the user, its policy and key) go unauthenticated.
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "moto did not start"
+                time.sleep(0.1)
+        iam = boto3.client(
+            "iam",
+            endpoint_url=url,
+            aws_access_key_id=DUMMY_KEY,
+            aws_secret_access_key=DUMMY_KEY,
+            region_name=REGION,
+        )
+        iam.create_user(UserName="s3br")
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName="s3br", PolicyName="s3", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="s3br")["AccessKey"]
+        yield url, {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def sender_for(url: str, keys: dict[str, str]) -> tuple[CopyObjectSender, Any]:
+    session = boto3.session.Session(region_name=REGION, **keys)
+    client = session.client("s3", endpoint_url=url)
+    sender = CopyObjectSender.for_client(client, session, pool_size=4, verify=None)
+    assert sender is not None
+    return sender, client
+
+
+def test_signatures_are_accepted_by_an_endpoint_that_checks_them(signing_moto) -> None:
+    url, keys = signing_moto
+    sender, s3 = sender_for(url, keys)
+    s3.create_bucket(Bucket="signed-src")
+    s3.create_bucket(Bucket="signed-dst")
+    for key in ODD_KEYS:
+        s3.put_object(Bucket="signed-src", Key=key, Body=key.encode(), Metadata={"k": "v"})
+
+    for key in ODD_KEYS:
+        sender.copy("signed-dst", key, copy_headers("signed-src", key))
+
+    for key in ODD_KEYS:
+        copy = snapshot(s3, "signed-dst", key)
+        assert (copy.body, copy.metadata) == (key.encode(), {"k": "v"}), key
+
+
+def test_a_wrong_secret_is_refused_with_the_s3_error_code(signing_moto) -> None:
+    url, keys = signing_moto
+    good, s3 = sender_for(url, keys)
+    s3.create_bucket(Bucket="refused-src")
+    s3.create_bucket(Bucket="refused-dst")
+    s3.put_object(Bucket="refused-src", Key="k", Body=b"x")
+    bad, _ = sender_for(url, {**keys, "aws_secret_access_key": "not-the-secret"})
+
+    with pytest.raises(ClientError) as raised:
+        bad.copy("refused-dst", "k", copy_headers("refused-src", "k"))
+
+    assert raised.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert "Contents" not in s3.list_objects_v2(Bucket="refused-dst")
+
+
+@pytest.mark.parametrize("fast_copy", [True, False])
+def test_both_paths_make_the_same_object(
+    fast_copy: bool, s3: Any, bucket_names: Callable[[str], str], fault_proxy: FaultProxy
+) -> None:
+    source, plain, retagged = bucket_names("src"), bucket_names("dst"), bucket_names("tagged")
+    for bucket in (source, plain, retagged):
+        s3.create_bucket(Bucket=bucket)
+    obj = put_rich(s3, source, "docs/ünï code+plus %.txt", b"same either way\n" * 64)
+    hook = S3BucketHook(aws_conn_id=PROXY_CONN_ID, fast_copy=fast_copy)
+
+    hook.copy(obj, source, plain, multipart_threshold=8 * MiB)
+    hook.copy(
+        obj, source, retagged, multipart_threshold=8 * MiB, tags={"only": "this"}, storage_class="STANDARD_IA"
+    )
+
+    assert (hook.copy_sender is not None) is fast_copy
+    assert fault_proxy.operations()["CopyObject"] == 2
+    assert_same_object(s3, source, plain, obj.key)
+    head = s3.head_object(Bucket=retagged, Key=obj.key)
+    assert head["ContentLength"] == obj.size and head["StorageClass"] == "STANDARD_IA"
+    assert snapshot(s3, retagged, obj.key).tags == {"only": "this"}
+
+
+@pytest.mark.parametrize("kind", ["slowdown", "internal", "error_200", "drop"])
+def test_transient_faults_are_retried(
+    kind: str, s3: Any, bucket_names: Callable[[str], str], fault_proxy: FaultProxy
+) -> None:
+    source, target = bucket_names("src"), bucket_names("dst")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=target)
+    s3.put_object(Bucket=source, Key="k", Body=b"payload")
+    fault_proxy.set_faults([{"operation": "CopyObject", "kind": kind, "count": 2}])
+    hook = S3BucketHook(aws_conn_id=PROXY_CONN_ID)
+
+    hook.copy(ObjectInfo("k", 7, "", 0.0), source, target, multipart_threshold=8 * MiB)
+
+    assert len(copy_requests(fault_proxy)) == 3  # two faulted, the third forwarded
+    assert fault_proxy.operations()["CopyObject"] == 1
+    assert s3.get_object(Bucket=target, Key="k")["Body"].read() == b"payload"
+
+
+def test_a_final_error_is_raised_after_one_request(
+    s3: Any, bucket_names: Callable[[str], str], fault_proxy: FaultProxy
+) -> None:
+    source, target = bucket_names("src"), bucket_names("dst")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=target)
+    s3.put_object(Bucket=source, Key="k", Body=b"payload")
+    fault_proxy.set_faults([{"operation": "CopyObject", "kind": "access_denied"}])
+
+    with pytest.raises(ClientError) as raised:
+        S3BucketHook(aws_conn_id=PROXY_CONN_ID).copy(
+            ObjectInfo("k", 7, "", 0.0), source, target, multipart_threshold=8 * MiB
+        )
+
+    assert raised.value.response["Error"]["Code"] == "AccessDenied"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert len(copy_requests(fault_proxy)) == 1
+
+
+def test_a_missing_source_is_final(s3: Any, bucket_names: Callable[[str], str]) -> None:
+    source, target = bucket_names("src"), bucket_names("dst")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=target)
+
+    with pytest.raises(ClientError) as raised:
+        S3BucketHook(aws_conn_id="aws_default").copy(
+            ObjectInfo("gone", 7, "", 0.0), source, target, multipart_threshold=8 * MiB
+        )
+
+    assert raised.value.response["Error"]["Code"] == "NoSuchKey"
