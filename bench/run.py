@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import s3data  # noqa: E402
-from bench.airflow_runs import S3brDagsTest, S3brLocalExecutor  # noqa: E402
+from bench.airflow_runs import S3brDagsTest, S3brLocalExecutor, S3brLocalTuned  # noqa: E402
 from bench.endpoints import ENDPOINTS, running_endpoint  # noqa: E402
 from bench.report import console_table, write_all  # noqa: E402
 from bench.tools import CASES, AwsSync, RawBoto3, RcloneCopy, Result, RunSpec, S5cmdCp, S5cmdSync, Tool  # noqa: E402
@@ -44,6 +44,7 @@ def all_tools() -> list[Tool]:
         RcloneCopy(),
         S3brDagsTest(),
         S3brLocalExecutor(),
+        S3brLocalTuned(),
     ]
 
 
@@ -136,6 +137,10 @@ def benchmark_size(
                 continue
             dst = f"bench-{n}-{tool.name}"
             spec = RunSpec(endpoint, src, dst, n, case, logdir, args.timeout)
+            for other in tools:  # an idle Airflow deployment still polls: keep it off the cores
+                if other is not tool:
+                    other.pause()
+            tool.resume()
             try:
                 result = tool.run(spec)
             except Exception as error:  # one broken tool must not lose the others' results

@@ -93,6 +93,12 @@ class Tool:
     def setup(self, endpoint: Endpoint, workdir: Path) -> None:
         """Prepare once per benchmark, untimed (a database, services)."""
 
+    def pause(self) -> None:
+        """Stop using the CPU while other tools are measured (long-lived deployments)."""
+
+    def resume(self) -> None:
+        """Undo ``pause`` before this tool's own runs."""
+
     def teardown(self) -> None:
         """Undo :meth:`setup`."""
 
