@@ -591,3 +591,24 @@ def test_iter_versions_from_a_marker_that_is_not_a_key(
     bucket = new_bucket("hist", versioned=True)
     versioned_history(s3, bucket)
     assert [e.key for e in hook.iter_versions(bucket, "", KeyRange("a0", "c"))] == ["b", "b", "b", "c", "c"]
+
+
+@pytest.mark.parametrize("bucket_fixture", ["odd_bucket", "big_bucket"])
+def test_fast_listing_matches_boto3_field_by_field(
+    bucket_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """The direct ListObjectsV2 path and boto3's paginator read the same objects, in order,
+    across pages, past the reserved prefix, with the same key decoding and fields."""
+    fixture = request.getfixturevalue(bucket_fixture)
+    bucket = fixture if isinstance(fixture, str) else fixture.name
+    fast = S3BucketHook(aws_conn_id="aws_default")
+    slow = S3BucketHook(aws_conn_id="aws_default", fast_path=False)
+    assert fast.direct is not None and slow.direct is None
+
+    for prefix, key_range in [("", KeyRange()), ("", KeyRange("_a", "z")), ("d", KeyRange())]:
+        got = list(fast.iter_objects(bucket, prefix, key_range))
+        expected = list(slow.iter_objects(bucket, prefix, key_range))
+        assert [o.to_record() for o in got] == [o.to_record() for o in expected]
+    assert len(list(fast.iter_objects(bucket, "", KeyRange()))) > (
+        1000 if bucket_fixture == "big_bucket" else 50
+    )

@@ -10,14 +10,23 @@ from botocore import auth as botocore_auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotocoreCredentials
 
-from s3br_provider.core.sigv4 import EMPTY_SHA256, Credentials, sign, signing_key
+from s3br_provider.core.sigv4 import EMPTY_SHA256, Credentials, canonical_query, sign, signing_key
 
 NOW = datetime(2026, 11, 28, 21, 5, 9, tzinfo=UTC)
 KEYS = ["plain/key.bin", "space and+plus %.txt", "ünï/😀/é", "a/./b/../c", "x//y", "~tilde/(paren)*!'"]
 
 
-def botocore_signed(host: str, path: str, headers: dict[str, str], creds: Credentials, region: str) -> dict:
-    request = AWSRequest(method="PUT", url=f"http://{host}{path}", headers=dict(headers), data=b"")
+def botocore_signed(
+    host: str,
+    path: str,
+    headers: dict[str, str],
+    creds: Credentials,
+    region: str,
+    method: str = "PUT",
+    query: str = "",
+) -> dict:
+    url = f"http://{host}{path}" + (f"?{query}" if query else "")
+    request = AWSRequest(method=method, url=url, headers=dict(headers), data=b"" if method == "PUT" else None)
     signer = botocore_auth.S3SigV4Auth(BotocoreCredentials(*creds), "s3", region)
     original = botocore_auth.get_current_datetime
     botocore_auth.get_current_datetime = lambda: NOW.replace(tzinfo=None)
@@ -59,3 +68,32 @@ def test_signing_key_depends_on_every_input() -> None:
         signing_key("secret", "20261128", "eu-west-1"),
     }
     assert len(keys) == 4
+
+
+@pytest.mark.parametrize("prefix", ["", "photos/2026 11/", "ünï+code/😀", "a&b=c?d"])
+@pytest.mark.parametrize("start_after", [None, "photos/x y+z", "_s3br/\U0010ffff"])
+def test_listing_signature_with_a_query_matches_botocore(prefix: str, start_after: str | None) -> None:
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    params = {"list-type": "2", "encoding-type": "url", "prefix": prefix}
+    if start_after is not None:
+        params["start-after"] = start_after
+    query = canonical_query(params)
+
+    ours = sign("GET", "127.0.0.1:9000", "/bucket-1", {}, creds, "us-east-1", NOW, query=query)
+    reference = botocore_signed(
+        "127.0.0.1:9000",
+        "/bucket-1",
+        {"host": "127.0.0.1:9000"},
+        creds,
+        "us-east-1",
+        method="GET",
+        query=query,
+    )
+
+    assert ours["authorization"] == reference["authorization"]
+
+
+def test_canonical_query_sorts_and_encodes() -> None:
+    assert canonical_query({"prefix": "a b+c/é", "list-type": "2", "start-after": "x~y_z.-"}) == (
+        "list-type=2&prefix=a%20b%2Bc%2F%C3%A9&start-after=x~y_z.-"
+    )

@@ -30,7 +30,7 @@ class ObjectInfo:
             key=item["Key"],
             size=int(item.get("Size", 0)),
             etag=item.get("ETag", "").strip('"'),
-            last_modified=_epoch(item["LastModified"]),
+            last_modified=epoch_seconds(item["LastModified"]),
             storage_class=item.get("StorageClass") or "STANDARD",
             version_id=item.get("VersionId"),
         )
@@ -71,7 +71,8 @@ class ObjectInfo:
         )
 
 
-def _epoch(value: datetime | float | str) -> float:
+def epoch_seconds(value: datetime | float | str) -> float:
+    """Seconds since the epoch of a datetime (naive means UTC), an ISO 8601 string or a number."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)

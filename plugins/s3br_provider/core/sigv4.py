@@ -1,4 +1,4 @@
-"""AWS Signature Version 4 for S3 requests without a body (CopyObject), in plain Python.
+"""AWS Signature Version 4 for S3 requests without a body (CopyObject, listings), in plain Python.
 
 Botocore signs through its event system and request model; for a request sent tens of
 thousands of times a run that machinery costs more CPU than the request itself. This signs
@@ -13,6 +13,7 @@ import hmac
 from datetime import datetime
 from functools import lru_cache
 from typing import NamedTuple
+from urllib.parse import quote
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -41,11 +42,13 @@ def sign(
     credentials: Credentials,
     region: str,
     now: datetime,
+    query: str = "",
 ) -> dict[str, str]:
     """Return ``headers`` plus host, date, payload hash, token and Authorization, all signed.
 
     ``path`` is the URI-encoded path exactly as sent (S3 does not encode it twice); header
-    names must be lower case. The request has no query string and no body.
+    names must be lower case; ``query`` is the canonical query string (``canonical_query``),
+    sent as it is. The request has no body.
     """
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     signed = {**headers, "host": host, "x-amz-date": stamp, "x-amz-content-sha256": EMPTY_SHA256}
@@ -54,7 +57,7 @@ def sign(
     names = sorted(signed)
     canonical_headers = "".join(f"{name}:{' '.join(signed[name].split())}\n" for name in names)
     signed_names = ";".join(names)
-    canonical = f"{method}\n{path}\n\n{canonical_headers}\n{signed_names}\n{EMPTY_SHA256}"
+    canonical = f"{method}\n{path}\n{query}\n{canonical_headers}\n{signed_names}\n{EMPTY_SHA256}"
     scope = f"{stamp[:8]}/{region}/s3/aws4_request"
     to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
     key = signing_key(credentials.secret_key, stamp[:8], region)
@@ -64,3 +67,11 @@ def sign(
         f"SignedHeaders={signed_names}, Signature={signature}"
     )
     return signed
+
+
+def canonical_query(params: dict[str, str]) -> str:
+    """The query string as SigV4 wants it: names sorted, names and values percent-encoded
+    except for unreserved characters. Sending it as it is keeps the signature valid."""
+    return "&".join(
+        f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(params.items())
+    )

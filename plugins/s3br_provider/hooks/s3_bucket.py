@@ -21,7 +21,7 @@ from s3br_provider.core.retrieval import restore_request
 from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import from_tag_set, to_tag_set
 from s3br_provider.core.versions import VersionEntry
-from s3br_provider.hooks.copy_request import CopyObjectSender, WrongRegionError, copy_source_header
+from s3br_provider.hooks.direct_s3 import DirectS3, WrongRegionError, copy_source_header
 from s3br_provider.hooks.errors import error_code
 
 MIN_PART = 5 * MiB
@@ -66,8 +66,9 @@ class S3BucketHook(AwsBaseHook):
 
     :param aws_conn_id: Airflow connection (``conn_type`` ``aws``).
     :param max_pool_connections: HTTP connections kept open; at least the copy thread count.
-    :param fast_copy: send single-part CopyObject requests through ``CopyObjectSender`` (a third
-        of boto3's CPU per copy); False sends them through boto3 like every other request.
+    :param fast_path: send single-part CopyObject and ListObjectsV2 requests through
+        ``DirectS3`` (a third of boto3's CPU per copy); False sends them through boto3 like
+        every other request.
     """
 
     def __init__(
@@ -75,13 +76,13 @@ class S3BucketHook(AwsBaseHook):
         aws_conn_id: str | None = "aws_default",
         max_pool_connections: int = 32,
         *,
-        fast_copy: bool = True,
+        fast_path: bool = True,
     ) -> None:
         super().__init__(
             aws_conn_id=aws_conn_id, client_type="s3", config=client_config(max_pool_connections)
         )
         self.max_pool_connections = max_pool_connections
-        self.fast_copy = fast_copy
+        self.fast_path = fast_path
 
     @cached_property
     def client(self) -> Any:
@@ -89,11 +90,11 @@ class S3BucketHook(AwsBaseHook):
         return self.get_conn()
 
     @cached_property
-    def copy_sender(self) -> CopyObjectSender | None:
-        """The fast CopyObject path, or None where boto3 must send copies itself."""
-        if not self.fast_copy:
+    def direct(self) -> DirectS3 | None:
+        """The fast path for copies and listings, or None where boto3 must send them itself."""
+        if not self.fast_path:
             return None
-        return CopyObjectSender.for_client(
+        return DirectS3.for_client(
             self.client,
             self.get_session(region_name=self.region_name),
             pool_size=self.max_pool_connections,
@@ -162,25 +163,44 @@ class S3BucketHook(AwsBaseHook):
         """
         start_after = key_range.start_after
         while True:
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-            if start_after is not None and start_after >= prefix:
-                kwargs["StartAfter"] = start_after
+            begin = start_after if start_after is not None and start_after >= prefix else None
             jumped = False
-            for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
-                for item in page.get("Contents", []):
-                    key = item["Key"]
-                    if key_range.is_past(key):
+            for page in self._object_pages(bucket, prefix, begin):
+                for obj in page:
+                    if key_range.is_past(obj.key):
                         return
-                    if is_reserved(key):
+                    if is_reserved(obj.key):
                         if start_after is not None and start_after >= _AFTER_RESERVED:
                             continue  # a key past the jump point: jumping again would loop forever
                         start_after, jumped = _AFTER_RESERVED, True
                         break
-                    yield ObjectInfo.from_listing(item)
+                    yield obj
                 if jumped:
                     break
             if not jumped:
                 return
+
+    def _object_pages(self, bucket: str, prefix: str, start_after: str | None) -> Iterator[list[ObjectInfo]]:
+        """ListObjectsV2 page by page, through the fast path where it applies."""
+        direct = self.direct
+        if direct is not None:
+            token: str | None = None
+            try:
+                while True:
+                    page = direct.list_page(bucket, prefix, start_after, token)
+                    yield page.objects
+                    if page.next_token is None:
+                        return
+                    token = page.next_token
+            except WrongRegionError as error:
+                if token is not None:
+                    raise
+                self.log.info("%s; listing through boto3", error)
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if start_after is not None:
+            kwargs["StartAfter"] = start_after
+        for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+            yield [ObjectInfo.from_listing(item) for item in page.get("Contents", [])]
 
     def iter_versions(self, bucket: str, prefix: str, key_range: KeyRange) -> Iterator[VersionEntry]:
         """Yield every version and delete marker within ``key_range``, grouped by key, newest
@@ -282,7 +302,7 @@ class S3BucketHook(AwsBaseHook):
         if source.size > multipart_threshold:
             self._copy_multipart(source, copy_source, target_bucket, multipart_threshold, tags, storage_class)
             return
-        sender = self.copy_sender
+        sender = self.direct
         if sender is not None:
             headers = {
                 "x-amz-copy-source": copy_source_header(source_bucket, source.key, source.version_id),

@@ -1,9 +1,10 @@
-"""CopyObject without botocore's per-request machinery: the hot path of every backup.
+"""CopyObject and ListObjectsV2 without botocore's per-request machinery: the hot paths.
 
 A copy is one body-less PUT. Through boto3 it costs about 1 ms of CPU (parameter validation,
 event hooks, endpoint rules, user agent, response parsing); signed by ``core.sigv4`` and sent
 on a urllib3 pool it costs about 0.3 ms, and on a machine where the copier shares the cores
-with other work that is the difference between keeping up with s5cmd and not (bench/).
+with other work that is the difference between keeping up with s5cmd and not (bench/). A
+listing page of 1,000 keys is one GET whose XML ``core.list_page`` reads with expat directly.
 
 What botocore decides stays botocore's: the bucket's URL (path or virtual-hosted style, FIPS,
 dual-stack, custom endpoints) and the signing region are read once per bucket from a URL it
@@ -25,8 +26,9 @@ import urllib3
 from botocore.exceptions import ClientError
 from botocore.httpsession import get_cert_path
 
+from s3br_provider.core.list_page import ListPage, parse_list_page
 from s3br_provider.core.s3_errors import backoff_seconds, is_retryable, parse_error
-from s3br_provider.core.sigv4 import Credentials, sign
+from s3br_provider.core.sigv4 import Credentials, canonical_query, sign
 
 MAX_ATTEMPTS = 10
 REGION_ERRORS = frozenset(
@@ -57,8 +59,8 @@ def copy_source_header(bucket: str, key: str, version_id: str | None = None) -> 
     return f"{value}?versionId={version_id}" if version_id else value
 
 
-class CopyObjectSender:
-    """Send CopyObject requests for one boto3 S3 client. Thread-safe.
+class DirectS3:
+    """Send CopyObject and ListObjectsV2 requests for one boto3 S3 client. Thread-safe.
 
     :param client: the boto3 S3 client whose endpoint, region and TLS settings apply.
     :param credentials: the botocore credentials of the client's session.
@@ -84,7 +86,7 @@ class CopyObjectSender:
         self._lock = threading.Lock()
 
     @classmethod
-    def for_client(cls, client: Any, session: Any, *, pool_size: int, verify: Any) -> CopyObjectSender | None:
+    def for_client(cls, client: Any, session: Any, *, pool_size: int, verify: Any) -> DirectS3 | None:
         """Return a sender, or None where the client needs what only botocore does (proxies,
         anonymous access): the caller then copies through boto3."""
         credentials = session.get_credentials()
@@ -116,24 +118,58 @@ class CopyObjectSender:
         return found
 
     def copy(self, bucket: str, key: str, headers: dict[str, str]) -> None:
-        """PUT ``bucket/key`` with ``headers`` (``x-amz-copy-source`` and the directives)."""
+        """CopyObject: PUT ``bucket/key`` with ``headers`` (``x-amz-copy-source``, directives).
+
+        CopyObject may answer 200 OK with an error in the body: that is an error too."""
+        self._send("PUT", bucket, f"/{quote(key, safe='/~')}", {}, headers, "CopyObject", error_in_200=True)
+
+    def list_page(self, bucket: str, prefix: str, start_after: str | None, token: str | None) -> ListPage:
+        """ListObjectsV2: one page of up to 1,000 objects, keys URL-encoded on the wire."""
+        params = {"list-type": "2", "encoding-type": "url", "prefix": prefix}
+        if token is not None:
+            params["continuation-token"] = token
+        elif start_after is not None:
+            params["start-after"] = start_after
+        body = self._send("GET", bucket, "/", params, {}, "ListObjectsV2", error_in_200=False)
+        return parse_list_page(body)
+
+    def _send(
+        self,
+        method: str,
+        bucket: str,
+        key_path: str,
+        params: dict[str, str],
+        headers: dict[str, str],
+        operation: str,
+        *,
+        error_in_200: bool,
+    ) -> bytes:
+        """Send one signed request, retrying as botocore's standard mode does; return the body."""
         address = self.address(bucket)
-        path = f"{address.path}/{quote(key, safe='/~')}"
+        path = address.path + key_path if key_path != "/" else address.path or "/"
+        query = canonical_query(params)
+        target = f"{path}?{query}" if query else path
         pool = self._pools.connection_from_host(address.host, address.port, address.scheme)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             frozen = self._credentials.get_frozen_credentials()
             signed = sign(
-                "PUT",
+                method,
                 address.netloc,
                 path,
                 headers,
                 Credentials(frozen.access_key, frozen.secret_key, frozen.token),
                 address.region,
                 datetime.now(UTC),
+                query=query,
             )
             try:
                 response = pool.urlopen(
-                    "PUT", path, body=b"", headers=signed, redirect=False, assert_same_host=False
+                    method,
+                    target,
+                    body=b"" if method == "PUT" else None,
+                    headers=signed,
+                    redirect=False,
+                    assert_same_host=False,
                 )
                 status, body = response.status, response.data
             except _CONNECTION_ERRORS:
@@ -141,9 +177,9 @@ class CopyObjectSender:
                     raise
                 time.sleep(backoff_seconds(attempt))
                 continue
-            error = parse_error(body)
+            error = parse_error(body) if status != 200 or error_in_200 else None
             if status == 200 and error is None:
-                return
+                return body
             code = error.code if error else str(status)
             if status in (301, 307) or code in REGION_ERRORS:
                 raise WrongRegionError(f"s3://{bucket} answered {code}: its region is not {address.region}")
@@ -155,5 +191,6 @@ class CopyObjectSender:
                     "Error": {"Code": code, "Message": error.message if error else ""},
                     "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": attempt - 1},
                 },
-                "CopyObject",
+                operation,
             )
+        raise AssertionError("unreachable")  # the loop returns or raises

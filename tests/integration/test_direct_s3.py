@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.sizes import MiB
-from s3br_provider.hooks.copy_request import CopyObjectSender, copy_source_header
+from s3br_provider.hooks.direct_s3 import DirectS3, copy_source_header
 from s3br_provider.hooks.s3_bucket import S3BucketHook
 from tests.integration.conftest import PROXY_CONN_ID
 from tests.integration.test_hook_s3_bucket import assert_same_object, put_rich
@@ -84,10 +84,10 @@ def signing_moto() -> Iterator[tuple[str, dict[str, str]]]:
         proc.wait(timeout=10)
 
 
-def sender_for(url: str, keys: dict[str, str]) -> tuple[CopyObjectSender, Any]:
+def sender_for(url: str, keys: dict[str, str]) -> tuple[DirectS3, Any]:
     session = boto3.session.Session(region_name=REGION, **keys)
     client = session.client("s3", endpoint_url=url)
-    sender = CopyObjectSender.for_client(client, session, pool_size=4, verify=None)
+    sender = DirectS3.for_client(client, session, pool_size=4, verify=None)
     assert sender is not None
     return sender, client
 
@@ -123,22 +123,22 @@ def test_a_wrong_secret_is_refused_with_the_s3_error_code(signing_moto) -> None:
     assert "Contents" not in s3.list_objects_v2(Bucket="refused-dst")
 
 
-@pytest.mark.parametrize("fast_copy", [True, False])
+@pytest.mark.parametrize("fast_path", [True, False])
 def test_both_paths_make_the_same_object(
-    fast_copy: bool, s3: Any, bucket_names: Callable[[str], str], fault_proxy: FaultProxy
+    fast_path: bool, s3: Any, bucket_names: Callable[[str], str], fault_proxy: FaultProxy
 ) -> None:
     source, plain, retagged = bucket_names("src"), bucket_names("dst"), bucket_names("tagged")
     for bucket in (source, plain, retagged):
         s3.create_bucket(Bucket=bucket)
     obj = put_rich(s3, source, "docs/ünï code+plus %.txt", b"same either way\n" * 64)
-    hook = S3BucketHook(aws_conn_id=PROXY_CONN_ID, fast_copy=fast_copy)
+    hook = S3BucketHook(aws_conn_id=PROXY_CONN_ID, fast_path=fast_path)
 
     hook.copy(obj, source, plain, multipart_threshold=8 * MiB)
     hook.copy(
         obj, source, retagged, multipart_threshold=8 * MiB, tags={"only": "this"}, storage_class="STANDARD_IA"
     )
 
-    assert (hook.copy_sender is not None) is fast_copy
+    assert (hook.direct is not None) is fast_path
     assert fault_proxy.operations()["CopyObject"] == 2
     assert_same_object(s3, source, plain, obj.key)
     head = s3.head_object(Bucket=retagged, Key=obj.key)
@@ -194,3 +194,33 @@ def test_a_missing_source_is_final(s3: Any, bucket_names: Callable[[str], str]) 
         )
 
     assert raised.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+def test_listing_pages_are_signed_and_read_as_boto3_reads_them(signing_moto) -> None:
+    url, keys = signing_moto
+    direct, s3 = sender_for(url, keys)
+    s3.create_bucket(Bucket="signed-list")
+    names = [f"p/{i:04d} +é" for i in range(1005)] + ODD_KEYS
+    for key in names:
+        s3.put_object(Bucket="signed-list", Key=key, Body=b"x")
+
+    listed, token = [], None
+    while True:
+        page = direct.list_page("signed-list", "", None, token)
+        listed += page.objects
+        if page.next_token is None:
+            break
+        token = page.next_token
+    after = direct.list_page("signed-list", "p/", "p/1000 +é", None).objects
+
+    expected = [
+        item
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="signed-list")
+        for item in page["Contents"]
+    ]
+    assert [o.key for o in listed] == [item["Key"] for item in expected] == sorted(names)
+    assert [(o.size, o.etag) for o in listed] == [
+        (item["Size"], item["ETag"].strip('"')) for item in expected
+    ]
+    assert [o.last_modified for o in listed] == [item["LastModified"].timestamp() for item in expected]
+    assert [o.key for o in after] == [f"p/{i:04d} +é" for i in range(1001, 1005)]
