@@ -226,8 +226,10 @@ def test_list_common_prefixes(hook: S3BucketHook, big_bucket: str, odd_bucket: O
     assert hook.list_common_prefixes(odd_bucket.name, "folder/", limit=100) == ["folder/sub/"]
 
 
-def test_count_keys_reads_one_page(hook: S3BucketHook, big_bucket: str) -> None:
+def test_count_keys_reads_pages_up_to_the_limit(hook: S3BucketHook, big_bucket: str) -> None:
     assert hook.count_keys(big_bucket, "page/") == (1000, True)
+    assert hook.count_keys(big_bucket, "page/", limit=5000) == (1200, False)  # two pages
+    assert hook.count_keys(big_bucket, "page/", limit=1200) == (1200, True)
     assert hook.count_keys(big_bucket, "page/000") == (100, False)
     assert hook.count_keys(big_bucket, "nothing/") == (0, False)
 

@@ -119,8 +119,9 @@ def plan_from_prefix_counts(
     """Group adjacent common prefixes into ranges of about ``target_keys`` keys.
 
     ``prefix_counts`` holds ``(prefix, keys_seen, truncated)`` in key order, where a truncated
-    prefix has at least ``keys_seen`` keys (one listing page). A truncated prefix is treated as
-    big enough for a range of its own. Never more than ``max_partitions`` ranges.
+    prefix has at least ``keys_seen`` keys (counting stopped there, at ``target_keys``). A
+    truncated prefix is treated as big enough for a range of its own. Never more than
+    ``max_partitions`` ranges.
     """
     _check_max(max_partitions)
     boundaries: list[str] = []

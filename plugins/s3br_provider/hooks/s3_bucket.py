@@ -415,9 +415,16 @@ class S3BucketHook(AwsBaseHook):
     # Planning ------------------------------------------------------------------------------
 
     def count_keys(self, bucket: str, prefix: str, limit: int = 1000) -> tuple[int, bool]:
-        """Return how many keys one listing page under ``prefix`` holds, and whether there are more."""
-        page = self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=limit)
-        return int(page.get("KeyCount", 0)), bool(page.get("IsTruncated"))
+        """Count the keys under ``prefix``, reading pages until ``limit`` are seen.
+
+        Return the count and whether there may be more (True once ``limit`` is reached).
+        """
+        count = 0
+        for page in self._object_pages(bucket, prefix, None):
+            count += len(page)
+            if count >= limit:
+                return count, True
+        return count, False
 
     def list_uploads(self, bucket: str, prefix: str) -> Iterator[tuple[str, str]]:
         """Yield ``(key, upload_id)`` of the multipart uploads in progress under ``prefix``."""

@@ -38,8 +38,8 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
 
     With statistics from an earlier run (key samples kept in ``_s3br/stats/``), partitions are
     sized to about ``target_keys`` keys each. Without them, common prefixes (``/``-delimited,
-    descending while there is a single one) are counted (one listing page each, in parallel)
-    and grouped into ranges of about ``target_keys`` keys.
+    descending while there is a single one) are counted (up to ``target_keys`` keys each, in
+    parallel) and grouped into ranges of about ``target_keys`` keys.
 
     :param bucket_setting: which settings entry names the bucket to explore.
     :param conn_setting: which settings entry names the connection for that bucket.
@@ -94,9 +94,9 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
             return ranges, f"statistics of {sum(w for _, w in samples)} keys{how}"
         hook = self.hook(settings[self.conn_setting])
         prefix = settings["prefix"]
-        keys, more = hook.count_keys(settings[self.bucket_setting], prefix)
+        keys, more = hook.count_keys(settings[self.bucket_setting], prefix, limit=self.target_keys + 1)
         if not more and keys <= self.target_keys:
-            return [KeyRange()], f"one listing page of {keys} keys"
+            return [KeyRange()], f"a count of {keys} keys"
         prefixes: list[str] = []
         for _ in range(MAX_PREFIX_DEPTH):
             prefixes = hook.list_common_prefixes(settings[self.bucket_setting], prefix, limit=10_000)
@@ -105,8 +105,7 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
             prefix = prefixes[0]
         if not prefixes:
             return [KeyRange()], "a flat key space"
-        counts = list(
-            map_in_threads(lambda p: (p, *hook.count_keys(settings[self.bucket_setting], p)), prefixes)
-        )
+        bucket = settings[self.bucket_setting]
+        counts = map_in_threads(lambda p: (p, *hook.count_keys(bucket, p, limit=self.target_keys)), prefixes)
         ranges = plan_from_prefix_counts(counts, target_keys=self.target_keys, max_partitions=limit)
         return ranges, f"{len(prefixes)} common prefixes"
