@@ -110,7 +110,9 @@ def _seaweedfs(workdir: Path) -> tuple[subprocess.Popen, str, str, list[int]]:
         "-filer",
         "-s3",
         "-master.volumeSizeLimitMB=1024",
-        "-volume.max=0",
+        # Every bucket is a collection of 7 volumes. The default (0) allows free disk / 1 GiB
+        # volumes, which ran out after ~10 buckets on a 78 GiB disk; volumes are sparse files.
+        "-volume.max=1000",
         *(f"-{name}={port}" for name, port in ports.items()),
     ]
     version = subprocess.run([weed, "version"], capture_output=True, text=True).stdout.split("\n")[0]
