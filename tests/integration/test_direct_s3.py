@@ -4,11 +4,6 @@ objects identical to what boto3's copy_object makes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,13 +13,13 @@ from botocore.exceptions import ClientError
 
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.sizes import MiB
-from s3br_provider.hooks.direct_s3 import DirectS3, copy_source_header
+from s3br_provider.hooks.direct_s3 import DirectS3, WrongRegionError, copy_source_header
 from s3br_provider.hooks.s3_bucket import S3BucketHook
 from tests.integration.conftest import PROXY_CONN_ID
 from tests.integration.test_hook_s3_bucket import assert_same_object, put_rich
+from tests.support import fault_proxy as fault_proxy_module
 from tests.support.fault_proxy import FaultProxy
-from tests.support.moto_server import free_port
-from tests.support.s3 import DUMMY_KEY, REGION, snapshot
+from tests.support.s3 import DUMMY_KEY, REGION, moto_process, snapshot
 
 ODD_KEYS = ["plain.bin", "space and+plus %.txt", "ünï/😀/é", "a/./b/../c", "x//y", "~t(p)*!'"]
 
@@ -45,25 +40,8 @@ def copy_headers(bucket: str, key: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def signing_moto() -> Iterator[tuple[str, dict[str, str]]]:
     """A moto server that checks SigV4 signatures (IAM auth on), and one IAM user's keys."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     # The first 3 requests (creating the user, its policy and key) go unauthenticated.
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "moto did not start"
-                time.sleep(0.1)
+    with moto_process(env={"INITIAL_NO_AUTH_ACTION_COUNT": "3"}) as url:
         iam = boto3.client(
             "iam",
             endpoint_url=url,
@@ -79,9 +57,6 @@ def signing_moto() -> Iterator[tuple[str, dict[str, str]]]:
         iam.put_user_policy(UserName="s3br", PolicyName="s3", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName="s3br")["AccessKey"]
         yield url, {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def sender_for(url: str, keys: dict[str, str]) -> tuple[DirectS3, Any]:
@@ -224,3 +199,26 @@ def test_listing_pages_are_signed_and_read_as_boto3_reads_them(signing_moto) -> 
     ]
     assert [o.last_modified for o in listed] == [item["LastModified"].timestamp() for item in expected]
     assert [o.key for o in after] == [f"p/{i:04d} +é" for i in range(1001, 1005)]
+
+
+def test_a_bucket_in_another_region_costs_one_refused_request(
+    s3: Any, bucket_names: Callable[[str], str], fault_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the first region refusal, the bucket's copies go to boto3 without asking again."""
+    kinds = {**fault_proxy_module.ERROR_KINDS}
+    kinds["wrong_region"] = (400, "AuthorizationHeaderMalformed", "the region 'us-east-1' is wrong")
+    monkeypatch.setattr(fault_proxy_module, "ERROR_KINDS", kinds)
+    monkeypatch.setattr(fault_proxy_module, "FAULT_KINDS", frozenset(kinds) | {"drop", "slow"})
+    source, target = bucket_names("src"), bucket_names("far")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=target)
+    s3.put_object(Bucket=source, Key="k", Body=b"x")
+    fault_proxy.set_faults([{"kind": "wrong_region", "operation": "CopyObject"}])
+    direct = S3BucketHook(aws_conn_id=PROXY_CONN_ID).direct
+    assert direct is not None
+
+    for _ in range(3):
+        with pytest.raises(WrongRegionError):
+            direct.copy(target, "k", copy_headers(source, "k"))
+
+    assert len(copy_requests(fault_proxy)) == 1

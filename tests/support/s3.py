@@ -22,12 +22,16 @@ REGION = "us-east-1"
 
 
 @contextmanager
-def moto_process(port: int | None = None) -> Iterator[str]:
-    """Run ``moto_server`` in a child process on a free loopback port; yield its URL."""
+def moto_process(port: int | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``moto_server`` in a child process on a free loopback port; yield its URL.
+
+    ``env`` is added to the child's environment (moto reads its settings from there).
+    """
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

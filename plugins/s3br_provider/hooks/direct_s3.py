@@ -16,6 +16,7 @@ the backoff of botocore's standard retry mode.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from s3br_provider.core.list_page import ListPage, parse_list_page
 from s3br_provider.core.s3_errors import backoff_seconds, is_retryable, parse_error
 from s3br_provider.core.sigv4 import Credentials, canonical_query, sign
 
+log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 10
 REGION_ERRORS = frozenset(
     {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
@@ -83,6 +85,7 @@ class DirectS3:
             **tls,
         )
         self._addresses: dict[str, BucketAddress] = {}
+        self._elsewhere: set[str] = set()  # buckets of another region: boto3's, from the first miss
         self._lock = threading.Lock()
 
     @classmethod
@@ -98,6 +101,8 @@ class DirectS3:
         """Where requests for ``bucket`` go and which region signs them (asked of botocore once)."""
         with self._lock:
             found = self._addresses.get(bucket)
+            if bucket in self._elsewhere:
+                raise WrongRegionError(f"s3://{bucket} is in another region than the connection's")
         if found is not None:
             return found
         url = self._client.generate_presigned_url("head_bucket", Params={"Bucket": bucket}, ExpiresIn=60)
@@ -182,6 +187,9 @@ class DirectS3:
                 return body
             code = error.code if error else str(status)
             if status in (301, 307) or code in REGION_ERRORS:
+                with self._lock:
+                    self._elsewhere.add(bucket)  # one refused request per bucket, not per object
+                log.info("s3://%s answered %s: its requests go through boto3 from now on", bucket, code)
                 raise WrongRegionError(f"s3://{bucket} answered {code}: its region is not {address.region}")
             if attempt < MAX_ATTEMPTS and is_retryable(status, code):
                 time.sleep(backoff_seconds(attempt))

@@ -30,6 +30,13 @@ PREFERRED_MAX_PART = 512 * MiB
 MAX_PARTS = 10_000
 PART_WORKERS = 4
 _AFTER_RESERVED = RESERVED_PREFIX + "\U0010ffff"
+# CopyObject parameters as boto3 names them, and as HTTP headers for the direct path.
+_COPY_HEADERS = {
+    "MetadataDirective": "x-amz-metadata-directive",
+    "TaggingDirective": "x-amz-tagging-directive",
+    "Tagging": "x-amz-tagging",
+    "StorageClass": "x-amz-storage-class",
+}
 # Headers that make up an object's identity beyond its bytes; carried over on multipart copies.
 _OBJECT_HEADERS = (
     "ContentType",
@@ -195,7 +202,7 @@ class S3BucketHook(AwsBaseHook):
             except WrongRegionError as error:
                 if token is not None:
                     raise
-                self.log.info("%s; listing through boto3", error)
+                self.log.debug("%s; listing through boto3", error)
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if start_after is not None:
             kwargs["StartAfter"] = start_after
@@ -302,34 +309,23 @@ class S3BucketHook(AwsBaseHook):
         if source.size > multipart_threshold:
             self._copy_multipart(source, copy_source, target_bucket, multipart_threshold, tags, storage_class)
             return
+        fields = {
+            "MetadataDirective": "COPY",
+            "TaggingDirective": "COPY" if tags is None else "REPLACE",
+            "Tagging": None if tags is None else urlencode(tags),
+            "StorageClass": storage_class or None,
+        }
+        fields = {name: value for name, value in fields.items() if value is not None}
         sender = self.direct
         if sender is not None:
-            headers = {
-                "x-amz-copy-source": copy_source_header(source_bucket, source.key, source.version_id),
-                "x-amz-metadata-directive": "COPY",
-                "x-amz-tagging-directive": "COPY" if tags is None else "REPLACE",
-            }
-            if tags is not None:
-                headers["x-amz-tagging"] = urlencode(tags)
-            if storage_class:
-                headers["x-amz-storage-class"] = storage_class
+            headers = {_COPY_HEADERS[name]: value for name, value in fields.items()}
+            headers["x-amz-copy-source"] = copy_source_header(source_bucket, source.key, source.version_id)
             try:
                 sender.copy(target_bucket, source.key, headers)
                 return
             except WrongRegionError as error:
-                self.log.info("%s; copying through boto3", error)
-        kwargs: dict[str, Any] = {
-            "Bucket": target_bucket,
-            "Key": source.key,
-            "CopySource": copy_source,
-            "MetadataDirective": "COPY",
-            "TaggingDirective": "COPY" if tags is None else "REPLACE",
-        }
-        if tags is not None:
-            kwargs["Tagging"] = urlencode(tags)
-        if storage_class:
-            kwargs["StorageClass"] = storage_class
-        self.client.copy_object(**kwargs)
+                self.log.debug("%s; copying through boto3", error)
+        self.client.copy_object(Bucket=target_bucket, Key=source.key, CopySource=copy_source, **fields)
 
     def _copy_multipart(
         self,
