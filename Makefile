@@ -16,12 +16,12 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 bench: setup  ## s3br against raw boto3, s5cmd, aws s3 sync and rclone (results in bench/results/)
-	$(BIN)/uv pip install -q -p $(BIN)/python -e ".[dev,bench]"
+	$(BIN)/uv pip install -q --compile-bytecode -p $(BIN)/python -e ".[dev,bench]"
 	bash bench/setup_tools.sh
 	$(BIN)/python bench/run.py --sizes $(or $(SIZES),1000,10000) --endpoint $(or $(ENDPOINT),moto)
 
 e2e-cluster: setup  ## Backup and restore on a real cluster (Celery, PostgreSQL, Redis), then the UI in Chromium.
-	$(BIN)/uv pip install -q -p $(BIN)/python -e ".[dev,cluster]"
+	$(BIN)/uv pip install -q --compile-bytecode -p $(BIN)/python -e ".[dev,cluster]"
 	scripts/e2e-cluster
 
 setup: $(BIN)/airflow
@@ -29,5 +29,5 @@ setup: $(BIN)/airflow
 $(BIN)/airflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip uv
-	$(BIN)/uv pip install -q -p $(BIN)/python -e ".[dev]"
+	$(BIN)/uv pip install -q --compile-bytecode -p $(BIN)/python -e ".[dev]"
 	touch $@

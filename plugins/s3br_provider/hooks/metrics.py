@@ -6,8 +6,10 @@ from collections.abc import Mapping
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+from s3br_provider.hooks.sdk_cache import FastClientSetupMixin
 
-class BackupMetricsHook(AwsBaseHook):
+
+class BackupMetricsHook(FastClientSetupMixin, AwsBaseHook):
     """Publish s3br's counters with PutMetricData.
 
     :param aws_conn_id: Airflow connection used for CloudWatch.

@@ -23,6 +23,7 @@ from s3br_provider.core.tags import from_tag_set, to_tag_set
 from s3br_provider.core.versions import VersionEntry
 from s3br_provider.hooks.direct_s3 import DirectS3, WrongRegionError, copy_source_header
 from s3br_provider.hooks.errors import error_code
+from s3br_provider.hooks.sdk_cache import FastClientSetupMixin
 
 MIN_PART = 5 * MiB
 MAX_PART = 5 * 1024 * MiB
@@ -68,7 +69,7 @@ def part_ranges(size: int, threshold: int) -> list[tuple[int, int]]:
     return [(start, min(start + part, size) - 1) for start in range(0, size, part)]
 
 
-class S3BucketHook(AwsBaseHook):
+class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
     """S3 client wrapper with the few operations s3br needs, on an Airflow AWS connection.
 
     :param aws_conn_id: Airflow connection (``conn_type`` ``aws``).

@@ -1,0 +1,80 @@
+"""One botocore data loader per process, and a way to fill it before Airflow forks tasks.
+
+Each boto3 session starts with an empty loader, so each client re-reads and re-parses the
+service model, endpoint rules and partitions from JSON: 0.1 to 0.4 s per client, paid by every
+hook of every task. The loader only caches read-only model data (no credentials, no sockets), so
+one loader can serve every session of the process, and a loader filled in a parent process serves
+the tasks it forks.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+_lock = threading.Lock()
+_loader: Any = None
+
+#: Dummy credentials for a client that never sends a request: real ones would be resolved
+#: through the credential chain (environment, files, instance metadata) for nothing.
+_UNUSED = "preload-only"
+
+
+def share_loader(session: Any) -> Any:
+    """Give a ``boto3.session.Session`` the process-wide data loader; return the session."""
+    global _loader
+    core = session._session  # boto3 keeps its botocore session here; boto3 has no public accessor
+    with _lock:
+        if _loader is None:
+            _loader = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", _loader)
+    return session
+
+
+class FastClientSetupMixin:
+    """For ``AwsBaseHook`` subclasses: a client in 10 ms instead of 0.3 s.
+
+    Sessions share the process-wide loader, and the caller named in the User-Agent is found by
+    walking frames, not by ``inspect.stack()``, which reads the source file of every frame.
+    """
+
+    def get_session(self, region_name: str | None = None, deferrable: bool = False) -> Any:
+        session = super().get_session(region_name=region_name, deferrable=deferrable)  # type: ignore[misc]
+        return session if deferrable else share_loader(session)
+
+    def _get_caller(self, target_function_name: str = "execute") -> str:
+        return calling_class_name(sys._getframe(1), target_function_name) or "Unknown"
+
+
+def calling_class_name(frame: FrameType | None, function_name: str) -> str | None:
+    """Class of ``self`` in the nearest frame running a method called ``function_name``."""
+    while frame is not None:
+        if frame.f_code.co_name == function_name and "self" in frame.f_locals:
+            return type(frame.f_locals["self"]).__name__
+        frame = frame.f_back
+    return None
+
+
+def preload(services: tuple[str, ...] = ("s3", "cloudwatch")) -> None:
+    """Import the AWS SDK and the hooks, and load the models of ``services``, opening no
+    connection: safe in a scheduler or worker process before it forks tasks.
+
+    Call it from ``airflow_local_settings.py`` (README: Tuning) so LocalExecutor and Celery
+    task processes start with boto3 imported and its models parsed.
+    """
+    import boto3
+
+    import s3br_provider.hooks.metrics  # noqa: F401  (imported for the forked tasks)
+    import s3br_provider.hooks.s3_bucket  # noqa: F401
+
+    session = share_loader(boto3.session.Session())
+    for service in services:
+        session.client(
+            service,
+            region_name="us-east-1",
+            aws_access_key_id=_UNUSED,
+            aws_secret_access_key=_UNUSED,
+        )
