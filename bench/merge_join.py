@@ -59,8 +59,8 @@ def walk(
     counts: Counter[str] = Counter()
     gc.disable()
     began, cpu_began = time.perf_counter(), time.process_time()
-    for entry in merge_listings(src, dst, Compare.SIZE_MTIME):
-        counts[entry.action] += 1
+    for action, _, _ in merge_listings(src, dst, Compare.SIZE_MTIME):
+        counts[action] += 1
     seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu_began
     gc.enable()
     return seconds, cpu_seconds, counts

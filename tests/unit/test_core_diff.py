@@ -14,7 +14,6 @@ import pytest
 from s3br_provider.core.diff import (
     Action,
     Compare,
-    DiffEntry,
     check_sorted,
     is_multipart_etag,
     merge_listings,
@@ -37,23 +36,21 @@ def actions(
     source: Iterable[ObjectInfo], backup: Iterable[ObjectInfo], compare: Compare = Compare.SIZE_MTIME
 ) -> list[tuple[str, Action]]:
     result = []
-    for entry in merge_listings(source, backup, compare):
-        present = entry.source if entry.source is not None else entry.backup
+    for action, src, dst in merge_listings(source, backup, compare):
+        present = src if src is not None else dst
         assert present is not None
-        result.append((present.key, entry.action))
+        result.append((present.key, action))
     return result
 
 
 def test_source_only_key_is_new() -> None:
     source = obj("a")
-    assert list(merge_listings([source], [], Compare.SIZE_MTIME)) == [DiffEntry(Action.NEW, source, None)]
+    assert list(merge_listings([source], [], Compare.SIZE_MTIME)) == [(Action.NEW, source, None)]
 
 
 def test_backup_only_key_vanished() -> None:
     backup = obj("a")
-    assert list(merge_listings([], [backup], Compare.SIZE_MTIME)) == [
-        DiffEntry(Action.VANISHED, None, backup)
-    ]
+    assert list(merge_listings([], [backup], Compare.SIZE_MTIME)) == [(Action.VANISHED, None, backup)]
 
 
 def test_both_empty() -> None:
@@ -63,7 +60,7 @@ def test_both_empty() -> None:
 def test_same_size_and_older_source_is_unchanged() -> None:
     source, backup = obj("a", mtime=1000.0), obj("a", mtime=2000.0)
     assert list(merge_listings([source], [backup], Compare.SIZE_MTIME)) == [
-        DiffEntry(Action.UNCHANGED, source, backup)
+        (Action.UNCHANGED, source, backup)
     ]
 
 
@@ -117,7 +114,7 @@ def test_merge_reads_lazily() -> None:
             i += 1
 
     entries = merge_listings(endless(), endless(), Compare.SIZE_MTIME)
-    assert [next(entries).action for _ in range(3)] == [Action.UNCHANGED] * 3
+    assert [next(entries)[0] for _ in range(3)] == [Action.UNCHANGED] * 3
 
 
 @pytest.mark.parametrize("compare", [Compare.CHECKSUM, "checksum"])
@@ -251,11 +248,11 @@ def test_merge_agrees_with_needs_copy_on_every_shared_key(compare: Compare) -> N
 
     entries = list(merge_listings([s for s, _ in pairs], [b for _, b in pairs], compare))
 
-    assert [e.action for e in entries] == [
+    assert [action for action, _, _ in entries] == [
         Action.CHANGED if needs_copy(s, b, compare) else Action.UNCHANGED for s, b in pairs
     ]
-    assert all(type(e) is DiffEntry for e in entries)
-    assert {e.action for e in entries} == {Action.CHANGED, Action.UNCHANGED}
+    assert [(src, dst) for _, src, dst in entries] == pairs
+    assert {action for action, _, _ in entries} == {Action.CHANGED, Action.UNCHANGED}
 
 
 def build_listings(n: int) -> tuple[list[ObjectInfo], list[ObjectInfo]]:
@@ -276,7 +273,7 @@ def test_merge_throughput() -> None:
     gc.freeze()  # a streamed listing holds few objects at a time: keep these out of collections
     try:
         started = time.perf_counter()
-        counts = Counter(entry.action for entry in merge_listings(source, backup, Compare.SIZE_MTIME))
+        counts = Counter(action for action, _, _ in merge_listings(source, backup, Compare.SIZE_MTIME))
         elapsed = time.perf_counter() - started
     finally:
         gc.unfreeze()

@@ -218,10 +218,10 @@ class S3CopyBatchOperator(S3brPartitionOperator):
             "p%d: retry: listing s3://%s to skip what is already copied", self.index, route.target_bucket
         )
         listing = prefetch(target.iter_objects(route.target_bucket, self.settings["prefix"], self.key_range))
-        for entry in merge_listings(entries, listing, Compare.SIZE_MTIME):
-            if entry.action in (Action.NEW, Action.CHANGED):
-                yield entry.source
-            elif entry.action is Action.UNCHANGED:
+        for action, src, _ in merge_listings(entries, listing, Compare.SIZE_MTIME):
+            if action is Action.NEW or action is Action.CHANGED:
+                yield src
+            elif action is Action.UNCHANGED:
                 result["skipped_done"] += 1
 
     def _record_failure(

@@ -56,19 +56,19 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             else:
                 to_copy = stack.enter_context(writing_manifest(backup, copy_uri))
                 vanished = stack.enter_context(writing_manifest(backup, vanished_uri))
-            for entry in merge_listings(source_listing, backup_listing, Compare(s["compare"])):
-                counts[entry.action] += 1
-                if entry.source is not None:
-                    sampler.add(entry.source.key)
-                if entry.action in (Action.NEW, Action.CHANGED):
-                    counts["bytes_to_copy"] += entry.source.size
-                    if entry.action is Action.CHANGED:
-                        entry.source.extra[REPLACE_TAGS] = True
-                    to_copy.write(entry.source.to_record())
-                    self._example(s, entry.action, entry.source.key, counts)
-                elif entry.action is Action.VANISHED:
-                    vanished.write(entry.backup.to_record())
-                    self._example(s, entry.action, entry.backup.key, counts)
+            for action, src, dst in merge_listings(source_listing, backup_listing, Compare(s["compare"])):
+                counts[action] += 1
+                if src is not None:
+                    sampler.add(src.key)
+                if action is Action.NEW or action is Action.CHANGED:
+                    counts["bytes_to_copy"] += src.size
+                    if action is Action.CHANGED:
+                        src.extra[REPLACE_TAGS] = True
+                    to_copy.write(src.to_record())
+                    self._example(s, action, src.key, counts)
+                elif action is Action.VANISHED:
+                    vanished.write(dst.to_record())
+                    self._example(s, action, dst.key, counts)
         result = self._result(counts, to_copy, vanished, copy_uri, vanished_uri)
         if not s["dry_run"]:
             samples_uri = f"{s['run_uri']}/samples/p{self.index:05d}.json"
