@@ -259,12 +259,18 @@ def test_workers_have_distinct_hostnames_and_ping_their_own_celery_node() -> Non
         assert 'inspect ping -d "celery@$${HOSTNAME}"' in " ".join(worker["healthcheck"]["test"]), name
 
 
-@pytest.mark.parametrize("target", ["/opt/airflow/dags", "/opt/airflow/plugins"])
+@pytest.mark.parametrize("target", ["/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/config"])
 def test_code_mounts_point_at_repo_directories(target: str) -> None:
     for name, service in airflow_services().items():
         source = mount_source(service, target)
         assert source.is_dir(), f"{name}: {source} is not a directory"
         assert REPO_ROOT in source.parents, f"{name}: {source} is outside the repository"
+
+
+def test_every_airflow_service_gets_the_local_settings_that_preload_the_aws_sdk() -> None:
+    """Airflow imports ``airflow_local_settings`` from ``$AIRFLOW_HOME/config`` (README: Tuning)."""
+    for name, service in airflow_services().items():
+        assert (mount_source(service, "/opt/airflow/config") / "airflow_local_settings.py").is_file(), name
 
 
 def test_dockerfile_base_image_is_pinned() -> None:
