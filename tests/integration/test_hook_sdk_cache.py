@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from s3br_provider.core.partitions import KeyRange
 from s3br_provider.hooks import sdk_cache
 from s3br_provider.hooks.metrics import BackupMetricsHook
 from s3br_provider.hooks.s3_bucket import S3BucketHook
@@ -67,3 +68,23 @@ def test_the_local_settings_file_preloads_the_sdk_for_forked_tasks(tmp_path, end
     assert {"s3", "cloudwatch"} <= set(found["loaded"])
     assert found["modules"] == ["boto3", "s3br_provider.hooks.s3_bucket"]
     assert found["child"] == 0
+
+
+class CountingHook(S3BucketHook):
+    sessions = 0
+
+    def get_session(self, region_name=None, deferrable=False):  # noqa: ANN001, ANN201
+        type(self).sessions += 1
+        return super().get_session(region_name=region_name, deferrable=deferrable)
+
+
+def test_the_fast_path_reuses_the_clients_session_and_credentials(s3, bucket_names) -> None:
+    """Credentials are resolved once per hook (for a role connection, one AssumeRole call)."""
+    bucket = bucket_names("onesession")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    hook = CountingHook()
+
+    assert hook.direct is not None
+    assert CountingHook.sessions == 1
+    assert [o.key for o in hook.iter_objects(bucket, "", KeyRange())] == ["k"]  # the direct path lists

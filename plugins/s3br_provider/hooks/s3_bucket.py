@@ -102,9 +102,10 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         """The fast path for copies and listings, or None where boto3 must send them itself."""
         if not self.fast_path:
             return None
+        client = self.client  # builds the client, and with it client_session
         return DirectS3.for_client(
-            self.client,
-            self.get_session(region_name=self.region_name),
+            client,
+            self.client_session,
             pool_size=self.max_pool_connections,
             verify=self.verify,
         )

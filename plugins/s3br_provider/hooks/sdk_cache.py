@@ -39,11 +39,18 @@ class FastClientSetupMixin:
 
     Sessions share the process-wide loader, and the caller named in the User-Agent is found by
     walking frames, not by ``inspect.stack()``, which reads the source file of every frame.
+    ``client_session`` keeps the session the latest client was built on, so its credentials
+    can be reused without resolving them again (for a role: one more AssumeRole call).
     """
+
+    client_session: Any = None
 
     def get_session(self, region_name: str | None = None, deferrable: bool = False) -> Any:
         session = super().get_session(region_name=region_name, deferrable=deferrable)  # type: ignore[misc]
-        return session if deferrable else share_loader(session)
+        if deferrable:
+            return session
+        self.client_session = share_loader(session)
+        return session
 
     def _get_caller(self, target_function_name: str = "execute") -> str:
         return calling_class_name(sys._getframe(1), target_function_name) or "Unknown"
