@@ -9,7 +9,7 @@ from s3br_provider import __version__
 
 def get_provider_info() -> dict[str, Any]:
     return {
-        "package-name": "s3br",
+        "package-name": "airflow-provider-s3br",
         "name": "s3br: S3 backup and restore",
         "description": "Back up S3 buckets into backup buckets and restore them into new buckets.",
         "versions": [__version__],
@@ -24,6 +24,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "s3br",
                 "python-modules": [
+                    "s3br_provider.operators.base",
                     "s3br_provider.operators.validate",
                     "s3br_provider.operators.plan",
                     "s3br_provider.operators.diff",
@@ -31,6 +32,7 @@ def get_provider_info() -> dict[str, Any]:
                     "s3br_provider.operators.tag_deleted",
                     "s3br_provider.operators.report",
                     "s3br_provider.operators.restore",
+                    "s3br_provider.operators.restore_report",
                 ],
             }
         ],
@@ -57,7 +59,13 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "s3br",
-                "python-modules": ["s3br_provider.hooks.s3_bucket", "s3br_provider.hooks.metrics"],
+                "python-modules": [
+                    "s3br_provider.hooks.s3_bucket",
+                    "s3br_provider.hooks.metrics",
+                    "s3br_provider.hooks.direct_s3",
+                    "s3br_provider.hooks.errors",
+                    "s3br_provider.hooks.sdk_cache",
+                ],
             }
         ],
     }
