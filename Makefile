@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint setup bench e2e-cluster
+.PHONY: demo test lint setup bench e2e-cluster dist
 
 demo: setup  ## Backup then restore against an embedded moto S3 server and SQLite Airflow.
 	$(BIN)/python scripts/demo.py
@@ -23,6 +23,10 @@ bench: setup  ## s3br against raw boto3, s5cmd, aws s3 sync and rclone (results 
 e2e-cluster: setup  ## Backup and restore on a real cluster (Celery, PostgreSQL, Redis), then the UI in Chromium.
 	$(BIN)/uv pip install -q --compile-bytecode -p $(BIN)/python -e ".[dev,cluster]"
 	scripts/e2e-cluster
+
+dist: setup  ## The wheel and the sdist of airflow-provider-s3br, in dist/.
+	rm -rf dist
+	$(BIN)/uv build --out-dir dist
 
 setup: $(BIN)/airflow
 
