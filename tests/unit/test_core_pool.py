@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from s3br_provider.core.pool import bounded_map, bounded_map_ordered, prefetch
+from s3br_provider.core.pool import RequestSlots, bounded_map, bounded_map_ordered, prefetch
 
 MapFn = Callable[..., Iterator[tuple[int, int | None, BaseException | None]]]
 MAPS = [pytest.param(bounded_map, id="unordered"), pytest.param(bounded_map_ordered, id="ordered")]
@@ -130,3 +131,58 @@ def test_prefetch_stops_the_producer_when_the_consumer_stops(limit: int | None) 
     probe.thread.join(timeout=3)
     assert not probe.thread.is_alive()
     assert probe.produced <= 1 + 2 + 1  # taken, buffered, and one waiting for room
+
+
+def test_request_slots_bound_the_requests_in_flight_across_threads() -> None:
+    slots = RequestSlots(3)
+    lock, now, most = threading.Lock(), [0], [0]
+
+    def request(_: int) -> None:
+        with slots:
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            time.sleep(0.01)
+            with lock:
+                now[0] -= 1
+
+    list(bounded_map(request, range(40), workers=10))
+    assert most[0] == slots.peak == 3
+
+
+def test_a_thread_holding_a_slot_reenters_without_taking_another() -> None:
+    slots = RequestSlots(1)
+    done = threading.Event()
+
+    def nested() -> None:
+        with slots:
+            assert slots.holding()
+            with slots:  # would block for good if it took a second slot
+                slots.call(done.set)
+        assert not slots.holding()
+
+    worker = threading.Thread(target=nested)
+    worker.start()
+    worker.join(timeout=2)
+    assert done.is_set() and slots.peak == 1
+
+
+def test_waiters_holding_no_slot_let_their_parts_use_every_slot() -> None:
+    """Like multipart copies: each item waits for parts that need slots of their own."""
+    slots = RequestSlots(2)
+    parts = ThreadPoolExecutor(max_workers=8)
+
+    def large_copy(item: int) -> int:
+        assert not slots.holding()
+        futures = [parts.submit(slots.call, time.sleep, 0.005) for _ in range(4)]
+        return sum(1 for f in futures if f.result() is None)
+
+    outcomes = list(bounded_map(large_copy, range(6), workers=6))
+    parts.shutdown()
+    assert sorted(result for _, result, _ in outcomes) == [4] * 6
+    assert slots.peak == 2
+
+
+def test_request_slots_need_a_positive_limit() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        RequestSlots(0)

@@ -4,6 +4,7 @@ import pytest
 
 from s3br_provider.core.s3_errors import (
     MAX_BACKOFF_SECONDS,
+    RetryPolicy,
     S3Error,
     backoff_seconds,
     is_retryable,
@@ -50,3 +51,33 @@ def test_backoff_grows_and_is_capped() -> None:
     assert [backoff_seconds(attempt, 1.0) for attempt in (1, 2, 3, 4, 5, 6, 9)] == [1, 2, 4, 8, 16, 20, 20]
     assert backoff_seconds(3, 0.0) == 0.0
     assert all(0 <= backoff_seconds(10) <= MAX_BACKOFF_SECONDS for _ in range(100))
+
+
+@pytest.mark.parametrize(
+    ("retries", "policy"),
+    [
+        ({"mode": "standard", "total_max_attempts": 11}, RetryPolicy("standard", 11)),
+        ({"mode": "standard", "max_attempts": 2}, RetryPolicy("standard", 3)),  # 2 retries
+        ({"mode": "legacy"}, RetryPolicy("legacy", 5)),
+        ({"mode": "adaptive"}, RetryPolicy("adaptive", 3)),
+        ({"mode": "standard"}, RetryPolicy("standard", 3)),
+        ({"total_max_attempts": 1}, RetryPolicy("legacy", 1)),
+        (None, RetryPolicy("legacy", 5)),
+    ],
+)
+def test_retry_policy_reads_the_client_config_as_botocore_does(retries, policy: RetryPolicy) -> None:
+    assert RetryPolicy.from_client_config(retries) == policy
+
+
+def test_retry_policy_agrees_with_a_built_boto3_client() -> None:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"mode": "standard", "max_attempts": 4}),
+    )
+    assert RetryPolicy.from_client_config(client.meta.config.retries) == RetryPolicy("standard", 5)

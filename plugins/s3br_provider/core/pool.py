@@ -1,4 +1,5 @@
-"""One bounded worker pool: many small jobs, bounded memory, results as they finish."""
+"""One bounded worker pool: many small jobs, bounded memory, results as they finish; and the
+request slots that bound a task's S3 requests in flight, however many threads send them."""
 
 from __future__ import annotations
 
@@ -116,3 +117,52 @@ def bounded_map_ordered(
 def _result(item: T, future: Future[R]) -> tuple[T, R | None, BaseException | None]:
     error = future.exception()
     return item, (None if error else future.result()), error
+
+
+class RequestSlots:
+    """At most ``limit`` requests in flight at once, across every thread that shares this object.
+
+    A request holds its slot while it runs, retries included (backing off while holding it slows
+    a throttled task down, as it should). A thread that only waits for other requests (a
+    multipart copy waiting for its parts) must not hold one: then parts take whatever slots are
+    free and no set of waiting threads can hold every slot their parts need. A thread already
+    holding a slot re-enters without taking a second one, so nesting cannot deadlock either.
+
+    Use as ``with slots: send()``; ``peak`` is the most requests seen in flight at once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the request limit must be at least 1, got {limit}")
+        self.limit = limit
+        self.peak = 0
+        self._free = threading.Semaphore(limit)
+        self._count_lock = threading.Lock()
+        self._in_flight = 0
+        self._held = threading.local()
+
+    def holding(self) -> bool:
+        """Whether the calling thread holds a slot."""
+        return getattr(self._held, "depth", 0) > 0
+
+    def __enter__(self) -> RequestSlots:
+        depth = getattr(self._held, "depth", 0)
+        if depth == 0:
+            self._free.acquire()
+            with self._count_lock:
+                self._in_flight += 1
+                self.peak = max(self.peak, self._in_flight)
+        self._held.depth = depth + 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._held.depth -= 1
+        if self._held.depth == 0:
+            with self._count_lock:
+                self._in_flight -= 1
+            self._free.release()
+
+    def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        """Run ``fn(*args, **kwargs)`` holding a slot."""
+        with self:
+            return fn(*args, **kwargs)

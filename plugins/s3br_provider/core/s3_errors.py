@@ -1,4 +1,5 @@
-"""Read S3 error responses and tell which are worth retrying (botocore's standard mode rules)."""
+"""Read S3 error responses and tell which are worth retrying (botocore's standard mode rules),
+how often, and how long to wait in between."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ THROTTLING_CODES = frozenset(
 TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "InternalError"})
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 MAX_BACKOFF_SECONDS = 20.0
+# botocore's attempt counts (first attempt included) for a client config that names none.
+DEFAULT_TOTAL_ATTEMPTS = {"legacy": 5, "standard": 3, "adaptive": 3}
 
 _ERROR = re.compile(rb"<Error>\s*(.*?)\s*</Error>", re.DOTALL)
 _FIELD = r"<{0}>(.*?)</{0}>"
@@ -61,3 +64,26 @@ def backoff_seconds(attempt: int, draw: float | None = None) -> float:
     """Truncated binary exponential backoff with full jitter: up to 1, 2, 4 ... 20 seconds."""
     share = random.random() if draw is None else draw
     return share * min(MAX_BACKOFF_SECONDS, 2.0 ** (attempt - 1))
+
+
+class RetryPolicy(NamedTuple):
+    """How a client retries: botocore's retry ``mode`` and its attempts, the first included."""
+
+    mode: str
+    total_attempts: int
+
+    @classmethod
+    def from_client_config(cls, retries: dict[str, object] | None) -> RetryPolicy:
+        """Read ``client.meta.config.retries`` as botocore leaves it on a client.
+
+        A built client holds ``total_max_attempts``; a ``max_attempts`` (retries, the first
+        attempt not counted) is read as botocore reads it: one more attempt in total.
+        """
+        retries = retries or {}
+        mode = str(retries.get("mode") or "legacy")
+        total = retries.get("total_max_attempts")
+        if total is None and retries.get("max_attempts") is not None:
+            total = int(str(retries["max_attempts"])) + 1
+        if total is None:
+            total = DEFAULT_TOTAL_ATTEMPTS.get(mode, 3)
+        return cls(mode, max(1, int(str(total))))
