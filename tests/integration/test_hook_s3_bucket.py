@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import uuid
 from collections import Counter
@@ -15,12 +16,13 @@ from urllib.parse import urlencode
 
 import pytest
 from botocore.exceptions import ClientError
+from s3transfer.utils import ChunksizeAdjuster
 
 from s3br_provider.core.keys import s3_sort_key
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import KeyRange, ranges_from_boundaries
 from s3br_provider.core.versions import group_by_key
-from s3br_provider.hooks.s3_bucket import MAX_PARTS, MIN_PART, MiB, S3BucketHook, part_ranges
+from s3br_provider.hooks.s3_bucket import MAX_PARTS, MIN_PART, MiB, S3BucketHook, part_size
 from tests.integration.conftest import PROXY_CONN_ID
 from tests.support import fault_proxy as fault_proxy_module
 from tests.support.fault_proxy import FaultProxy
@@ -397,14 +399,13 @@ def s3_body(s3: Any, bucket: str, obj: ObjectInfo) -> bytes:
         (5 * 1024**4, 5120 * MiB),
     ],
 )
-def test_part_ranges_cover_the_object_within_s3_limits(size: int, threshold: int) -> None:
-    ranges = part_ranges(size, threshold)
-    assert ranges[0][0] == 0 and ranges[-1][1] == size - 1
-    assert all(nxt[0] == prev[1] + 1 for prev, nxt in zip(ranges, ranges[1:], strict=False))
-    assert len(ranges) <= MAX_PARTS
-    sizes = [last - first + 1 for first, last in ranges]
-    assert all(MIN_PART <= s <= 5 * 1024 * MiB for s in sizes[:-1])
-    assert 1 <= sizes[-1] <= 5 * 1024 * MiB
+def test_parts_cover_the_object_within_s3_limits(size: int, threshold: int) -> None:
+    """Our part size as s3transfer adjusts it: at least 5 MiB, at most 5 GiB, 10,000 parts."""
+    part = ChunksizeAdjuster().adjust_chunksize(part_size(threshold), size)
+    parts = math.ceil(size / part)
+    assert parts <= MAX_PARTS
+    assert MIN_PART <= part <= 5 * 1024 * MiB
+    assert part == max(MIN_PART, min(threshold, 512 * MiB)) or parts > MAX_PARTS // 2
 
 
 def test_failed_multipart_copy_is_aborted(

@@ -1,17 +1,29 @@
 """CopyObject and ListObjectsV2 without botocore's per-request machinery: the hot paths.
 
 A copy is one body-less PUT. Through boto3 it costs about 1 ms of CPU (parameter validation,
-event hooks, endpoint rules, user agent, response parsing); signed by ``core.sigv4`` and sent
-on a urllib3 pool it costs about 0.3 ms, and on a machine where the copier shares the cores
-with other work that is the difference between keeping up with s5cmd and not (bench/). A
-listing page of 1,000 keys is one GET whose XML ``core.list_page`` reads with expat directly.
+event hooks, endpoint rules, user agent, response parsing); signed by botocore's own
+``S3SigV4Auth`` and sent on a urllib3 pool it costs about a third of that (bench/transport.py,
+bench/results/transport.md), and on a machine where the copier shares the cores with other work
+that is the difference between keeping up with s5cmd and not. A listing page of 1,000 keys is
+one GET whose XML ``core.list_page`` reads directly.
+
+Signing: botocore's maintained ``S3SigV4Auth`` signs every request. A hand-written signer
+(once ``core/sigv4.py``) saved about 50 us of CPU per request, too little next to the rest of
+a request to be worth a second SigV4 implementation to keep correct.
 
 What botocore decides stays botocore's: the bucket's URL (path or virtual-hosted style, FIPS,
 dual-stack, custom endpoints) and the signing region are read once per bucket from a URL it
 presigns, credentials come from the same session (refreshed when they expire), certificates
-from the same bundle. Errors become ``botocore.exceptions.ClientError`` with the S3 error code,
-so callers handle both paths alike; throttling, 5xx and dropped connections are retried with
-the backoff of botocore's standard retry mode.
+from the same bundle, and the retry mode and attempts from the client's config. Errors become
+``botocore.exceptions.ClientError`` with the S3 error code, so callers handle both paths alike.
+
+Retries follow ``client.meta.config.retries``: in ``standard`` mode as botocore retries
+(throttling codes, 5xx, request timeouts and dropped connections; truncated exponential backoff
+with full jitter, at most 20 s; the same total attempts) but without its retry quota, which
+only matters under sustained failure. ``legacy`` mode is treated the same way with legacy's
+attempt count (botocore's legacy backoff is uncapped; this one stays capped). ``adaptive``
+mode rate-limits on the client side, shared by all of a client's requests, so a direct path
+beside it would escape the limiter: with ``adaptive`` there is no direct path at all.
 """
 
 from __future__ import annotations
@@ -19,26 +31,41 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, quote, urlsplit
 
 import urllib3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 from botocore.httpsession import get_cert_path
 
 from s3br_provider.core.list_page import ListPage, parse_list_page
-from s3br_provider.core.s3_errors import backoff_seconds, is_retryable, parse_error
-from s3br_provider.core.sigv4 import Credentials, canonical_query, sign
+from s3br_provider.core.s3_errors import RetryPolicy, backoff_seconds, is_retryable, parse_error
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 10
 REGION_ERRORS = frozenset(
     {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 )
+Signer = Callable[[str, str, dict[str, str], Any, str], dict[str, str]]
+"""``(method, url, headers, frozen credentials, region)`` -> the headers to send, signed."""
 
 
-class WrongRegionError(Exception):
+def sign_with_botocore(
+    method: str, url: str, headers: dict[str, str], credentials: Any, region: str
+) -> dict[str, str]:
+    """SigV4 for service ``s3`` by botocore's ``S3SigV4Auth``, payload hash of an empty body."""
+    request = AWSRequest(method=method, url=url, headers=headers, data=b"")
+    S3SigV4Auth(credentials, "s3", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+class NotDirectError(Exception):
+    """botocore has to send this request: the direct path cannot address or sign it."""
+
+
+class WrongRegionError(NotDirectError):
     """The bucket lives in another region than the client's: botocore's redirect handling
     (which learns the bucket's region) has to send this request."""
 
@@ -61,18 +88,37 @@ def copy_source_header(bucket: str, key: str, version_id: str | None = None) -> 
     return f"{value}?versionId={version_id}" if version_id else value
 
 
+def canonical_query(params: dict[str, str]) -> str:
+    """The query string as SigV4 wants it (names sorted, all but unreserved characters
+    percent-encoded), sent exactly as signed."""
+    return "&".join(
+        f"{quote(name, safe='-_.~')}={quote(value, safe='-_.~')}" for name, value in sorted(params.items())
+    )
+
+
 class DirectS3:
     """Send CopyObject and ListObjectsV2 requests for one boto3 S3 client. Thread-safe.
 
-    :param client: the boto3 S3 client whose endpoint, region and TLS settings apply.
+    :param client: the boto3 S3 client whose endpoint, region, TLS and retry settings apply.
     :param credentials: the botocore credentials of the client's session.
-    :param pool_size: HTTP connections kept per host; at least the copy thread count.
+    :param pool_size: HTTP connections kept per host; at least the requests in flight.
+    :param signer: signs each request; botocore's ``S3SigV4Auth`` unless a benchmark says else.
     """
 
-    def __init__(self, client: Any, credentials: Any, *, pool_size: int, verify: bool | str | None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        credentials: Any,
+        *,
+        pool_size: int,
+        verify: bool | str | None,
+        signer: Signer = sign_with_botocore,
+    ) -> None:
         config = client.meta.config
         self._client = client
         self._credentials = credentials
+        self._sign = signer
+        self.retry = RetryPolicy.from_client_config(config.retries)
         tls: dict[str, Any] = {"cert_reqs": "CERT_NONE"} if verify is False else {}
         if verify is not False:
             tls["ca_certs"] = get_cert_path(True if verify is None else verify)
@@ -91,9 +137,12 @@ class DirectS3:
     @classmethod
     def for_client(cls, client: Any, session: Any, *, pool_size: int, verify: Any) -> DirectS3 | None:
         """Return a sender, or None where the client needs what only botocore does (proxies,
-        anonymous access): the caller then copies through boto3."""
+        anonymous access, adaptive retries): the caller then sends through boto3."""
+        config = client.meta.config
+        if config.proxies or RetryPolicy.from_client_config(config.retries).mode == "adaptive":
+            return None
         credentials = session.get_credentials()
-        if credentials is None or client.meta.config.proxies:
+        if credentials is None:
             return None
         return cls(client, credentials, pool_size=pool_size, verify=verify)
 
@@ -107,8 +156,10 @@ class DirectS3:
             return found
         url = self._client.generate_presigned_url("head_bucket", Params={"Bucket": bucket}, ExpiresIn=60)
         parts = urlsplit(url)
-        # A SigV4 presigned URL names its region (KEY/day/region/s3/aws4_request); others do not.
+        # A SigV4 presigned URL names its scope (KEY/day/region/service/aws4_request).
         credential = parse_qs(parts.query).get("X-Amz-Credential", [""])[0].split("/")
+        if len(credential) == 5 and credential[3] != "s3":
+            raise NotDirectError(f"s3://{bucket} is signed for {credential[3]}, not s3")
         region = credential[2] if len(credential) == 5 else self._client.meta.region_name or "us-east-1"
         found = BucketAddress(
             scheme=parts.scheme,
@@ -149,23 +200,21 @@ class DirectS3:
         *,
         error_in_200: bool,
     ) -> bytes:
-        """Send one signed request, retrying as botocore's standard mode does; return the body."""
+        """Send one signed request, retrying as the client's retry config says; return the body."""
         address = self.address(bucket)
         path = address.path + key_path if key_path != "/" else address.path or "/"
         query = canonical_query(params)
         target = f"{path}?{query}" if query else path
+        url = f"{address.scheme}://{address.netloc}{target}"
         pool = self._pools.connection_from_host(address.host, address.port, address.scheme)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            frozen = self._credentials.get_frozen_credentials()
-            signed = sign(
+        attempts = self.retry.total_attempts
+        for attempt in range(1, attempts + 1):
+            signed = self._sign(
                 method,
-                address.netloc,
-                path,
-                headers,
-                Credentials(frozen.access_key, frozen.secret_key, frozen.token),
+                url,
+                {**headers, "host": address.netloc},
+                self._credentials.get_frozen_credentials(),
                 address.region,
-                datetime.now(UTC),
-                query=query,
             )
             try:
                 response = pool.urlopen(
@@ -178,7 +227,7 @@ class DirectS3:
                 )
                 status, body = response.status, response.data
             except _CONNECTION_ERRORS:
-                if attempt == MAX_ATTEMPTS:
+                if attempt == attempts:
                     raise
                 time.sleep(backoff_seconds(attempt))
                 continue
@@ -191,7 +240,7 @@ class DirectS3:
                     self._elsewhere.add(bucket)  # one refused request per bucket, not per object
                 log.info("s3://%s answered %s: its requests go through boto3 from now on", bucket, code)
                 raise WrongRegionError(f"s3://{bucket} answered {code}: its region is not {address.region}")
-            if attempt < MAX_ATTEMPTS and is_retryable(status, code):
+            if attempt < attempts and is_retryable(status, code):
                 time.sleep(backoff_seconds(attempt))
                 continue
             raise ClientError(

@@ -1,27 +1,58 @@
-"""S3 access for s3br: listing over key ranges, server-side copies, tags, buckets, manifests."""
+"""S3 access for s3br: listing over key ranges, server-side copies, tags, buckets, manifests.
+
+Transport policy, in one place:
+
+* **One limit of requests in flight per hook** (``max_in_flight``, default 32). Every S3
+  request the hook sends holds one of its ``RequestSlots`` while it runs, retries included:
+  whole-object copies, listing pages, heads, tags, and each request of a multipart copy. A
+  thread that waits for a multipart copy holds no slot while its parts run, so parts take the
+  slots that are free (no nested per-object pool, no deadlock however many large objects meet).
+  Operators run ``copy`` from ``bounded_map(..., workers=hook.max_in_flight)`` or call
+  ``copy_all``; the limit holds whatever the thread count.
+* **Multipart copies are s3transfer's managed copy.** s3transfer 0.19 heads the source
+  (``VersionId`` included), creates the upload with Content-Type, Content-Encoding,
+  -Disposition, -Language, Cache-Control, Expires, user metadata and ``StorageClass``, copies
+  the parts with ``CopySourceIfMatch`` on the source's ETag, completes, then sets the tags
+  (the source's, read with its ``VersionId``, for ``TaggingDirective`` COPY; ours for REPLACE)
+  with PutObjectTagging, and aborts the upload if anything fails. Its part size is ours
+  (the threshold, 5 to 512 MiB, larger where 10,000 parts would not do); its request threads
+  all go through the hook's slots. The one thing it does differently from a CopyObject: tags
+  arrive one request after the object, not with it.
+* **The direct HTTP path** (``DirectS3``) sends only single-part CopyObject and
+  ListObjectsV2, the two requests sent tens of thousands of times a run, where it costs a
+  third of boto3's CPU (bench/results/transport.md). ``core.buckets.direct_path_supported``
+  sends every other bucket (access point, Outposts and multi-region ARNs, directory buckets)
+  to boto3, and the connection extra ``"s3br_fast_path": false`` (or ``fast_path=False``)
+  turns it off.
+* **Retries are the connection's.** The connection's botocore config (``config_kwargs``
+  in its extra) wins; s3br's defaults (standard mode, 10 retries, a pool of at least
+  ``max_in_flight`` connections, timeouts) fill only what it leaves unset. The direct path
+  retries with the mode and attempts of the resulting client config.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from s3br_provider.core.buckets import direct_path_supported
 from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved
 from s3br_provider.core.manifest import split_s3_uri
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import KeyRange
+from s3br_provider.core.pool import RequestSlots, bounded_map
 from s3br_provider.core.retrieval import restore_request
 from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import from_tag_set, to_tag_set
 from s3br_provider.core.versions import VersionEntry
-from s3br_provider.hooks.direct_s3 import DirectS3, WrongRegionError, copy_source_header
+from s3br_provider.hooks.direct_s3 import DirectS3, NotDirectError, copy_source_header
 from s3br_provider.hooks.errors import error_code
 from s3br_provider.hooks.sdk_cache import FastClientSetupMixin
 
@@ -29,7 +60,10 @@ MIN_PART = 5 * MiB
 MAX_PART = 5 * 1024 * MiB
 PREFERRED_MAX_PART = 512 * MiB
 MAX_PARTS = 10_000
-PART_WORKERS = 4
+DEFAULT_MAX_IN_FLIGHT = 32
+UPLOAD_PART = 8 * MiB  # manifests: s3transfer's default part size and threshold
+DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 10}
+FAST_PATH_EXTRA = "s3br_fast_path"
 _AFTER_RESERVED = RESERVED_PREFIX + "\U0010ffff"
 # CopyObject parameters as boto3 names them, and as HTTP headers for the direct path.
 _COPY_HEADERS = {
@@ -38,45 +72,99 @@ _COPY_HEADERS = {
     "Tagging": "x-amz-tagging",
     "StorageClass": "x-amz-storage-class",
 }
-# Headers that make up an object's identity beyond its bytes; carried over on multipart copies.
-_OBJECT_HEADERS = (
-    "ContentType",
-    "ContentEncoding",
-    "ContentDisposition",
-    "ContentLanguage",
-    "CacheControl",
-    "Expires",
-    "Metadata",
-)
+E = TypeVar("E")
 
 
-def client_config(max_pool_connections: int) -> Config:
-    """Botocore config: standard retry mode (backoff on SlowDown, 5xx, timeouts) and a pool
-    at least as large as the thread count, so threads never wait for a connection."""
-    return Config(
-        retries={"mode": "standard", "max_attempts": 10},
+def client_config(connection: Config | None, max_pool_connections: int) -> Config:
+    """The connection's botocore config, with s3br's defaults where it sets nothing.
+
+    Defaults: standard retry mode (backoff on SlowDown, 5xx, timeouts) with 10 retries, a pool
+    of ``max_pool_connections`` (at least the requests in flight, so none waits for a
+    connection), 10 s to connect, 300 s to read. A connection's ``retries`` is completed key by
+    key: ``{"max_attempts": 3}`` keeps our mode, ``{"mode": "legacy"}`` keeps legacy's count.
+    """
+    ours = Config(
+        retries=dict(DEFAULT_RETRIES),
         max_pool_connections=max_pool_connections,
         connect_timeout=10,
         read_timeout=300,
     )
+    if connection is None:
+        return ours
+    merged = ours.merge(connection)
+    # Config has no public "was this option set" test; merge() itself reads this attribute.
+    given = dict(getattr(connection, "_user_provided_options", {}))
+    retries = dict(given.get("retries") or {})
+    if "retries" in given:
+        retries.setdefault("mode", DEFAULT_RETRIES["mode"])
+        if (
+            "max_attempts" not in retries
+            and "total_max_attempts" not in retries
+            and retries["mode"] == "standard"
+        ):
+            retries["max_attempts"] = DEFAULT_RETRIES["max_attempts"]
+        merged = merged.merge(Config(retries=retries))
+    return merged
 
 
-def part_ranges(size: int, threshold: int) -> list[tuple[int, int]]:
-    """Inclusive byte ranges for UploadPartCopy: parts of the threshold size (5 MiB to 512 MiB),
-    larger when needed to stay within S3's 10,000 parts."""
-    part = max(MIN_PART, min(threshold, PREFERRED_MAX_PART), math.ceil(size / MAX_PARTS))
-    part = min(part, MAX_PART)
-    return [(start, min(start + part, size) - 1) for start in range(0, size, part)]
+def part_size(threshold: int) -> int:
+    """The part size of a multipart copy for a threshold: the threshold, within 5 to 512 MiB.
+
+    s3transfer's ``ChunksizeAdjuster`` then doubles it while an object would need more than
+    10,000 parts (and keeps it within 5 GiB).
+    """
+    return max(MIN_PART, min(threshold, PREFERRED_MAX_PART))
+
+
+def flag(value: Any, default: bool) -> bool:
+    """A boolean from a connection extra, which may hold ``false`` or ``"false"``."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off", "")
+    return bool(value)
+
+
+class SlottedClient:
+    """A boto3 S3 client whose operations each hold one of ``slots`` while they run.
+
+    s3transfer's threads call through this, so a multipart copy's requests count against the
+    same limit as everything else the hook sends.
+    """
+
+    def __init__(self, client: Any, slots: RequestSlots) -> None:
+        self._client = client
+        self._slots = slots
+        self._operations = frozenset(client.meta.method_to_api_mapping)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name not in self._operations:
+            return attribute  # meta, exceptions, get_paginator ...
+        slots = self._slots
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with slots:
+                return attribute(*args, **kwargs)
+
+        self.__dict__[name] = call  # found without __getattr__ from now on
+        return call
 
 
 class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
     """S3 client wrapper with the few operations s3br needs, on an Airflow AWS connection.
 
     :param aws_conn_id: Airflow connection (``conn_type`` ``aws``).
-    :param max_pool_connections: HTTP connections kept open; at least the copy thread count.
+    :param max_pool_connections: HTTP connections kept open, unless the connection's botocore
+        config says otherwise; raised to ``max_in_flight`` if lower.
     :param fast_path: send single-part CopyObject and ListObjectsV2 requests through
         ``DirectS3`` (a third of boto3's CPU per copy); False sends them through boto3 like
-        every other request.
+        every other request; None (default) follows the connection extra ``s3br_fast_path``
+        (on unless it is false).
+    :param max_in_flight: S3 requests this hook has in flight at most, large copies included.
+    :param region_name: AWS region, overriding the connection's.
+    :param verify: TLS certificate checks (False, or a CA bundle path), as ``AwsBaseHook``.
+    :param config: a botocore config replacing the connection's ``config_kwargs``.
     """
 
     def __init__(
@@ -84,18 +172,48 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         aws_conn_id: str | None = "aws_default",
         max_pool_connections: int = 32,
         *,
-        fast_path: bool = True,
+        fast_path: bool | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        config: Config | dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
-            aws_conn_id=aws_conn_id, client_type="s3", config=client_config(max_pool_connections)
+            aws_conn_id=aws_conn_id,
+            client_type="s3",
+            region_name=region_name,
+            verify=verify,
+            config=config,
         )
-        self.max_pool_connections = max_pool_connections
-        self.fast_path = fast_path
+        self.max_in_flight = max_in_flight
+        self.max_pool_connections = max(max_pool_connections, max_in_flight)
+        self._fast_path = fast_path
+        self.slots = RequestSlots(max_in_flight)
+        self._managers: dict[int, Any] = {}
+        self._managers_lock = threading.Lock()
+
+    @property
+    def config(self) -> Config:
+        """The botocore config of the hook's client: the connection's, then s3br's defaults."""
+        return client_config(self.conn_config.botocore_config, self.max_pool_connections)
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether the direct path may be used: the argument, else the connection extra."""
+        if self._fast_path is not None:
+            return self._fast_path
+        return flag(self.conn_config.extra_config.get(FAST_PATH_EXTRA), True)
 
     @cached_property
     def client(self) -> Any:
-        """One boto3 client per hook: clients are thread-safe and share the connection pool."""
+        """One boto3 client per hook: clients are thread-safe and share the connection pool.
+
+        Requests sent on it directly are not counted against ``max_in_flight``."""
         return self.get_conn()
+
+    @cached_property
+    def _s3(self) -> SlottedClient:
+        return SlottedClient(self.client, self.slots)
 
     @cached_property
     def direct(self) -> DirectS3 | None:
@@ -110,16 +228,48 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
             verify=self.verify,
         )
 
+    def uses_direct_path(self, bucket: str) -> bool:
+        """Whether copies into and listings of ``bucket`` go through the direct path (a copy
+        also needs its source bucket to qualify)."""
+        return direct_path_supported(bucket) and self.direct is not None
+
     @property
     def endpoint_url(self) -> str | None:
         return self.conn_config.endpoint_url
+
+    def _pages(self, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """A boto3 paginator's pages, each request holding a slot (none between pages)."""
+        pages = iter(self.client.get_paginator(operation).paginate(**kwargs))
+        while True:
+            with self.slots:
+                page = next(pages, None)
+            if page is None:
+                return
+            yield page
+
+    def _transfers(self, part: int) -> Any:
+        """The s3transfer TransferManager for one part size (a task normally uses one), built
+        on the slotted client with as many threads as slots: the slots, not the threads, bound
+        the requests."""
+        with self._managers_lock:
+            manager = self._managers.get(part)
+            if manager is None:
+                from s3transfer.manager import TransferConfig, TransferManager
+
+                config = TransferConfig(
+                    multipart_threshold=part,
+                    multipart_chunksize=part,
+                    max_request_concurrency=self.max_in_flight,
+                )
+                manager = self._managers[part] = TransferManager(self._s3, config)
+        return manager
 
     # Buckets -------------------------------------------------------------------------------
 
     def bucket_status(self, bucket: str) -> str:
         """Return ``"ok"``, ``"missing"`` or ``"forbidden"`` for a bucket (HeadBucket)."""
         try:
-            self.client.head_bucket(Bucket=bucket)
+            self._s3.head_bucket(Bucket=bucket)
         except ClientError as error:
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 404 or error_code(error) in ("404", "NoSuchBucket"):
@@ -131,12 +281,12 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
 
     def is_versioned(self, bucket: str) -> bool:
         """Return whether versioning is (or once was) enabled on a bucket."""
-        status = self.client.get_bucket_versioning(Bucket=bucket).get("Status")
+        status = self._s3.get_bucket_versioning(Bucket=bucket).get("Status")
         return status in ("Enabled", "Suspended")
 
     def has_objects(self, bucket: str) -> bool:
         """Return whether a bucket holds any object or object version."""
-        listing = self.client.list_object_versions(Bucket=bucket, MaxKeys=1)
+        listing = self._s3.list_object_versions(Bucket=bucket, MaxKeys=1)
         return bool(listing.get("Versions") or listing.get("DeleteMarkers"))
 
     def create_bucket(self, bucket: str) -> None:
@@ -145,16 +295,15 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         region = self.client.meta.region_name
         if region and region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        self.client.create_bucket(**kwargs)
+        self._s3.create_bucket(**kwargs)
 
     def enable_versioning(self, bucket: str) -> None:
-        self.client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        self._s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
     def list_common_prefixes(self, bucket: str, prefix: str, limit: int) -> list[str]:
         """Return up to ``limit`` common prefixes one level under ``prefix`` (delimiter ``/``)."""
         found: list[str] = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        for page in self._pages("list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/"):
             for item in page.get("CommonPrefixes", []):
                 if not is_reserved(item["Prefix"]):
                     found.append(item["Prefix"])
@@ -167,65 +316,64 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
     def iter_objects(self, bucket: str, prefix: str, key_range: KeyRange) -> Iterator[ObjectInfo]:
         """Yield the objects of ``bucket`` under ``prefix`` within ``key_range``, in key order.
 
-        Streams page by page (1,000 keys at a time) and skips the reserved ``_s3br/`` prefix
-        with a fresh StartAfter instead of listing through the manifests.
+        Streams page by page (1,000 keys at a time), jumping over the reserved ``_s3br/``
+        prefix instead of listing through the manifests.
         """
-        start_after = key_range.start_after
-        while True:
+
+        def listing(start_after: str | None) -> Iterator[ObjectInfo]:
             begin = start_after if start_after is not None and start_after >= prefix else None
-            jumped = False
             for page in self._object_pages(bucket, prefix, begin):
-                for obj in page:
-                    if key_range.is_past(obj.key):
-                        return
-                    if is_reserved(obj.key):
-                        if start_after is not None and start_after >= _AFTER_RESERVED:
-                            continue  # a key past the jump point: jumping again would loop forever
-                        start_after, jumped = _AFTER_RESERVED, True
-                        break
-                    yield obj
-                if jumped:
-                    break
-            if not jumped:
-                return
+                yield from page
+
+        return outside_reserved(listing, key_range, lambda obj: obj.key)
 
     def _object_pages(self, bucket: str, prefix: str, start_after: str | None) -> Iterator[list[ObjectInfo]]:
         """ListObjectsV2 page by page, through the fast path where it applies."""
-        direct = self.direct
-        if direct is not None:
+        if self.uses_direct_path(bucket):
+            direct = self.direct
+            assert direct is not None
             token: str | None = None
             try:
                 while True:
-                    page = direct.list_page(bucket, prefix, start_after, token)
+                    with self.slots:
+                        page = direct.list_page(bucket, prefix, start_after, token)
                     yield page.objects
                     if page.next_token is None:
                         return
                     token = page.next_token
-            except WrongRegionError as error:
+            except NotDirectError as error:
                 if token is not None:
                     raise
                 self.log.debug("%s; listing through boto3", error)
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
         if start_after is not None:
             kwargs["StartAfter"] = start_after
-        for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+        for page in self._pages("list_objects_v2", **kwargs):
             yield [ObjectInfo.from_listing(item) for item in page.get("Contents", [])]
 
     def iter_versions(self, bucket: str, prefix: str, key_range: KeyRange) -> Iterator[VersionEntry]:
         """Yield every version and delete marker within ``key_range``, grouped by key, newest
-        first (on a tie of LastModified seconds, the one S3 marks IsLatest first)."""
+        first (on a tie of LastModified seconds, the one S3 marks IsLatest first); the reserved
+        ``_s3br/`` prefix is jumped over as in ``iter_objects``."""
+
+        def listing(start_after: str | None) -> Iterator[VersionEntry]:
+            marker = start_after if start_after is not None and start_after >= prefix else None
+            return self._versions_after(bucket, prefix, marker)
+
+        return outside_reserved(listing, key_range, lambda entry: entry.key)
+
+    def _versions_after(self, bucket: str, prefix: str, marker: str | None) -> Iterator[VersionEntry]:
+        """ListObjectVersions under ``prefix`` for the keys after ``marker``."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-        if key_range.start_after is not None and key_range.start_after >= prefix:
-            kwargs["KeyMarker"] = key_range.start_after
+        if marker is not None:
+            kwargs["KeyMarker"] = marker
         first_key: str | None = None
-        for page in self.client.get_paginator("list_object_versions").paginate(**kwargs):
+        for page in self._pages("list_object_versions", **kwargs):
             for entry in self._page_versions(page):
-                if key_range.is_past(entry.key):
-                    return
-                # contains(): some endpoints (moto) also return versions of the KeyMarker key.
-                if is_reserved(entry.key) or not key_range.contains(entry.key):
+                # Some endpoints (moto) also return versions of the KeyMarker key.
+                if marker is not None and entry.key <= marker:
                     continue
-                if first_key is None and "KeyMarker" in kwargs:
+                if first_key is None and marker is not None:
                     # Some endpoints (moto) drop the first entry after a KeyMarker: read the
                     # first key's versions again, whole, by its exact name.
                     first_key = entry.key
@@ -234,7 +382,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
                     yield entry
 
     def _versions_of(self, bucket: str, key: str) -> Iterator[VersionEntry]:
-        for page in self.client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+        for page in self._pages("list_object_versions", Bucket=bucket, Prefix=key):
             yield from self._page_versions(page)
 
     @staticmethod
@@ -262,16 +410,16 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
             kwargs["VersionId"] = version_id
-        return self.client.head_object(**kwargs)
+        return self._s3.head_object(**kwargs)
 
     def get_tags(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
             kwargs["VersionId"] = version_id
-        return from_tag_set(self.client.get_object_tagging(**kwargs).get("TagSet", []))
+        return from_tag_set(self._s3.get_object_tagging(**kwargs).get("TagSet", []))
 
     def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
-        self.client.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": to_tag_set(tags)})
+        self._s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": to_tag_set(tags)})
 
     def request_restore(self, bucket: str, obj: ObjectInfo, *, tier: str, days: int) -> str:
         """Ask S3 to restore an archived object; return ``"requested"`` or ``"in_progress"``."""
@@ -283,7 +431,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         if obj.version_id:
             kwargs["VersionId"] = obj.version_id
         try:
-            self.client.restore_object(**kwargs)
+            self._s3.restore_object(**kwargs)
         except ClientError as error:
             if error_code(error) == "RestoreAlreadyInProgress":
                 return "in_progress"
@@ -303,13 +451,14 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         """Copy one object server-side with its Content-Type, user metadata and tags.
 
         ``tags`` None copies the source's tags as they are; a dict replaces them.
-        Objects larger than ``multipart_threshold`` bytes are copied in parts.
+        Objects larger than ``multipart_threshold`` bytes are copied in parts. Thread-safe:
+        call it from many threads; the hook's ``max_in_flight`` bounds the requests.
         """
         copy_source: dict[str, str] = {"Bucket": source_bucket, "Key": source.key}
         if source.version_id:
             copy_source["VersionId"] = source.version_id
         if source.size > multipart_threshold:
-            self._copy_multipart(source, copy_source, target_bucket, multipart_threshold, tags, storage_class)
+            self._copy_multipart(copy_source, target_bucket, multipart_threshold, tags, storage_class)
             return
         fields = {
             "MetadataDirective": "COPY",
@@ -318,72 +467,67 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
             "StorageClass": storage_class or None,
         }
         fields = {name: value for name, value in fields.items() if value is not None}
-        sender = self.direct
-        if sender is not None:
-            headers = {_COPY_HEADERS[name]: value for name, value in fields.items()}
-            headers["x-amz-copy-source"] = copy_source_header(source_bucket, source.key, source.version_id)
-            try:
-                sender.copy(target_bucket, source.key, headers)
-                return
-            except WrongRegionError as error:
-                self.log.debug("%s; copying through boto3", error)
-        self.client.copy_object(Bucket=target_bucket, Key=source.key, CopySource=copy_source, **fields)
+        with self.slots:
+            if self.uses_direct_path(target_bucket) and direct_path_supported(source_bucket):
+                headers = {_COPY_HEADERS[name]: value for name, value in fields.items()}
+                headers["x-amz-copy-source"] = copy_source_header(
+                    source_bucket, source.key, source.version_id
+                )
+                try:
+                    self.direct.copy(target_bucket, source.key, headers)  # type: ignore[union-attr]
+                    return
+                except NotDirectError as error:
+                    self.log.debug("%s; copying through boto3", error)
+            self.client.copy_object(Bucket=target_bucket, Key=source.key, CopySource=copy_source, **fields)
+
+    def copy_all(
+        self,
+        objects: Iterable[ObjectInfo],
+        source_bucket: str,
+        target_bucket: str,
+        *,
+        multipart_threshold: int,
+        tags: dict[str, str] | None = None,
+        storage_class: str | None = None,
+    ) -> Iterator[tuple[ObjectInfo, None, BaseException | None]]:
+        """Copy every object (as ``copy``) on ``max_in_flight`` threads; yield
+        ``(object, None, error)`` as each finishes, errors returned, not raised."""
+
+        def copy_one(obj: ObjectInfo) -> None:
+            self.copy(
+                obj,
+                source_bucket,
+                target_bucket,
+                multipart_threshold=multipart_threshold,
+                tags=tags,
+                storage_class=storage_class,
+            )
+
+        return bounded_map(copy_one, objects, workers=self.max_in_flight)
 
     def _copy_multipart(
         self,
-        source: ObjectInfo,
         copy_source: dict[str, str],
         target_bucket: str,
         threshold: int,
         tags: dict[str, str] | None,
         storage_class: str | None,
     ) -> None:
-        # A multipart copy carries neither metadata nor tags over: read and set them ourselves.
-        head = self.head(copy_source["Bucket"], source.key, source.version_id)
-        if tags is None:
-            tags = self.get_tags(copy_source["Bucket"], source.key, source.version_id)
-        create: dict[str, Any] = {"Bucket": target_bucket, "Key": source.key}
-        create.update({name: head[name] for name in _OBJECT_HEADERS if head.get(name) is not None})
+        """s3transfer's managed copy; this thread waits holding no slot while the parts run."""
+        extra: dict[str, Any] = {"TaggingDirective": "COPY" if tags is None else "REPLACE"}
         if tags:
-            create["Tagging"] = urlencode(tags)
+            extra["Tagging"] = urlencode(tags)
         if storage_class:
-            create["StorageClass"] = storage_class
-        upload_id = self.client.create_multipart_upload(**create)["UploadId"]
-        try:
-            parts = self._copy_parts(copy_source, target_bucket, source, upload_id, threshold)
-            self.client.complete_multipart_upload(
-                Bucket=target_bucket,
-                Key=source.key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-            )
-        except BaseException:
-            self.abort_upload(target_bucket, source.key, upload_id)
-            raise
-
-    def _copy_parts(
-        self, copy_source: dict[str, str], bucket: str, source: ObjectInfo, upload_id: str, threshold: int
-    ) -> list[dict[str, Any]]:
-        def copy_part(numbered: tuple[int, tuple[int, int]]) -> dict[str, Any]:
-            number, (first, last) = numbered
-            answer = self.client.upload_part_copy(
-                Bucket=bucket,
-                Key=source.key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource=copy_source,
-                CopySourceRange=f"bytes={first}-{last}",
-            )
-            return {"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]}
-
-        ranges = list(enumerate(part_ranges(source.size, threshold), start=1))
-        with ThreadPoolExecutor(max_workers=PART_WORKERS, thread_name_prefix="s3br-part") as pool:
-            return list(pool.map(copy_part, ranges))
+            extra["StorageClass"] = storage_class
+        future = self._transfers(part_size(threshold)).copy(
+            copy_source, target_bucket, copy_source["Key"], extra_args=extra
+        )
+        future.result()
 
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """Abort a multipart upload of ours, logging (not raising) if that fails too."""
         try:
-            self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         except Exception:
             self.log.warning("Could not abort multipart upload of s3://%s/%s", bucket, key, exc_info=True)
 
@@ -391,20 +535,22 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
 
     def upload(self, local_path: str, uri: str) -> None:
         bucket, key = split_s3_uri(uri)
-        self.client.upload_file(local_path, bucket, key, ExtraArgs={"ContentType": "application/gzip"})
+        self._transfers(UPLOAD_PART).upload(
+            local_path, bucket, key, extra_args={"ContentType": "application/gzip"}
+        ).result()
 
     def download(self, uri: str, local_path: str) -> None:
         bucket, key = split_s3_uri(uri)
-        self.client.download_file(bucket, key, local_path)
+        self._transfers(UPLOAD_PART).download(bucket, key, local_path).result()
 
     def put_json(self, uri: str, body: bytes) -> None:
         bucket, key = split_s3_uri(uri)
-        self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
     def get_json_bytes(self, uri: str) -> bytes | None:
         bucket, key = split_s3_uri(uri)
         try:
-            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as error:
             if error_code(error) in ("NoSuchKey", "404"):
                 return None
@@ -426,8 +572,32 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
 
     def list_uploads(self, bucket: str, prefix: str) -> Iterator[tuple[str, str]]:
         """Yield ``(key, upload_id)`` of the multipart uploads in progress under ``prefix``."""
-        for page in self.client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=bucket, Prefix=prefix
-        ):
+        for page in self._pages("list_multipart_uploads", Bucket=bucket, Prefix=prefix):
             for upload in page.get("Uploads", []):
                 yield upload["Key"], upload["UploadId"]
+
+
+def outside_reserved(
+    listing: Callable[[str | None], Iterator[E]], key_range: KeyRange, key_of: Callable[[E], str]
+) -> Iterator[E]:
+    """The entries of a sorted listing within ``key_range``, minus the reserved ``_s3br/`` keys.
+
+    ``listing(start_after)`` lists the keys after ``start_after``. At the first reserved key
+    the listing starts again after the reserved prefix, so a backup bucket's manifests are
+    jumped over, not paged through; a reserved key sorting after the jump point is skipped.
+    """
+    start_after = key_range.start_after
+    while True:
+        jumped = False
+        for entry in listing(start_after):
+            key = key_of(entry)
+            if key_range.is_past(key):
+                return
+            if is_reserved(key):
+                if start_after is not None and start_after >= _AFTER_RESERVED:
+                    continue  # past the jump point: jumping again would loop forever
+                start_after, jumped = _AFTER_RESERVED, True
+                break
+            yield entry
+        if not jumped:
+            return
