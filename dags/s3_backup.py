@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Param, dag, task_group
+from airflow.sdk import dag
 
-from s3br_provider.core.diff import Compare
-from s3br_provider.operators.copy_batch import S3CopyBatchOperator
-from s3br_provider.operators.diff import S3DiffPartitionOperator
-from s3br_provider.operators.plan import S3PlanPartitionsOperator
-from s3br_provider.operators.report import S3BackupReportOperator
-from s3br_provider.operators.tag_deleted import S3TagDeletedOperator
-from s3br_provider.operators.validate import S3BackupValidateOperator
+from s3br_provider.params import (
+    BACKUP_VARIABLE,
+    SOURCE_VARIABLE,
+    as_templates,
+    backup_params,
+    param_or_variable,
+)
+from s3br_provider.task_groups import backup_group
 
 DOC = """
 ### S3 backup
@@ -28,50 +29,7 @@ Mapped tasks are named by their key range `(start_after, end]`. Manifests and th
 (`report.json`) live in the backup bucket under `_s3br/runs/s3_backup/<run_id>/`.
 """
 
-PARAMS = {
-    "source_bucket": Param(
-        "",
-        type="string",
-        title="Source bucket",
-        description="Bucket to back up. Empty: the Airflow Variable s3br_source_bucket.",
-    ),
-    "backup_bucket": Param(
-        "",
-        type="string",
-        title="Backup bucket",
-        description="Bucket that receives the copies. Empty: the Airflow Variable s3br_backup_bucket.",
-    ),
-    "prefix": Param("", type="string", description="Only back up keys under this prefix."),
-    "compare": Param(
-        "size_mtime",
-        type="string",
-        enum=[rule.value for rule in Compare],
-        description=(
-            "size_mtime: copy when missing, size differs, or the source is newer than the copy. "
-            "checksum: also when ETags differ (single-part objects)."
-        ),
-    ),
-    "tag_deleted": Param(True, type="boolean", description="Tag backup objects whose source vanished."),
-    "dry_run": Param(False, type="boolean", description="Plan and report only; write nothing."),
-    "multipart_threshold_mb": Param(
-        5120,
-        type="integer",
-        minimum=5,
-        maximum=5120,
-        description="Objects larger than this (MiB) are copied in parts (UploadPartCopy).",
-    ),
-    "max_partitions": Param(
-        64, type="integer", minimum=1, description="Upper bound on the mapped key partitions."
-    ),
-    "cloudwatch_namespace": Param(
-        "BackupRecovery", type="string", description="CloudWatch namespace for metrics; empty turns them off."
-    ),
-    "source_aws_conn_id": Param("aws_default", type="string", description="AWS connection for the source."),
-    "backup_aws_conn_id": Param("aws_default", type="string", description="AWS connection for the backup."),
-    "verify": Param(
-        False, type="boolean", description="After copying, compare size and fingerprint of each copy."
-    ),
-}
+PARAMS = backup_params()
 
 
 @dag(
@@ -87,41 +45,17 @@ PARAMS = {
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
 )
 def s3_backup() -> None:
-    validate = S3BackupValidateOperator(task_id="validate", retries=0)
-    settings = validate.output
-    plan = S3PlanPartitionsOperator(
-        task_id="plan_partitions",
-        settings=settings,
-        bucket_setting="source_bucket",
-        conn_setting="source_aws_conn_id",
-        size_by_change_rate=True,
+    backup_group(
+        group_id="backup",
+        prefix_group_id=False,
+        **as_templates(PARAMS)
+        | {
+            "source_bucket": param_or_variable("source_bucket", SOURCE_VARIABLE),
+            "backup_bucket": param_or_variable("backup_bucket", BACKUP_VARIABLE),
+            "source_bucket_variable": SOURCE_VARIABLE,
+            "backup_bucket_variable": BACKUP_VARIABLE,
+        },
     )
-
-    steps = {}
-
-    @task_group(group_id="partition")
-    def backup_partition(partition: dict) -> None:
-        """One key partition: diff, then copy, then tag what vanished."""
-        diff = S3DiffPartitionOperator(task_id="diff", settings=settings, partition=partition)
-        copy = S3CopyBatchOperator(
-            task_id="copy_batch", settings=settings, partition=partition, work=diff.output, mode="backup"
-        )
-        tag = S3TagDeletedOperator(
-            task_id="tag_deleted", settings=settings, partition=partition, work=diff.output
-        )
-        diff >> copy >> tag
-        steps.update(diff=diff, copy=copy, tag=tag)
-
-    partitions = backup_partition.expand(partition=plan.output)
-    report = S3BackupReportOperator(
-        task_id="report",
-        settings=settings,
-        partitions=plan.output,
-        diff_results=steps["diff"].output,
-        copy_results=steps["copy"].output,
-        tag_results=steps["tag"].output,
-    )
-    partitions >> report
 
 
 s3_backup()

@@ -410,13 +410,19 @@ def test_backup_life_cycle(
     assert fifth.totals["tagged_deleted"] == 1
 
 
-def test_failed_validation_leaves_no_crash_in_report(s3: Any, buckets: tuple[str, str], capsys: Any) -> None:
-    """After validate rejects the input, the report step must not crash on missing settings:
-    the one error a user sees should be the one that names the problem."""
+def test_failed_validation_says_its_problem_once(s3: Any, buckets: tuple[str, str], capsys: Any) -> None:
+    """After validate rejects the input nothing else runs (validate is the setup task): the one
+    error a user sees is the one that names the problem, with no XCom lookups failing after it."""
     source, backup = buckets
     capsys.readouterr()
     result = backup_run(s3, f"missing-{source}", backup)
     out = capsys.readouterr().out
     assert result.run.state == "failed"
-    tracebacks = re.findall(r"^(\w+(?:\.\w+)*(?:Error|Exception)): ", out, flags=re.M)
-    assert all("InvalidRunError" in name for name in tracebacks), tracebacks
+    assert result.run.tasks["validate"] == "failed"
+    assert {state for task, state in result.run.tasks.items() if task != "validate"} == {"upstream_failed"}
+    tracebacks = re.findall(r"^(\w+(?:\.\w+)*(?:Error|Exception)): (.*)$", out, flags=re.M)
+    assert [name for name, _ in tracebacks] == ["s3br_provider.operators.base.InvalidArgumentsError"], (
+        tracebacks
+    )
+    assert f"source_bucket 'missing-{source}' does not exist" in tracebacks[0][1]
+    assert "XCom not found" not in out

@@ -17,16 +17,11 @@ from s3br_provider.core.manifest import read_manifest, split_s3_uri
 from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.stats import encode_stats, stats_uri
 from s3br_provider.hooks.s3_bucket import MiB, S3BucketHook
-from s3br_provider.operators.copy_batch import S3CopyBatchOperator
-from s3br_provider.operators.diff import S3DiffPartitionOperator
-from s3br_provider.operators.plan import S3PlanPartitionsOperator
-from s3br_provider.operators.tag_deleted import S3TagDeletedOperator
-from s3br_provider.operators.validate import S3BackupValidateOperator
 from tests.integration.conftest import PROXY_CONN_ID
 from tests.support.fault_proxy import FaultProxy
 from tests.support.s3 import list_keys, snapshot
+from tests.support.steps import copy, diff, plan, run_uri, tag, validate
 
-WHOLE = {"index": 0, "start_after": None, "end": None}
 PROXIED = {"source_aws_conn_id": PROXY_CONN_ID, "backup_aws_conn_id": PROXY_CONN_ID}
 SOURCE_OBJECTS: dict[str, tuple[bytes, dict[str, str]]] = {
     "docs/readme.txt": (b"read me\n" * 50, {"team": "blue", "note": "a b+c"}),
@@ -37,52 +32,6 @@ SOURCE_OBJECTS: dict[str, tuple[bytes, dict[str, str]]] = {
     **{f"data/{i:02d}": (os.urandom(100 + i), {"n": str(i)}) for i in range(8)},
 }
 DATA_WRITES = {"CopyObject", "UploadPartCopy", "CreateMultipartUpload", "PutObjectTagging"}
-
-
-class TaskInstance:
-    """The two things the operators use of ``context["ti"]``: the try number and XCom pushes."""
-
-    def __init__(self, try_number: int = 1) -> None:
-        self.try_number = try_number
-        self.pushed: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
-
-
-def context(params: dict[str, Any] | None = None, *, run_id: str = "manual__x", try_number: int = 1) -> dict:
-    """What the operators read from an Airflow context."""
-    return {"params": params or {}, "run_id": run_id, "ti": TaskInstance(try_number)}
-
-
-def validate(source: str, backup: str, *, run_id: str = "manual__x", **params: Any) -> dict[str, Any]:
-    op = S3BackupValidateOperator(task_id="validate")
-    return op.execute(context({"source_bucket": source, "backup_bucket": backup, **params}, run_id=run_id))
-
-
-def diff(settings: dict[str, Any], partition: dict[str, Any] = WHOLE) -> dict[str, Any]:
-    return S3DiffPartitionOperator(task_id="diff", settings=settings, partition=partition).execute(context())
-
-
-def copy(settings: dict[str, Any], work: dict[str, Any], *, try_number: int = 1) -> dict[str, Any]:
-    op = S3CopyBatchOperator(task_id="copy_batch", settings=settings, partition=WHOLE, work=work)
-    return op.execute(context(try_number=try_number))
-
-
-def tag(settings: dict[str, Any], work: dict[str, Any]) -> dict[str, Any]:
-    op = S3TagDeletedOperator(task_id="tag_deleted", settings=settings, partition=WHOLE, work=work)
-    return op.execute(context())
-
-
-def plan(settings: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
-    op = S3PlanPartitionsOperator(
-        task_id="plan",
-        settings=settings,
-        bucket_setting="source_bucket",
-        conn_setting="source_aws_conn_id",
-        **kwargs,
-    )
-    return op.execute(context())
 
 
 def put_objects(s3: Any, bucket: str, objects: dict[str, tuple[bytes, dict[str, str]]]) -> None:
@@ -134,8 +83,7 @@ def test_validate_returns_settings_and_writes_nothing(
     settings = validate(buckets.source, buckets.backup, compare="checksum", **PROXIED)
     assert settings["source_bucket"] == buckets.source and settings["backup_bucket"] == buckets.backup
     assert settings["compare"] == "checksum" and settings["dry_run"] is False
-    assert settings["run_uri"].startswith(f"s3://{buckets.backup}/_s3br/runs/")
-    assert settings["run_uri"].endswith("/manual__x")
+    assert run_uri(settings) == f"s3://{buckets.backup}/_s3br/runs/adhoc_airflow/manual__x"
     assert fault_proxy.writes() == []
     assert set(fault_proxy.operations()) == {"HeadBucket"}
 
@@ -161,18 +109,21 @@ def test_validate_bad_compare_names_the_param(buckets: SimpleNamespace, fault_pr
     assert fault_proxy.records == []
 
 
-def test_validate_falls_back_to_variables(buckets: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_VAR_S3BR_SOURCE_BUCKET", buckets.source)
-    assert validate("", buckets.backup)["source_bucket"] == buckets.source
-    monkeypatch.setenv("AIRFLOW_VAR_S3BR_BACKUP_BUCKET", buckets.backup)
-    settings = validate("", "")
-    assert (settings["source_bucket"], settings["backup_bucket"]) == (buckets.source, buckets.backup)
+def test_validate_names_the_variable_an_empty_bucket_fell_back_on(buckets: SimpleNamespace) -> None:
+    with pytest.raises(
+        AirflowFailException, match="^source_bucket is empty and the Variable s3br_src is not set$"
+    ):
+        validate("", buckets.backup, source_bucket_variable="s3br_src")
+    with pytest.raises(AirflowFailException, match="^source_bucket is required"):
+        validate("", buckets.backup)
 
 
-def test_validate_without_param_or_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AIRFLOW_VAR_S3BR_SOURCE_BUCKET", raising=False)
-    with pytest.raises(AirflowFailException, match="source_bucket is required"):
-        validate("", "some-backup")
+def test_validate_converts_rendered_templates(buckets: SimpleNamespace) -> None:
+    """Templated arguments arrive as strings unless the DAG renders native objects."""
+    settings = validate(buckets.source, buckets.backup, dry_run="True", max_partitions="8", verify="false")
+    assert (settings["dry_run"], settings["max_partitions"], settings["verify"]) == (True, 8, False)
+    with pytest.raises(AirflowFailException, match="max_partitions must be a whole number, got 'many'"):
+        validate(buckets.source, buckets.backup, max_partitions="many")
 
 
 # plan ----------------------------------------------------------------------------------------
@@ -268,15 +219,15 @@ def test_backup_plan_sizes_partitions_by_the_last_runs_change_rate(
 
 def test_diff_copy_tag_flow(s3: Any, buckets: SimpleNamespace, fault_proxy: FaultProxy) -> None:
     settings = validate(buckets.source, buckets.backup, multipart_threshold_mb=5, **PROXIED)
-    run_uri = settings["run_uri"]
+    folder = run_uri(settings)
     work = diff(settings)
     sources = list_keys(s3, buckets.source)
     sizes = sum(len(body) for body, _ in SOURCE_OBJECTS.values()) + 6 * MiB
     assert (work["source_objects"], work["backup_objects"], work["new"]) == (len(sources), 0, len(sources))
     assert (work["changed"], work["unchanged"], work["vanished"]) == (0, 0, 0)
     assert work["bytes_to_copy"] == sizes
-    assert work["copy_manifest"] == f"{run_uri}/copy/p00000.jsonl.gz"
-    assert work["vanished_manifest"] is None
+    assert work["copy_manifest"] == f"{folder}/copy/p00000.jsonl.gz"
+    assert work["vanished_manifest"] == ""
     reserved = list_keys(s3, buckets.backup, include_reserved=True)
     assert {keys_of(work["copy_manifest"]), keys_of(work["samples_uri"])} <= set(reserved)
     hook = S3BucketHook(aws_conn_id="aws_default")
@@ -299,8 +250,8 @@ def test_diff_copy_tag_flow(s3: Any, buckets: SimpleNamespace, fault_proxy: Faul
     settings = validate(buckets.source, buckets.backup, run_id="manual__y", **PROXIED)
     work = diff(settings)
     assert (work["vanished"], work["unchanged"], work["new"]) == (1, len(sources) - 1, 0)
-    assert work["copy_manifest"] is None
-    assert work["vanished_manifest"] == f"{settings['run_uri']}/vanished/p00000.jsonl.gz"
+    assert work["copy_manifest"] == ""
+    assert work["vanished_manifest"] == f"{run_uri(settings)}/vanished/p00000.jsonl.gz"
     assert keys_of(work["vanished_manifest"]) in list_keys(s3, buckets.backup, include_reserved=True)
     assert copy(settings, work)["copied"] == 0
     tagged = tag(settings, work)
@@ -333,7 +284,7 @@ def test_nothing_to_do_rewrites_nothing(s3: Any, buckets: SimpleNamespace, fault
     settings = validate(buckets.source, buckets.backup, run_id="manual__again", **PROXIED)
     work = diff(settings)
     assert (work["new"], work["changed"], work["vanished"]) == (0, 0, 0)
-    assert work["unchanged"] == len(before) and work["copy_manifest"] is None
+    assert work["unchanged"] == len(before) and work["copy_manifest"] == ""
     assert copy(settings, work)["copied"] == 0
     assert tag(settings, work)["tagged"] == 0
     assert {w.operation for w in fault_proxy.writes()} == {"PutObject"}
@@ -368,7 +319,7 @@ def test_dry_run_writes_nothing(s3: Any, buckets: SimpleNamespace, fault_proxy: 
     work = diff(settings)
     total = len(list_keys(s3, buckets.source))
     assert (work["new"], work["changed"], work["vanished"]) == (total - 1, 1, 1)
-    assert (work["copy_manifest"], work["vanished_manifest"]) == (None, None)
+    assert (work["copy_manifest"], work["vanished_manifest"]) == ("", "")
     assert "samples_uri" not in work
     assert copy(settings, work)["copied"] == 0
     assert tag(settings, work)["tagged"] == 0

@@ -11,7 +11,6 @@ its output, ``test_least_privilege`` its requests.
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
 import time
@@ -42,15 +41,11 @@ QUICK_RETRY = timedelta(seconds=1)
 
 @cache
 def param_defaults(dag_id: str) -> dict[str, Any]:
-    """The Params' declared defaults, read from a private import of the DAG file (in-process,
+    """The Params' declared defaults, from a fresh parse of the DAG file (in-process,
     ``dag.test()`` writes each run's conf into a DAG's ``Param`` objects: a DAG object that ran
     no longer shows its defaults)."""
-    path = os.path.join(DAGS_FOLDER, f"{dag_id}.py")
-    spec = importlib.util.spec_from_file_location(f"_s3br_reliability_{dag_id}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return {name: param.value for name, param in module.PARAMS.items() if param.has_value}
+    params = fresh_dag(dag_id).params
+    return {name: params.get_param(name).value for name in params if params.get_param(name).has_value}
 
 
 def full_conf(dag_id: str, **conf: Any) -> dict[str, Any]:

@@ -10,15 +10,11 @@ import signal
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
-from s3br_provider.operators.copy_batch import S3CopyBatchOperator
-from s3br_provider.operators.diff import S3DiffPartitionOperator
-from s3br_provider.operators.validate import S3BackupValidateOperator
 from tests.reliability.conftest import (
     PROXY_CONN_ID,
     TEXT,
@@ -28,11 +24,11 @@ from tests.reliability.conftest import (
     backup_run,
     differences,
     forwarded,
-    full_conf,
     report_json,
     seed,
     via,
 )
+from tests.support import steps
 from tests.support.fault_proxy import FaultProxy
 from tests.support.s3 import list_keys, snapshot
 
@@ -45,31 +41,17 @@ COPY_DELAY = 0.3
 PART_DELAY = 4.0
 
 
-def context(params: dict[str, Any], run_id: str, try_number: int = 1) -> dict[str, Any]:
-    """What the operators read of an Airflow context."""
-    ti = SimpleNamespace(try_number=try_number, xcom_push=lambda **kwargs: None)
-    return {"params": params, "run_id": run_id, "ti": ti}
-
-
 def plan_work(source: str, backup: str, run_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """validate and diff over the whole key space, as the DAG's first tasks would."""
-    params = full_conf(
-        "s3_backup",
-        source_bucket=source,
-        backup_bucket=backup,
-        multipart_threshold_mb=5,
-        **via(PROXY_CONN_ID, "s3_backup"),
+    run = steps.validate(
+        source, backup, run_id=run_id, multipart_threshold_mb=5, **via(PROXY_CONN_ID, "s3_backup")
     )
-    settings = S3BackupValidateOperator(task_id="validate").execute(context(params, run_id))
-    diff = S3DiffPartitionOperator(task_id="diff", settings=settings, partition=WHOLE)
-    return settings, diff.execute(context({}, run_id))
+    return run, steps.diff(run)
 
 
 def copy(settings: dict[str, Any], work: dict[str, Any], run_id: str, try_number: int) -> dict[str, Any]:
-    op = S3CopyBatchOperator(
-        task_id="copy_batch", settings=settings, partition=WHOLE, work=work, mode="backup"
-    )
-    return op.execute(context({}, run_id, try_number))
+    assert settings["run_id"] == run_id
+    return steps.copy(settings, work, try_number=try_number)
 
 
 def copy_in_child(settings: dict[str, Any], work: dict[str, Any], run_id: str) -> None:

@@ -17,20 +17,16 @@ from typing import Any
 
 import pytest
 
-from s3br_provider.operators.copy_batch import S3CopyBatchOperator
-from s3br_provider.operators.diff import S3DiffPartitionOperator
-from s3br_provider.operators.restore import S3CreateTargetBucketOperator, S3RestoreSelectOperator
-from s3br_provider.operators.validate import S3BackupValidateOperator, S3RestoreValidateOperator
 from tests.reliability.conftest import (
     PROXY_CONN_ID,
     TEXT,
     MiB,
     Obj,
     Scenario,
-    full_conf,
     seed,
     via,
 )
+from tests.support import steps
 from tests.support.fault_proxy import FaultProxy, RequestRecord
 
 pytestmark = pytest.mark.slow
@@ -254,20 +250,12 @@ def test_retried_backup_copy_stays_within_the_backup_policy(
     two_buckets: tuple[str, str, dict[str, Obj]], proxy: FaultProxy
 ) -> None:
     source, backup, _ = two_buckets
-    params = full_conf(
-        "s3_backup",
-        source_bucket=source,
-        backup_bucket=backup,
-        multipart_threshold_mb=5,
-        **via(PROXY_CONN_ID, "s3_backup"),
+    run = steps.validate(
+        source, backup, run_id="manual__b", multipart_threshold_mb=5, **via(PROXY_CONN_ID, "s3_backup")
     )
-    settings = S3BackupValidateOperator(task_id="validate").execute(context(params, "manual__b"))
-    work = S3DiffPartitionOperator(task_id="diff", settings=settings, partition=WHOLE).execute(
-        context({}, "manual__b")
-    )
+    work = steps.diff(run)
     proxy.reset_records()
-    op = S3CopyBatchOperator(task_id="copy_batch", settings=settings, partition=WHOLE, work=work)
-    op.execute(context({}, "manual__b", try_number=2))
+    steps.copy(run, work, try_number=2)
 
     assert proxy.operations()["ListMultipartUploads"] >= 1  # the retry path ran
     statements = policy("backup-policy", SOURCE_BUCKET=source, BACKUP_BUCKET=backup)
@@ -279,23 +267,13 @@ def test_retried_restore_copy_stays_within_the_restore_policy(
 ) -> None:
     backup, _, _ = two_buckets
     target = bucket_names("target")
-    params = full_conf(
-        "s3_restore",
-        backup_bucket=backup,
-        target_bucket=target,
-        multipart_threshold_mb=5,
-        **via(PROXY_CONN_ID, "s3_restore"),
+    run = steps.validate_restore(
+        backup, target, run_id="manual__r", multipart_threshold_mb=5, **via(PROXY_CONN_ID, "s3_restore")
     )
-    settings = S3RestoreValidateOperator(task_id="validate").execute(context(params, "manual__r"))
-    S3CreateTargetBucketOperator(task_id="create_target", settings=settings).execute(context({}, "manual__r"))
-    work = S3RestoreSelectOperator(task_id="select", settings=settings, partition=WHOLE).execute(
-        context({}, "manual__r")
-    )
+    steps.create_target(run)
+    work = steps.select(run)
     proxy.reset_records()
-    op = S3CopyBatchOperator(
-        task_id="copy_batch", settings=settings, partition=WHOLE, work=work, mode="restore"
-    )
-    op.execute(context({}, "manual__r", try_number=2))
+    steps.restore_copy(run, work, try_number=2)
 
     assert proxy.operations()["ListMultipartUploads"] >= 1  # the retry path ran
     statements = policy("restore-policy", BACKUP_BUCKET=backup, TARGET_BUCKET=target)

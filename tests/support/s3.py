@@ -19,6 +19,7 @@ from tests.support.moto_server import free_port
 
 DUMMY_KEY = "testing"  # moto accepts any credentials; these are not real ones
 REGION = "us-east-1"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @contextmanager
@@ -30,8 +31,9 @@ def moto_process(port: int | None = None, env: dict[str, str] | None = None) -> 
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "tests.support.moto_aws", "-H", "127.0.0.1", "-p", str(port)],
         env={**os.environ, **(env or {})},
+        cwd=ROOT,  # tests.support.moto_aws is imported from the repository
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -9,10 +9,13 @@ from typing import Any
 import pytest
 
 from s3br_provider.core.settings import (
+    BACKUP_DEFAULTS,
+    RESTORE_DEFAULTS,
     BackupSettings,
     RestoreSettings,
     SettingsError,
     backup_settings,
+    check_argument,
     restore_settings,
 )
 
@@ -106,12 +109,12 @@ def test_none_prefix_and_namespace_mean_empty() -> None:
         ({"compare": "md5"}, "compare"),
         ({"compare": "SIZE_MTIME"}, "compare"),
         ({"tag_deleted": "yes"}, "tag_deleted"),
-        ({"dry_run": "false"}, "dry_run"),
+        ({"dry_run": "maybe"}, "dry_run"),
         ({"dry_run": 1}, "dry_run"),
         ({"verify": None}, "verify"),
         ({"multipart_threshold_mb": 4}, "multipart_threshold_mb"),
         ({"multipart_threshold_mb": 6000}, "multipart_threshold_mb"),
-        ({"multipart_threshold_mb": "100"}, "multipart_threshold_mb"),
+        ({"multipart_threshold_mb": "100 MiB"}, "multipart_threshold_mb"),
         ({"multipart_threshold_mb": 100.0}, "multipart_threshold_mb"),
         ({"max_partitions": 0}, "max_partitions"),
         ({"max_partitions": -1}, "max_partitions"),
@@ -141,7 +144,7 @@ def test_bad_backup_params_name_the_param(changes: dict[str, Any], param: str) -
         ({"restore_tier": "Fast"}, "restore_tier"),
         ({"restore_tier": "standard"}, "restore_tier"),
         ({"restore_days": 0}, "restore_days"),
-        ({"restore_days": "7"}, "restore_days"),
+        ({"restore_days": "7.5"}, "restore_days"),
         ({"as_of": "yesterday"}, "as_of"),
         ({"as_of": "2024-13-01T00:00:00Z"}, "as_of"),
         ({"as_of": "2999-01-01T00:00:00Z"}, "as_of"),
@@ -222,3 +225,33 @@ def test_bucket_name_must_match_whole(name: str) -> None:
 
 def test_empty_as_of_means_latest() -> None:
     assert restore_settings({**RESTORE, "as_of": "  "}).as_of is None
+
+
+def test_rendered_templates_are_converted() -> None:
+    """Templated arguments render to strings unless the DAG renders native objects."""
+    settings = backup_settings(
+        {**BACKUP, "dry_run": "True", "tag_deleted": "false", "max_partitions": "8", "verify": "FALSE"}
+    )
+    assert (settings.dry_run, settings.tag_deleted, settings.max_partitions, settings.verify) == (
+        True,
+        False,
+        8,
+        False,
+    )
+    restore = restore_settings({**RESTORE, "restore_days": "7", "as_of": "None"})
+    assert (restore.restore_days, restore.as_of) == (7, None)
+
+
+def test_each_argument_has_one_rule() -> None:
+    assert check_argument("max_partitions", "12") == 12
+    assert check_argument("prefix", None) == ""
+    with pytest.raises(SettingsError, match="target_bucket is required"):
+        check_argument("target_bucket", "")
+    with pytest.raises(SettingsError, match="restore_tier 'Fast'"):
+        check_argument("restore_tier", "Fast")
+
+
+def test_defaults_are_written_once() -> None:
+    assert BACKUP_DEFAULTS == BackupSettings() and RESTORE_DEFAULTS == RestoreSettings()
+    assert (BACKUP_DEFAULTS.compare, BACKUP_DEFAULTS.max_partitions) == ("size_mtime", 64)
+    assert (RESTORE_DEFAULTS.restore_tier, RESTORE_DEFAULTS.poll_interval_seconds) == ("Standard", 300)

@@ -68,3 +68,32 @@ def parse_restore_header(
     if expiry is not None and expiry <= now:
         return RestoreState(RestoreStatus.EXPIRED, expiry)
     return RestoreState(RestoreStatus.READY, expiry)
+
+
+class RestoreAction(enum.StrEnum):
+    """What to do about an object on its way out of an archive tier: the one restore rule."""
+
+    READY = "ready"  # readable now: copy it
+    WAIT = "wait"  # a restore is in progress: check again later
+    REQUEST = "request"  # never requested, or the restored copy expired: (re-)request
+
+
+def next_action(state: RestoreState) -> RestoreAction:
+    """Decide from an object's restore state; used by request_restore, the sensor and the trigger."""
+    if state.readable:
+        return RestoreAction.READY
+    if state.status is RestoreStatus.IN_PROGRESS:
+        return RestoreAction.WAIT
+    return RestoreAction.REQUEST
+
+
+def state_from_head(
+    head: dict, storage_class: str | None, archive_status: str | None, now: datetime
+) -> RestoreState:
+    """The restore state of a HeadObject answer; the listing's class and status fill gaps."""
+    return parse_restore_header(
+        head.get("Restore"),
+        head.get("StorageClass") or storage_class,
+        now,
+        head.get("ArchiveStatus") or archive_status,
+    )

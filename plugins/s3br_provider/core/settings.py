@@ -1,8 +1,12 @@
-"""Validation of DAG Params into typed settings, before anything touches S3."""
+"""Checks of s3br's options (DAG Params, operator arguments), before anything touches S3.
+
+Operators render their templated arguments, then check each by its name's rule here, so a
+rule is written once whichever operator or DAG uses it."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,8 +36,11 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class BackupSettings:
-    source_bucket: str
-    backup_bucket: str
+    """The options of a backup, each default written once: the DAG Params, the factory's
+    keyword arguments and the operators' defaults all read them from ``BACKUP_DEFAULTS``."""
+
+    source_bucket: str = ""
+    backup_bucket: str = ""
     prefix: str = ""
     compare: str = Compare.SIZE_MTIME.value
     tag_deleted: bool = True
@@ -51,8 +58,10 @@ class BackupSettings:
 
 @dataclass(frozen=True, slots=True)
 class RestoreSettings:
-    backup_bucket: str
-    target_bucket: str
+    """The options of a restore; ``RESTORE_DEFAULTS`` holds each default once."""
+
+    backup_bucket: str = ""
+    target_bucket: str = ""
     prefix: str = ""
     include_deleted: bool = False
     restore_tier: str = "Standard"
@@ -74,7 +83,11 @@ class RestoreSettings:
 
     @property
     def as_of_epoch(self) -> float | None:
-        return None if self.as_of is None else parse_instant(self.as_of, "as_of").timestamp()
+        return as_of_epoch(self.as_of)
+
+
+BACKUP_DEFAULTS = BackupSettings()
+RESTORE_DEFAULTS = RestoreSettings()
 
 
 def check_bucket_name(value: Any, param: str) -> str:
@@ -99,12 +112,18 @@ def check_prefix(value: Any) -> str:
 
 
 def check_bool(value: Any, param: str) -> bool:
+    """Return a boolean; a rendered template (``"True"``, ``"false"``) counts as one."""
     if isinstance(value, bool):
         return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
     raise SettingsError(f"{param} must be true or false, got {value!r}")
 
 
 def check_int(value: Any, param: str, low: int, high: int | None = None) -> int:
+    """Return a whole number within bounds; a rendered template (``"64"``) counts as one."""
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise SettingsError(f"{param} must be a whole number, got {value!r}")
     if value < low or (high is not None and value > high):
@@ -144,38 +163,81 @@ def parse_instant(value: str, param: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _check_unknown(params: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(params) - allowed)
+def check_as_of(value: Any) -> str | None:
+    """Return ``as_of`` as an ISO-8601 UTC instant, or None (also for an empty form field)."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+        return None  # the UI form sends an empty field as "", a rendered None is "None"
+    if not isinstance(value, str):
+        raise SettingsError(f"as_of {value!r} is not an ISO-8601 instant")
+    instant = parse_instant(value, "as_of").astimezone(UTC)
+    if instant > datetime.now(UTC):
+        raise SettingsError(f"as_of {value!r} is in the future")
+    return instant.isoformat()
+
+
+def as_of_epoch(as_of: str | None) -> float | None:
+    """Seconds since the epoch of a checked ``as_of``, or None."""
+    return None if as_of is None else parse_instant(as_of, "as_of").timestamp()
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    return lambda value, name: check_choice(value, name, choices)
+
+
+def _bounded(low: int, high: int) -> Callable[[Any, str], int]:
+    return lambda value, name: check_int(value, name, low, high)
+
+
+RULES: dict[str, Callable[[Any, str], Any]] = {
+    "source_bucket": check_bucket_name,
+    "backup_bucket": check_bucket_name,
+    "target_bucket": check_bucket_name,
+    "drill_bucket": check_bucket_name,
+    "bucket": check_bucket_name,
+    "prefix": lambda value, name: check_prefix(value),
+    "compare": _choice(tuple(Compare)),
+    "tag_deleted": check_bool,
+    "dry_run": check_bool,
+    "verify": check_bool,
+    "include_deleted": check_bool,
+    "copy_versioning": check_bool,
+    "multipart_threshold_mb": _bounded(MIN_PART_MB, MAX_COPY_OBJECT_MB),
+    "max_partitions": _bounded(1, 100_000),
+    "cloudwatch_namespace": lambda value, name: check_namespace(value),
+    "source_aws_conn_id": check_conn_id,
+    "backup_aws_conn_id": check_conn_id,
+    "target_aws_conn_id": check_conn_id,
+    "aws_conn_id": check_conn_id,
+    "restore_tier": _choice(TIERS),
+    "restore_days": _bounded(1, 30_000),
+    "as_of": lambda value, name: check_as_of(value),
+    "storage_class": _choice(STORAGE_CLASSES),
+    "poll_interval_seconds": _bounded(1, 86_400),
+    "restore_timeout_minutes": _bounded(1, 60 * 24 * 30),
+}
+"""One rule per argument name, shared by every operator that takes that argument."""
+
+
+def check_argument(name: str, value: Any) -> Any:
+    """Check one argument by its name's rule; return it converted (``"64"`` -> 64)."""
+    return RULES[name](value, name)
+
+
+def _checked(cls: type, params: dict[str, Any]) -> Any:
+    unknown = sorted(set(params) - set(cls.__dataclass_fields__))
     if unknown:
         raise SettingsError(f"unknown Param(s): {', '.join(unknown)}")
+    defaults = cls()
+    values = {
+        name: check_argument(name, params.get(name, getattr(defaults, name)))
+        for name in cls.__dataclass_fields__
+    }
+    return cls(**values)
 
 
 def backup_settings(params: dict[str, Any]) -> BackupSettings:
-    """Validate the ``s3_backup`` Params; bucket names must already be resolved."""
-    _check_unknown(params, set(BackupSettings.__dataclass_fields__))
-    settings = BackupSettings(
-        source_bucket=check_bucket_name(params.get("source_bucket"), "source_bucket"),
-        backup_bucket=check_bucket_name(params.get("backup_bucket"), "backup_bucket"),
-        prefix=check_prefix(params.get("prefix", "")),
-        compare=check_choice(params.get("compare", "size_mtime"), "compare", tuple(Compare)),
-        tag_deleted=check_bool(params.get("tag_deleted", True), "tag_deleted"),
-        dry_run=check_bool(params.get("dry_run", False), "dry_run"),
-        multipart_threshold_mb=check_int(
-            params.get("multipart_threshold_mb", MAX_COPY_OBJECT_MB),
-            "multipart_threshold_mb",
-            MIN_PART_MB,
-            MAX_COPY_OBJECT_MB,
-        ),
-        max_partitions=check_int(params.get("max_partitions", 64), "max_partitions", 1, 100_000),
-        cloudwatch_namespace=check_namespace(params.get("cloudwatch_namespace", "BackupRecovery")),
-        source_aws_conn_id=check_conn_id(
-            params.get("source_aws_conn_id", "aws_default"), "source_aws_conn_id"
-        ),
-        backup_aws_conn_id=check_conn_id(
-            params.get("backup_aws_conn_id", "aws_default"), "backup_aws_conn_id"
-        ),
-        verify=check_bool(params.get("verify", False), "verify"),
-    )
+    """Validate the options of a backup; bucket names must already be resolved."""
+    settings = _checked(BackupSettings, params)
     if settings.source_bucket == settings.backup_bucket:
         raise SettingsError(
             f"source_bucket and backup_bucket are both {settings.source_bucket!r}: "
@@ -185,50 +247,8 @@ def backup_settings(params: dict[str, Any]) -> BackupSettings:
 
 
 def restore_settings(params: dict[str, Any]) -> RestoreSettings:
-    """Validate the ``s3_restore`` Params."""
-    _check_unknown(params, set(RestoreSettings.__dataclass_fields__))
-    as_of = params.get("as_of")
-    if isinstance(as_of, str) and not as_of.strip():
-        as_of = None  # the UI form sends an empty field as ""
-    if as_of is not None:
-        if not isinstance(as_of, str):
-            raise SettingsError(f"as_of {as_of!r} is not an ISO-8601 instant")
-        instant = parse_instant(as_of, "as_of").astimezone(UTC)
-        if instant > datetime.now(UTC):
-            raise SettingsError(f"as_of {as_of!r} is in the future")
-        as_of = instant.isoformat()
-    settings = RestoreSettings(
-        backup_bucket=check_bucket_name(params.get("backup_bucket"), "backup_bucket"),
-        target_bucket=check_bucket_name(params.get("target_bucket"), "target_bucket"),
-        prefix=check_prefix(params.get("prefix", "")),
-        include_deleted=check_bool(params.get("include_deleted", False), "include_deleted"),
-        restore_tier=check_choice(params.get("restore_tier", "Standard"), "restore_tier", TIERS),
-        restore_days=check_int(params.get("restore_days", 1), "restore_days", 1, 30_000),
-        as_of=as_of,
-        dry_run=check_bool(params.get("dry_run", False), "dry_run"),
-        storage_class=check_choice(params.get("storage_class", "STANDARD"), "storage_class", STORAGE_CLASSES),
-        copy_versioning=check_bool(params.get("copy_versioning", False), "copy_versioning"),
-        poll_interval_seconds=check_int(
-            params.get("poll_interval_seconds", 300), "poll_interval_seconds", 1, 86_400
-        ),
-        restore_timeout_minutes=check_int(
-            params.get("restore_timeout_minutes", 48 * 60), "restore_timeout_minutes", 1, 60 * 24 * 30
-        ),
-        max_partitions=check_int(params.get("max_partitions", 64), "max_partitions", 1, 100_000),
-        multipart_threshold_mb=check_int(
-            params.get("multipart_threshold_mb", MAX_COPY_OBJECT_MB),
-            "multipart_threshold_mb",
-            MIN_PART_MB,
-            MAX_COPY_OBJECT_MB,
-        ),
-        cloudwatch_namespace=check_namespace(params.get("cloudwatch_namespace", "BackupRecovery")),
-        backup_aws_conn_id=check_conn_id(
-            params.get("backup_aws_conn_id", "aws_default"), "backup_aws_conn_id"
-        ),
-        target_aws_conn_id=check_conn_id(
-            params.get("target_aws_conn_id", "aws_default"), "target_aws_conn_id"
-        ),
-    )
+    """Validate the options of a restore."""
+    settings = _checked(RestoreSettings, params)
     if settings.backup_bucket == settings.target_bucket:
         raise SettingsError(
             f"target_bucket is the backup bucket {settings.backup_bucket!r}: restore into a new bucket"

@@ -1,65 +1,183 @@
-"""What every s3br operator shares: validated settings, one hook per connection, partitions."""
+"""What every s3br operator shares: connection arguments, cached hooks, argument checks.
+
+In the style of the Amazon provider's ``AwsBaseOperator`` (``aws_conn_id``, ``region_name``,
+``verify``, ``botocore_config``, a cached ``hook``). That class is marked internal to the
+provider and importing it loads boto3 when a DAG file is parsed; this base imports the hook
+only when a task first talks to S3, which keeps DAG parsing and no-op tasks fast.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from s3br_provider.core.manifest import run_folder
+from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import KeyRange
+from s3br_provider.core.pool import bounded_map
+from s3br_provider.core.progress import Progress
+from s3br_provider.core.settings import SettingsError, check_argument
+from s3br_provider.hooks.errors import error_code
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
     from s3br_provider.hooks.s3_bucket import S3BucketHook
 
 DEFAULT_COPY_THREADS = 32
+MAX_REPORTED_FAILURES = 50
+R = TypeVar("R")
+AWS_TEMPLATE_FIELDS = ("aws_conn_id", "region_name", "verify", "botocore_config")
+WHOLE_KEY_SPACE: dict[str, Any] = {"index": 0, "start_after": None, "end": None}
+
+
+class InvalidArgumentsError(AirflowFailException):
+    """Bad input: the task fails at once, without retries, before anything is written."""
 
 
 class S3brBaseOperator(BaseOperator):
     """Base of s3br's operators.
 
-    :param settings: the dict returned by the run's validate task.
+    :param aws_conn_id: Airflow AWS connection of the bucket the operator writes to (or reads,
+        for operators that only read).
+    :param region_name: AWS region; default: the connection's.
+    :param verify: TLS certificate verification: False, or a CA bundle path; default: the connection's.
+    :param botocore_config: botocore ``Config`` keyword arguments (a dict) on top of s3br's
+        defaults (standard retries, a connection pool as large as the requests in flight).
+    :param run_scope: a sub-folder of the run folder for this flow's manifests and report
+        (``backup_group`` sets its ``group_id``), so several flows in one DAG run keep apart.
     """
 
-    template_fields: tuple[str, ...] = ("settings",)
+    template_fields: Sequence[str] = AWS_TEMPLATE_FIELDS
+    checked_fields: Sequence[str] = ("aws_conn_id",)
+    """Arguments checked (and converted, e.g. a rendered ``"64"`` to 64) by
+    ``core.settings``'s rule of the same name when the task starts."""
     ui_color = "#e8f1ff"
 
-    def __init__(self, *, settings: dict[str, Any] | Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        run_scope: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.settings = settings
+        self.run_scope = run_scope
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
 
-    def hook(self, aws_conn_id: str) -> S3BucketHook:
-        """Return this task's hook (and so its one boto3 client) for a connection."""
+    def check_arguments(self) -> None:
+        """Check every argument in ``checked_fields``; a bad one fails the task naming it."""
+        try:
+            for name in self.checked_fields:
+                setattr(self, name, check_argument(name, getattr(self, name)))
+        except SettingsError as error:
+            raise InvalidArgumentsError(str(error)) from None
+
+    @cached_property
+    def hook(self) -> S3BucketHook:
+        """The hook (and so the one boto3 client) of ``aws_conn_id``."""
+        return self.hook_for(self.aws_conn_id)
+
+    def hook_for(self, aws_conn_id: str | None, hook_class: type | None = None) -> Any:
+        """The task's hook for a connection (of ``S3BucketHook`` or a subclass); one per
+        connection and class, with this operator's region, TLS and botocore settings."""
         from s3br_provider.hooks.s3_bucket import S3BucketHook
 
+        hook_class = hook_class or S3BucketHook
         hooks = self.__dict__.setdefault("_s3br_hooks", {})
-        if aws_conn_id not in hooks:
-            hooks[aws_conn_id] = S3BucketHook(
-                aws_conn_id=aws_conn_id, max_pool_connections=DEFAULT_COPY_THREADS + 8
+        if (aws_conn_id, hook_class) not in hooks:
+            hooks[aws_conn_id, hook_class] = hook_class(
+                aws_conn_id=aws_conn_id,
+                max_pool_connections=DEFAULT_COPY_THREADS + 8,
+                region_name=self.region_name,
+                verify=self.verify,
+                config=self.botocore_config,
             )
-        return hooks[aws_conn_id]
+        return hooks[aws_conn_id, hook_class]
+
+    def run_uri(self, context: Any, backup_bucket: str, run_folder_uri: str | None) -> str:
+        """Where this run keeps its manifests and report: ``run_folder_uri`` if given, else
+        ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``, plus ``/<run_scope>`` if set."""
+        if run_folder_uri:
+            return run_folder_uri.rstrip("/")
+        folder = run_folder(backup_bucket, self.dag_id, context["run_id"])
+        return f"{folder}/{self.run_scope}" if self.run_scope else folder
 
 
 class S3brPartitionOperator(S3brBaseOperator):
-    """An s3br operator mapped over one key partition.
+    """An s3br operator that works on one key partition (usually mapped over the plan).
 
-    :param partition: ``{"index", "start_after", "end"}`` from the plan task.
+    :param partition: ``{"index", "start_after", "end"}`` from the plan task; default: the
+        whole key space as partition 0.
     """
 
-    template_fields: tuple[str, ...] = ("settings", "partition")
+    template_fields: Sequence[str] = (*AWS_TEMPLATE_FIELDS, "partition")
+    threads: int = 16
 
-    def __init__(self, *, partition: dict[str, Any] | Any, **kwargs: Any) -> None:
+    def __init__(self, *, partition: dict[str, Any] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("map_index_template", "{{ partition_label }}")
         super().__init__(**kwargs)
         self.partition = partition
 
     @property
     def key_range(self) -> KeyRange:
-        return KeyRange.from_dict(self.partition)
+        return KeyRange.from_dict(self.partition or WHOLE_KEY_SPACE)
 
     @property
     def index(self) -> int:
-        return int(self.partition["index"])
+        return int((self.partition or WHOLE_KEY_SPACE)["index"])
+
+    @property
+    def label(self) -> str:
+        return f"p{self.index} {self.key_range.label}"
+
+    def manifest_uri(self, run_uri: str, kind: str) -> str:
+        """The URI of this partition's manifest of one kind (``copy``, ``vanished``, ...)."""
+        return f"{run_uri}/{kind}/p{self.index:05d}.jsonl.gz"
 
     def label_partition(self, context: Any) -> None:
         """Show the partition's key range as the mapped task's name in the UI."""
-        context["partition_label"] = f"p{self.index} {self.key_range.label}"
+        context["partition_label"] = self.label
+
+    def run_each(
+        self,
+        fn: Callable[[ObjectInfo], R],
+        objects: Iterable[ObjectInfo],
+        result: dict[str, Any],
+        what: str,
+        bucket: str,
+        progress: Progress | None = None,
+    ) -> Iterator[tuple[ObjectInfo, R]]:
+        """Run ``fn`` on ``threads`` threads; yield what succeeded, count and log what failed.
+
+        A failure is logged with its key and bucket and kept (up to ``MAX_REPORTED_FAILURES``)
+        in ``result["failures"]``, so one bad object never stops the others.
+        """
+        for obj, outcome, error in bounded_map(fn, objects, workers=self.threads):
+            if error is None:
+                yield obj, outcome
+                continue
+            result["failed"] += 1
+            if progress is not None:
+                progress.add(failed=True)
+            self.log.warning(
+                "%s of s3://%s/%s failed: %s: %s", what, bucket, obj.key, error_code(error), error
+            )
+            if len(result["failures"]) < MAX_REPORTED_FAILURES:
+                result["failures"].append({"key": obj.key, "error": error_code(error)})
+
+    def fail_on_failures(self, context: Any, result: dict[str, Any], what: str) -> None:
+        """Fail the task naming the first failures, after keeping its result for the report."""
+        if not result["failed"]:
+            return
+        context["ti"].xcom_push(key="return_value", value=result)  # the report still reads it
+        shown = ", ".join(f"{f['key']!r} ({f['error']})" for f in result["failures"][:5])
+        raise AirflowException(f"p{self.index}: {result['failed']} object(s) {what}: {shown}")

@@ -2,68 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-
-from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.diff import Action, Compare, is_multipart_etag, merge_listings
 from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
-from s3br_provider.core.pool import bounded_map, prefetch
+from s3br_provider.core.pool import prefetch
 from s3br_provider.core.progress import Progress, format_bytes
-from s3br_provider.core.selection import is_selected
-from s3br_provider.core.settings import parse_instant
+from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, check_bool
 from s3br_provider.core.sizes import MiB
-from s3br_provider.core.tags import strip_marker
-from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import DEFAULT_COPY_THREADS, S3brPartitionOperator
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
     from s3br_provider.hooks.s3_bucket import S3BucketHook
 
-MAX_REPORTED_FAILURES = 50
 REPLACE_TAGS = "replace_tags"
 """Record flag set by diff on a changed object: its copy replaces the backup's tags with the
 source's explicitly. (TaggingDirective=COPY should do that; some endpoints, moto among them,
 merge the old tags in, which would leave a returning object marked deleted.)"""
-TAGS_UNKNOWN = "tags_unknown"
-"""Record flag set by select when an archived object's tags can only be read once restored."""
-
-
-@dataclass(frozen=True, slots=True)
-class CopyRoute:
-    """Where a copy reads and writes, taken from the run's settings."""
-
-    source_bucket: str
-    source_conn: str
-    target_bucket: str
-    target_conn: str
-    manifest_conn: str
-    restore: bool
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any], mode: str) -> CopyRoute:
-        if mode == "backup":
-            return cls(
-                settings["source_bucket"],
-                settings["source_aws_conn_id"],
-                settings["backup_bucket"],
-                settings["backup_aws_conn_id"],
-                settings["backup_aws_conn_id"],
-                restore=False,
-            )
-        if mode == "restore":
-            return cls(
-                settings["backup_bucket"],
-                settings["backup_aws_conn_id"],
-                settings["target_bucket"],
-                settings["target_aws_conn_id"],
-                settings["backup_aws_conn_id"],
-                restore=True,
-            )
-        raise ValueError(f"mode must be 'backup' or 'restore', got {mode!r}")
 
 
 class CopyMismatchError(Exception):
@@ -82,159 +39,161 @@ def check_copy(target: S3BucketHook, bucket: str, source: ObjectInfo, *, multipa
 
 
 class S3CopyBatchOperator(S3brPartitionOperator):
-    """Copy every object of a partition's manifest server-side, in parallel.
+    """Copy every object of a copy manifest server-side, in parallel.
 
     CopyObject up to the multipart threshold, UploadPartCopy above it, carrying Content-Type,
-    user metadata and tags. Throttling and transient errors are retried by botocore's standard
-    retry mode. A retried task first lists the target range and skips what is already copied.
-    Failures are collected; the task fails at the end naming them, so one bad object never
-    stops the others.
+    user metadata and tags: the source's as they are, or, for a record that carries tags (a
+    restore's select writes them, without the deleted marker), those. Throttling and transient
+    errors are retried by botocore's retry mode. A retried task first lists the target range
+    and skips what is already copied. Failures are collected; the task fails at the end naming
+    them, so one bad object never stops the others. Writes nothing but the copies.
 
-    :param work: the diff (backup) or select (restore) result of this partition.
-    :param mode: ``"backup"`` (tags copied as they are) or ``"restore"`` (tags from the
-        manifest, without the deleted marker, and the ``storage_class`` setting).
-    :param threads: concurrent copies.
+    :param source_bucket: bucket the objects are copied from.
+    :param target_bucket: bucket they are copied into (``aws_conn_id``'s).
+    :param manifest_uri: gzip JSON Lines manifest of the objects (``diff``'s ``copy_manifest``,
+        ``select``'s); ``""`` or None: nothing to copy.
+    :param prefix: the prefix the manifest was listed under (a retry lists the target there).
+    :param expected: number of objects in the manifest, for progress lines.
+    :param multipart_threshold_mb: objects larger than this are copied in parts.
+    :param storage_class: storage class of the copies; default: the source's class is not kept,
+        S3 writes STANDARD.
+    :param verify_copies: after each copy, compare its size and (single-part) ETag with the source.
+    :param dry_run: copy nothing.
+    :param manifest_aws_conn_id: connection that reads the manifest; default: ``aws_conn_id``.
+    :param source_aws_conn_id: connection of the source bucket; default: ``aws_conn_id``.
+    :param threads: copies in flight.
     """
 
-    template_fields: tuple[str, ...] = ("settings", "partition", "work")
+    template_fields: Sequence[str] = (
+        *S3brPartitionOperator.template_fields,
+        "source_bucket",
+        "target_bucket",
+        "manifest_uri",
+        "prefix",
+        "expected",
+        "multipart_threshold_mb",
+        "storage_class",
+        "verify_copies",
+        "dry_run",
+        "manifest_aws_conn_id",
+        "source_aws_conn_id",
+    )
+    checked_fields: Sequence[str] = ("aws_conn_id", "prefix", "multipart_threshold_mb", "dry_run")
 
     def __init__(
         self,
         *,
-        work: dict[str, Any] | Any,
-        mode: str = "backup",
+        source_bucket: str,
+        target_bucket: str,
+        manifest_uri: str | None,
+        prefix: str = "",
+        expected: int | str | None = None,
+        multipart_threshold_mb: int | str = MAX_COPY_OBJECT_MB,
+        storage_class: str | None = None,
+        verify_copies: bool | str = False,
+        dry_run: bool | str = False,
+        manifest_aws_conn_id: str | None = None,
+        source_aws_conn_id: str | None = None,
         threads: int = DEFAULT_COPY_THREADS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.work = work
-        self.mode = mode
+        self.source_bucket = source_bucket
+        self.target_bucket = target_bucket
+        self.manifest_uri = manifest_uri
+        self.prefix = prefix
+        self.expected = expected
+        self.multipart_threshold_mb = multipart_threshold_mb
+        self.storage_class = storage_class
+        self.verify_copies = verify_copies
+        self.dry_run = dry_run
+        self.manifest_aws_conn_id = manifest_aws_conn_id
+        self.source_aws_conn_id = source_aws_conn_id
         self.threads = threads
 
     def execute(self, context: Any) -> dict[str, Any]:
+        self.check_arguments()
+        self.verify_copies = check_bool(self.verify_copies, "verify_copies")
         self.label_partition(context)
-        s = self.settings
-        route = CopyRoute.from_settings(s, self.mode)
         result: dict[str, Any] = {"index": self.index, "copied": 0, "bytes": 0, "skipped_done": 0}
-        result |= {"skipped_deleted": 0, "failed": 0, "failures": []}
-        manifest_uri = self.work.get("copy_manifest")
-        if s["dry_run"] or not manifest_uri:
-            self.log.info("p%d: nothing to copy%s", self.index, " (dry run)" if s["dry_run"] else "")
+        result |= {"failed": 0, "failures": []}
+        if self.dry_run or not self.manifest_uri:
+            self.log.info("%s: nothing to copy%s", self.label, " (dry run)" if self.dry_run else "")
             return result
-        target = self.hook(route.target_conn)
-        entries = (
-            ObjectInfo.from_record(r) for r in read_manifest(self.hook(route.manifest_conn), manifest_uri)
-        )
+        target = self.hook
+        manifest_hook = self.hook_for(self.manifest_aws_conn_id or self.aws_conn_id)
+        entries = (ObjectInfo.from_record(r) for r in read_manifest(manifest_hook, self.manifest_uri))
         if context["ti"].try_number > 1:
-            self._abort_stale_uploads(target, route)
-            entries = self._not_yet_copied(entries, target, route, result)
-        progress = Progress(
-            f"p{self.index} copy", self.log.info, total=self.work.get("new", 0) + self.work.get("changed", 0)
-        )
-        threshold = s["multipart_threshold_mb"] * MiB
-        copy_one = self._copier(target, route, threshold, s.get("storage_class"))
-        for obj, outcome, error in bounded_map(copy_one, entries, workers=self.threads):
-            if error is not None:
-                self._record_failure(result, route, obj, error)
-                progress.add(failed=True)
-            elif outcome == "skipped_deleted":
-                result["skipped_deleted"] += 1
-            else:
-                result["copied"] += 1
-                result["bytes"] += obj.size
-                progress.add(obj.size)
+            self._abort_stale_uploads(target)
+            entries = self._not_yet_copied(entries, target, result)
+        expected = int(self.expected) if self.expected not in (None, "", "None") else None
+        progress = Progress(f"{self.label} copy", self.log.info, total=expected)
+        copy_one = self._copier(target, self.hook_for(self.source_aws_conn_id or self.aws_conn_id))
+        copies = self.run_each(copy_one, entries, result, "Copy", self.source_bucket, progress)
+        for obj, _ in copies:
+            result["copied"] += 1
+            result["bytes"] += obj.size
+            progress.add(obj.size)
         self.log.info(
-            "p%d %s: copied %d objects (%s) into s3://%s, %d already done, %d skipped as deleted, %d failed",
-            self.index,
-            self.key_range.label,
+            "%s: copied %d objects (%s) into s3://%s, %d already done, %d failed",
+            self.label,
             result["copied"],
             format_bytes(result["bytes"]),
-            route.target_bucket,
+            self.target_bucket,
             result["skipped_done"],
-            result["skipped_deleted"],
             result["failed"],
         )
-        if result["failed"]:
-            # The report reads this partition's result even though the task fails.
-            context["ti"].xcom_push(key="return_value", value=result)
-            shown = ", ".join(f"{f['key']!r} ({f['error']})" for f in result["failures"][:5])
-            raise AirflowException(
-                f"p{self.index}: {result['failed']} object(s) could not be copied from "
-                f"s3://{route.source_bucket} to s3://{route.target_bucket}: {shown}"
-            )
+        self.fail_on_failures(
+            context,
+            result,
+            f"could not be copied from s3://{self.source_bucket} to s3://{self.target_bucket}",
+        )
         return result
 
-    def _copier(self, target: S3BucketHook, route: CopyRoute, threshold: int, storage_class: str | None):
-        include_deleted = self.settings.get("include_deleted", False)
-        as_of = (
-            parse_instant(self.settings["as_of"], "as_of").timestamp() if self.settings.get("as_of") else None
-        )
-        verify = self.settings.get("verify", False)
+    def _copier(self, target: S3BucketHook, source: S3BucketHook) -> Callable[[ObjectInfo], None]:
+        threshold = self.multipart_threshold_mb * MiB
 
-        def copy_one(obj: ObjectInfo) -> str:
-            tags = None
+        def copy_one(obj: ObjectInfo) -> None:
+            tags = obj.tags
             if obj.extra.get(REPLACE_TAGS):
-                tags = target.get_tags(route.source_bucket, obj.key)
-            if route.restore:
-                tags = obj.tags
-                if obj.extra.get(TAGS_UNKNOWN):
-                    tags = target.get_tags(route.source_bucket, obj.key, obj.version_id)
-                    if not is_selected(tags, include_deleted=include_deleted, as_of=as_of):
-                        return "skipped_deleted"
-                tags = strip_marker(tags or {})
+                tags = source.get_tags(self.source_bucket, obj.key)
             target.copy(
                 obj,
-                route.source_bucket,
-                route.target_bucket,
+                self.source_bucket,
+                self.target_bucket,
                 multipart_threshold=threshold,
                 tags=tags,
-                storage_class=storage_class if route.restore else None,
+                storage_class=self.storage_class or None,
             )
-            if verify:
-                check_copy(target, route.target_bucket, obj, multipart=obj.size > threshold)
-            return "copied"
+            if self.verify_copies:
+                check_copy(target, self.target_bucket, obj, multipart=obj.size > threshold)
 
         return copy_one
 
-    def _abort_stale_uploads(self, target: S3BucketHook, route: CopyRoute) -> None:
+    def _abort_stale_uploads(self, target: S3BucketHook) -> None:
         """Abort multipart uploads a killed earlier try left in this partition's key range.
 
         The target is s3br's own (a backup bucket, or a restore's new bucket), so an upload in
         progress there, in this range, on a retry of this task, can only be a leftover of ours.
         """
         aborted = 0
-        for key, upload_id in target.list_uploads(route.target_bucket, self.settings["prefix"]):
+        for key, upload_id in target.list_uploads(self.target_bucket, self.prefix):
             if self.key_range.contains(key):
-                target.abort_upload(route.target_bucket, key, upload_id)
+                target.abort_upload(self.target_bucket, key, upload_id)
                 aborted += 1
         if aborted:
-            self.log.info("p%d: aborted %d multipart upload(s) left by an earlier try", self.index, aborted)
+            self.log.info("%s: aborted %d multipart upload(s) left by an earlier try", self.label, aborted)
 
     def _not_yet_copied(
-        self, entries: Iterator[ObjectInfo], target: S3BucketHook, route: CopyRoute, result: dict[str, Any]
+        self, entries: Iterator[ObjectInfo], target: S3BucketHook, result: dict[str, Any]
     ) -> Iterator[ObjectInfo]:
         """On a retry, merge the manifest with the target's listing and drop finished copies."""
         self.log.info(
-            "p%d: retry: listing s3://%s to skip what is already copied", self.index, route.target_bucket
+            "%s: retry: listing s3://%s to skip what is already copied", self.label, self.target_bucket
         )
-        listing = prefetch(target.iter_objects(route.target_bucket, self.settings["prefix"], self.key_range))
+        listing = prefetch(target.iter_objects(self.target_bucket, self.prefix, self.key_range))
         for action, src, _ in merge_listings(entries, listing, Compare.SIZE_MTIME):
             if action is Action.NEW or action is Action.CHANGED:
                 yield src
             elif action is Action.UNCHANGED:
                 result["skipped_done"] += 1
-
-    def _record_failure(
-        self, result: dict[str, Any], route: CopyRoute, obj: ObjectInfo, error: BaseException
-    ) -> None:
-        result["failed"] += 1
-        self.log.warning(
-            "Copy of s3://%s/%s to s3://%s failed: %s: %s",
-            route.source_bucket,
-            obj.key,
-            route.target_bucket,
-            error_code(error),
-            error,
-        )
-        if len(result["failures"]) < MAX_REPORTED_FAILURES:
-            result["failures"].append({"key": obj.key, "error": error_code(error)})

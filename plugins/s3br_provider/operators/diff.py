@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -30,33 +31,76 @@ class _NoWrite:
 class S3DiffPartitionOperator(S3brPartitionOperator):
     """Classify every key of a partition as new, changed, unchanged or vanished.
 
-    Both buckets are listed over the same key range, concurrently, and merge-joined in
-    O(1) memory. Keys to copy and keys that vanished go to gzip JSON Lines manifests in the
-    run folder; only counts and manifest URIs are returned (XCom).
+    Both buckets are listed over the same key range, concurrently, and merge-joined in O(1)
+    memory. Keys to copy and keys that vanished go to gzip JSON Lines manifests in the run
+    folder; only counts and manifest URIs are returned, each also as its own XCom
+    (``diff.output["copy_manifest"]``; ``""`` when there is none).
+
+    :param source_bucket: bucket to back up.
+    :param backup_bucket: bucket that receives the copies (and the run's manifests).
+    :param prefix: only keys under this prefix.
+    :param compare: ``size_mtime`` or ``checksum`` (see ``core.diff.Compare``).
+    :param dry_run: count and log examples, write nothing.
+    :param run_folder_uri: where manifests go; default ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``.
+    :param source_aws_conn_id: connection of the source; default: ``aws_conn_id`` (the backup's).
     """
 
+    template_fields: Sequence[str] = (
+        *S3brPartitionOperator.template_fields,
+        "source_bucket",
+        "backup_bucket",
+        "prefix",
+        "compare",
+        "dry_run",
+        "run_folder_uri",
+        "source_aws_conn_id",
+    )
+    checked_fields: Sequence[str] = ("source_bucket", "backup_bucket", "prefix", "compare", "dry_run")
+
+    def __init__(
+        self,
+        *,
+        source_bucket: str,
+        backup_bucket: str,
+        prefix: str = "",
+        compare: str = Compare.SIZE_MTIME.value,
+        dry_run: bool | str = False,
+        run_folder_uri: str | None = None,
+        source_aws_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("multiple_outputs", True)
+        super().__init__(**kwargs)
+        self.source_bucket = source_bucket
+        self.backup_bucket = backup_bucket
+        self.prefix = prefix
+        self.compare = compare
+        self.dry_run = dry_run
+        self.run_folder_uri = run_folder_uri
+        self.source_aws_conn_id = source_aws_conn_id
+
     def execute(self, context: Any) -> dict[str, Any]:
+        self.check_arguments()
         self.label_partition(context)
-        s = self.settings
-        source = self.hook(s["source_aws_conn_id"])
-        backup = self.hook(s["backup_aws_conn_id"])
+        source = self.hook_for(self.source_aws_conn_id or self.aws_conn_id)
+        backup = self.hook
         source_listing = check_sorted(
-            prefetch(source.iter_objects(s["source_bucket"], s["prefix"], self.key_range)), "source"
+            prefetch(source.iter_objects(self.source_bucket, self.prefix, self.key_range)), "source"
         )
         backup_listing = check_sorted(
-            prefetch(backup.iter_objects(s["backup_bucket"], s["prefix"], self.key_range)), "backup"
+            prefetch(backup.iter_objects(self.backup_bucket, self.prefix, self.key_range)), "backup"
         )
-        copy_uri = f"{s['run_uri']}/copy/p{self.index:05d}.jsonl.gz"
-        vanished_uri = f"{s['run_uri']}/vanished/p{self.index:05d}.jsonl.gz"
+        run_uri = self.run_uri(context, self.backup_bucket, self.run_folder_uri)
+        copy_uri, vanished_uri = self.manifest_uri(run_uri, "copy"), self.manifest_uri(run_uri, "vanished")
         counts: Counter[str] = Counter()
         sampler = KeySampler()
         with ExitStack() as stack:
-            if s["dry_run"]:
+            if self.dry_run:
                 to_copy, vanished = _NoWrite(), _NoWrite()
             else:
                 to_copy = stack.enter_context(writing_manifest(backup, copy_uri))
                 vanished = stack.enter_context(writing_manifest(backup, vanished_uri))
-            for action, src, dst in merge_listings(source_listing, backup_listing, Compare(s["compare"])):
+            for action, src, dst in merge_listings(source_listing, backup_listing, Compare(self.compare)):
                 counts[action] += 1
                 if src is not None:
                     sampler.add(src.key)
@@ -65,20 +109,18 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                     if action is Action.CHANGED:
                         src.extra[REPLACE_TAGS] = True
                     to_copy.write(src.to_record())
-                    self._example(s, action, src.key, counts)
+                    self._example(action, src.key, counts)
                 elif action is Action.VANISHED:
                     vanished.write(dst.to_record())
-                    self._example(s, action, dst.key, counts)
+                    self._example(action, dst.key, counts)
         result = self._result(counts, to_copy, vanished, copy_uri, vanished_uri)
-        if not s["dry_run"]:
-            samples_uri = f"{s['run_uri']}/samples/p{self.index:05d}.json"
+        if not self.dry_run:
+            samples_uri = self.manifest_uri(run_uri, "samples").replace(".jsonl.gz", ".json")
             backup.put_json(samples_uri, json.dumps(sampler.samples(), ensure_ascii=False).encode())
             result["samples_uri"] = samples_uri
         self.log.info(
-            "p%d %s: %d source, %d backup objects; %d new, %d changed (%s to copy), "
-            "%d unchanged, %d vanished%s",
-            self.index,
-            self.key_range.label,
+            "%s: %d source, %d backup objects; %d new, %d changed (%s to copy), %d unchanged, %d vanished%s",
+            self.label,
             result["source_objects"],
             result["backup_objects"],
             result["new"],
@@ -86,12 +128,12 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             format_bytes(result["bytes_to_copy"]),
             result["unchanged"],
             result["vanished"],
-            " (dry run: nothing written)" if s["dry_run"] else "",
+            " (dry run: nothing written)" if self.dry_run else "",
         )
         return result
 
-    def _example(self, s: dict[str, Any], action: Action, key: str, counts: Counter[str]) -> None:
-        if s["dry_run"] and counts[action] <= DRY_RUN_EXAMPLES:
+    def _example(self, action: Action, key: str, counts: Counter[str]) -> None:
+        if self.dry_run and counts[action] <= DRY_RUN_EXAMPLES:
             self.log.info("dry run: would %s %r", "tag" if action is Action.VANISHED else "copy", key)
 
     def _result(
@@ -104,7 +146,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
     ) -> dict[str, Any]:
         new, changed = counts[Action.NEW], counts[Action.CHANGED]
         unchanged, gone = counts[Action.UNCHANGED], counts[Action.VANISHED]
-        written = not self.settings["dry_run"]
+        written = not self.dry_run
         return {
             "index": self.index,
             "label": self.key_range.label,
@@ -114,7 +156,9 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             "changed": changed,
             "unchanged": unchanged,
             "vanished": gone,
+            "to_copy": new + changed,
             "bytes_to_copy": counts["bytes_to_copy"],
-            "copy_manifest": copy_uri if written and to_copy.count else None,
-            "vanished_manifest": vanished_uri if written and vanished.count else None,
+            # "" not None: Airflow reads a stored None XCom as missing, failing a template.
+            "copy_manifest": copy_uri if written and to_copy.count else "",
+            "vanished_manifest": vanished_uri if written and vanished.count else "",
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.configuration import conf
@@ -14,6 +15,7 @@ from s3br_provider.core.partitions import (
     plan_from_samples,
 )
 from s3br_provider.core.pool import bounded_map_ordered
+from s3br_provider.core.settings import BACKUP_DEFAULTS
 from s3br_provider.core.stats import decode_copy_fraction, decode_stats, stats_uri
 from s3br_provider.operators.base import S3brBaseOperator
 
@@ -34,15 +36,19 @@ def map_in_threads(fn, items: list) -> list:
 
 
 class S3PlanPartitionsOperator(S3brBaseOperator):
-    """Split the key space under the run's prefix into at most ``max_partitions`` ranges.
+    """Split the key space of ``bucket`` under ``prefix`` into at most ``max_partitions`` ranges.
 
-    With statistics from an earlier run (key samples kept in ``_s3br/stats/``), partitions are
-    sized to about ``target_keys`` keys each. Without them, common prefixes (``/``-delimited,
-    descending while there is a single one) are counted (up to ``target_keys`` keys each, in
-    parallel) and grouped into ranges of about ``target_keys`` keys.
+    With statistics from an earlier run (key samples kept in ``stats_bucket``'s ``_s3br/stats/``),
+    partitions are sized to about ``target_keys`` keys each. Without them, common prefixes
+    (``/``-delimited, descending while there is a single one) are counted (up to
+    ``target_keys`` keys each, in parallel) and grouped into ranges of about ``target_keys`` keys.
+    Returns the partitions, ``[{"index", "start_after", "end"}, ...]``, to map over.
 
-    :param bucket_setting: which settings entry names the bucket to explore.
-    :param conn_setting: which settings entry names the connection for that bucket.
+    :param bucket: the bucket whose key space is split (a backup's source, a restore's backup).
+    :param prefix: only keys under this prefix.
+    :param max_partitions: upper bound (also capped by Airflow's ``core.max_map_length``).
+    :param stats_bucket: the backup bucket that keeps the statistics; default: ``bucket``.
+    :param stats_aws_conn_id: connection of ``stats_bucket``; default: ``aws_conn_id``.
     :param target_keys: keys per partition when every key is copied; default: the Airflow option
         ``[s3br] target_keys_per_partition`` (env ``AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION``), 5,000.
     :param size_by_change_rate: backups: when statistics exist, size partitions by the work the
@@ -50,62 +56,76 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         ``keys_per_partition``). Restores copy every key and leave this off.
     """
 
+    template_fields: Sequence[str] = (
+        *S3brBaseOperator.template_fields,
+        "bucket",
+        "prefix",
+        "max_partitions",
+        "stats_bucket",
+        "stats_aws_conn_id",
+    )
+    checked_fields: Sequence[str] = ("aws_conn_id", "bucket", "prefix", "max_partitions")
+
     def __init__(
         self,
         *,
-        bucket_setting: str,
-        conn_setting: str,
+        bucket: str,
+        prefix: str = "",
+        max_partitions: int | str = BACKUP_DEFAULTS.max_partitions,
+        stats_bucket: str | None = None,
+        stats_aws_conn_id: str | None = None,
         target_keys: int | None = None,
         size_by_change_rate: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.bucket_setting = bucket_setting
-        self.conn_setting = conn_setting
+        self.bucket = bucket
+        self.prefix = prefix
+        self.max_partitions = max_partitions
+        self.stats_bucket = stats_bucket
+        self.stats_aws_conn_id = stats_aws_conn_id
         self.target_keys = target_keys
         self.size_by_change_rate = size_by_change_rate
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        settings = self.settings
+        self.check_arguments()
         self.target_keys = self.target_keys or conf.getint(
             "s3br", "target_keys_per_partition", fallback=TARGET_KEYS_PER_PARTITION
         )
-        limit = min(settings["max_partitions"], conf.getint("core", "max_map_length", fallback=1024))
-        ranges, source = self._plan(settings, limit)
+        limit = min(self.max_partitions, conf.getint("core", "max_map_length", fallback=1024))
+        ranges, source = self._plan(limit)
         plan = [{"index": i, **r.to_dict()} for i, r in enumerate(ranges)]
         self.log.info("Planned %d partition(s) from %s (limit %d):", len(plan), source, limit)
         for item, key_range in zip(plan, ranges, strict=True):
             self.log.info("  p%d %s", item["index"], key_range.label)
         return plan
 
-    def _plan(self, settings: dict[str, Any], limit: int) -> tuple[list[KeyRange], str]:
-        backup_hook = self.hook(settings["backup_aws_conn_id"])
-        body = backup_hook.get_json_bytes(stats_uri(settings["backup_bucket"], settings["prefix"]))
-        samples = decode_stats(body, settings["prefix"])
+    def _plan(self, limit: int) -> tuple[list[KeyRange], str]:
+        stats_hook = self.hook_for(self.stats_aws_conn_id or self.aws_conn_id)
+        body = stats_hook.get_json_bytes(stats_uri(self.stats_bucket or self.bucket, self.prefix))
+        samples = decode_stats(body, self.prefix)
         if samples:
             target, how = self.target_keys, ""
             if self.size_by_change_rate:
-                fraction = decode_copy_fraction(body, settings["prefix"])
+                fraction = decode_copy_fraction(body, self.prefix)
                 target = keys_per_partition(self.target_keys, fraction)
                 measured = "last run copied" if fraction is not None else "assumed"
                 shown = ASSUMED_COPY_FRACTION if fraction is None else fraction
                 how = f"; {measured} {shown:.1%} of keys to copy: about {target} keys each"
             ranges = plan_from_samples(samples, target_keys=target, max_partitions=limit)
             return ranges, f"statistics of {sum(w for _, w in samples)} keys{how}"
-        hook = self.hook(settings[self.conn_setting])
-        prefix = settings["prefix"]
-        keys, more = hook.count_keys(settings[self.bucket_setting], prefix, limit=self.target_keys + 1)
+        hook, bucket, prefix = self.hook, self.bucket, self.prefix
+        keys, more = hook.count_keys(bucket, prefix, limit=self.target_keys + 1)
         if not more and keys <= self.target_keys:
             return [KeyRange()], f"a count of {keys} keys"
         prefixes: list[str] = []
         for _ in range(MAX_PREFIX_DEPTH):
-            prefixes = hook.list_common_prefixes(settings[self.bucket_setting], prefix, limit=10_000)
+            prefixes = hook.list_common_prefixes(bucket, prefix, limit=10_000)
             if len(prefixes) != 1:
                 break
             prefix = prefixes[0]
         if not prefixes:
             return [KeyRange()], "a flat key space"
-        bucket = settings[self.bucket_setting]
         counts = map_in_threads(lambda p: (p, *hook.count_keys(bucket, p, limit=self.target_keys)), prefixes)
         ranges = plan_from_prefix_counts(counts, target_keys=self.target_keys, max_partitions=limit)
         return ranges, f"{len(prefixes)} common prefixes"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias
@@ -10,51 +11,87 @@ from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
+from s3br_provider.core.settings import BACKUP_DEFAULTS
 from s3br_provider.core.stats import encode_stats, measured_copy_fraction, merge_samples, stats_uri
 from s3br_provider.operators.base import S3brBaseOperator
-from s3br_provider.operators.validate import InvalidRunError
 
 BACKUP_ASSET_ALIAS = "s3br-backup"
 """Asset alias under which each successful backup emits ``s3://<backup_bucket>``."""
+REPORT_TRIGGER_RULE = "all_done_setup_success"
+"""Reports run after every partition outcome, but not when validate (the setup task) failed."""
 
 
 class S3BackupReportOperator(S3brBaseOperator):
     """Summarise a backup run per partition, keep statistics, publish metrics.
 
-    Runs even when partitions failed (``trigger_rule="all_done"``) so the report shows what
-    was done, then fails if any partition did not finish.
+    Runs even when partitions failed (``trigger_rule="all_done_setup_success"``: after any
+    partition outcome, but not after a failed validate, whose message then stays the run's only
+    error), writes ``report.json``, then fails if any partition did not finish. A successful
+    backup emits the asset ``s3://<backup_bucket>`` through the alias ``s3br-backup``.
 
+    :param source_bucket: the backed-up bucket.
+    :param backup_bucket: the backup bucket (``aws_conn_id``'s), which keeps report and statistics.
+    :param prefix: the prefix the run backed up.
     :param partitions: the plan.
     :param diff_results: results of the mapped diff tasks.
     :param copy_results: results of the mapped copy tasks.
     :param tag_results: results of the mapped tag tasks.
+    :param dry_run: report only; write no report file or statistics.
+    :param cloudwatch_namespace: namespace for metrics; ``""`` turns them off.
+    :param run_folder_uri: where the report goes; default ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``.
+    :param source_aws_conn_id: recorded in the report.
     """
 
-    template_fields: tuple[str, ...] = (
-        "settings",
+    template_fields: Sequence[str] = (
+        *S3brBaseOperator.template_fields,
+        "source_bucket",
+        "backup_bucket",
+        "prefix",
         "partitions",
         "diff_results",
         "copy_results",
         "tag_results",
+        "dry_run",
+        "cloudwatch_namespace",
+        "run_folder_uri",
+        "source_aws_conn_id",
     )
+    checked_fields: Sequence[str] = ("backup_bucket", "prefix", "dry_run", "cloudwatch_namespace")
 
     def __init__(
-        self, *, partitions: Any, diff_results: Any, copy_results: Any, tag_results: Any, **kwargs: Any
+        self,
+        *,
+        source_bucket: str,
+        backup_bucket: str,
+        partitions: Any,
+        diff_results: Any,
+        copy_results: Any,
+        tag_results: Any,
+        prefix: str = "",
+        dry_run: bool | str = False,
+        cloudwatch_namespace: str = BACKUP_DEFAULTS.cloudwatch_namespace,
+        run_folder_uri: str | None = None,
+        source_aws_conn_id: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")
+        kwargs.setdefault("trigger_rule", REPORT_TRIGGER_RULE)
         kwargs.setdefault("retries", 0)
         kwargs.setdefault("outlets", [AssetAlias(BACKUP_ASSET_ALIAS)])
         super().__init__(**kwargs)
+        self.source_bucket = source_bucket
+        self.backup_bucket = backup_bucket
+        self.prefix = prefix
         self.partitions = partitions
         self.diff_results = diff_results
         self.copy_results = copy_results
         self.tag_results = tag_results
+        self.dry_run = dry_run
+        self.cloudwatch_namespace = cloudwatch_namespace
+        self.run_folder_uri = run_folder_uri
+        self.source_aws_conn_id = source_aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        s = self.settings
-        if not s:
-            # Fail (not skip): a skipped last task would mark the whole run successful.
-            raise InvalidRunError("validate did not pass (see its log): nothing was written")
+        self.check_arguments()
         rows = join_partitions(
             as_list(self.partitions), diff=self.diff_results, copy=self.copy_results, tag=self.tag_results
         )
@@ -71,9 +108,18 @@ class S3BackupReportOperator(S3brBaseOperator):
             "failed": total(rows, "copy", "failed") + total(rows, "tag", "failed"),
         }
         missing = missing_steps(rows, ("diff", "copy", "tag"))
-        report = {"settings": s, "totals": totals, "incomplete": missing, "partitions": rows}
+        settings = {
+            "source_bucket": self.source_bucket,
+            "backup_bucket": self.backup_bucket,
+            "prefix": self.prefix,
+            "dry_run": self.dry_run,
+            "cloudwatch_namespace": self.cloudwatch_namespace,
+            "source_aws_conn_id": self.source_aws_conn_id or self.aws_conn_id,
+            "backup_aws_conn_id": self.aws_conn_id,
+        }
+        report = {"settings": settings, "totals": totals, "incomplete": missing, "partitions": rows}
         self.log.info(
-            "Backup of s3://%s into s3://%s\n%s", s["source_bucket"], s["backup_bucket"], self._table(rows)
+            "Backup of s3://%s into s3://%s\n%s", self.source_bucket, self.backup_bucket, self._table(rows)
         )
         self.log.info(
             "Totals: %(source_objects)d source objects, %(to_copy)d to copy, %(copied)d copied, "
@@ -82,19 +128,18 @@ class S3BackupReportOperator(S3brBaseOperator):
             totals,
         )
         self.log.info("Bytes copied: %s", format_bytes(totals["bytes_copied"]))
-        self._publish(s, totals)
-        if not s["dry_run"]:
-            backup = self.hook(s["backup_aws_conn_id"])
-            report_uri = f"{s['run_uri']}/report.json"
-            backup.put_json(
+        self._publish(totals)
+        if not self.dry_run:
+            report_uri = f"{self.run_uri(context, self.backup_bucket, self.run_folder_uri)}/report.json"
+            self.hook.put_json(
                 report_uri, json.dumps(report, ensure_ascii=False, indent=1, default=str).encode()
             )
             self.log.info("Report written to %s", report_uri)
-            self._keep_statistics(backup, rows)
+            self._keep_statistics(self.hook, rows)
         if missing:
             raise AirflowException(f"backup incomplete: no result from {', '.join(missing)}")
-        if not s["dry_run"]:
-            context["outlet_events"][AssetAlias(BACKUP_ASSET_ALIAS)].add(Asset(f"s3://{s['backup_bucket']}"))
+        if not self.dry_run:
+            context["outlet_events"][AssetAlias(BACKUP_ASSET_ALIAS)].add(Asset(f"s3://{self.backup_bucket}"))
         return totals
 
     def _table(self, rows: list[dict[str, Any]]) -> str:
@@ -131,10 +176,10 @@ class S3BackupReportOperator(S3brBaseOperator):
             )
         return format_table(header, lines)
 
-    def _publish(self, s: dict[str, Any], totals: dict[str, int]) -> None:
+    def _publish(self, totals: dict[str, int]) -> None:
         from s3br_provider.hooks.metrics import BackupMetricsHook
 
-        metrics = BackupMetricsHook(aws_conn_id=s["backup_aws_conn_id"], namespace=s["cloudwatch_namespace"])
+        metrics = BackupMetricsHook(aws_conn_id=self.aws_conn_id, namespace=self.cloudwatch_namespace)
         metrics.publish(
             {
                 "ObjectsToBackup": totals["to_copy"],
@@ -145,7 +190,7 @@ class S3BackupReportOperator(S3brBaseOperator):
                 "ObjectsTaggedDeleted": totals["tagged_deleted"],
                 "ObjectsFailed": totals["failed"],
             },
-            {"SourceBucket": s["source_bucket"], "BackupBucket": s["backup_bucket"]},
+            {"SourceBucket": self.source_bucket, "BackupBucket": self.backup_bucket},
         )
 
     def _keep_statistics(self, backup: Any, rows: list[dict[str, Any]]) -> None:
@@ -156,8 +201,7 @@ class S3BackupReportOperator(S3brBaseOperator):
             if body is None:
                 return  # a partial picture would size the next run's partitions wrongly
             sample_sets.append([tuple(pair) for pair in json.loads(body)])
-        s = self.settings
         backup.put_json(
-            stats_uri(s["backup_bucket"], s["prefix"]),
-            encode_stats(s["prefix"], merge_samples(sample_sets), measured_copy_fraction(rows)),
+            stats_uri(self.backup_bucket, self.prefix),
+            encode_stats(self.prefix, merge_samples(sample_sets), measured_copy_fraction(rows)),
         )

@@ -3,105 +3,179 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
-from botocore.exceptions import ClientError
 
 from s3br_provider.core.manifest import read_manifest, writing_manifest
 from s3br_provider.core.objects import ObjectInfo
-from s3br_provider.core.pool import bounded_map, bounded_map_ordered, prefetch
+from s3br_provider.core.pool import bounded_map_ordered, prefetch
 from s3br_provider.core.progress import format_bytes
-from s3br_provider.core.restore_state import RestoreStatus, needs_restore, parse_restore_header
+from s3br_provider.core.restore_state import needs_restore
 from s3br_provider.core.selection import is_selected
-from s3br_provider.core.settings import RestoreSettings
+from s3br_provider.core.settings import RESTORE_DEFAULTS as R
+from s3br_provider.core.settings import as_of_epoch
 from s3br_provider.core.tags import strip_marker
 from s3br_provider.core.versions import objects_as_of
 from s3br_provider.hooks.errors import error_code
-from s3br_provider.operators.base import S3brBaseOperator, S3brPartitionOperator
-from s3br_provider.operators.copy_batch import TAGS_UNKNOWN
-from s3br_provider.operators.validate import InvalidRunError, publish_each
+from s3br_provider.operators.base import InvalidArgumentsError, S3brBaseOperator, S3brPartitionOperator
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
+    from s3br_provider.hooks.glacier_restore import GlacierRestoreHook
     from s3br_provider.hooks.s3_bucket import S3BucketHook
 
-
-ARCHIVE_STATUS = "archive_status"
-"""Record flag holding an Intelligent-Tiering object's ArchiveStatus."""
-
-
-def restore_settings_of(settings: dict[str, Any]) -> RestoreSettings:
-    return RestoreSettings(**{k: v for k, v in settings.items() if k in RestoreSettings.__dataclass_fields__})
+ARCHIVE_STATUS = "archive_status"  # hooks.glacier_restore.ARCHIVE_STATUS, without loading boto3
 
 
 class S3CreateTargetBucketOperator(S3brBaseOperator):
-    """Create the restore's target bucket (or accept an existing empty one).
+    """Create a restore's target bucket (or accept an existing empty one).
 
-    Copies the backup bucket's versioning only when the ``copy_versioning`` setting asks.
+    :param target_bucket: the bucket to create (``aws_conn_id``'s).
+    :param backup_bucket: the backup, whose versioning ``copy_versioning`` copies.
+    :param copy_versioning: enable versioning on the target if the backup bucket is versioned.
+    :param backup_aws_conn_id: connection of ``backup_bucket``; default: ``aws_conn_id``.
+    :param dry_run: create nothing.
     """
 
     ui_color = "#d4edda"
+    template_fields: Sequence[str] = (
+        *S3brBaseOperator.template_fields,
+        "target_bucket",
+        "backup_bucket",
+        "copy_versioning",
+        "backup_aws_conn_id",
+        "dry_run",
+    )
+    checked_fields: Sequence[str] = ("aws_conn_id", "target_bucket", "copy_versioning", "dry_run")
+
+    def __init__(
+        self,
+        *,
+        target_bucket: str,
+        backup_bucket: str | None = None,
+        copy_versioning: bool | str = R.copy_versioning,
+        backup_aws_conn_id: str | None = None,
+        dry_run: bool | str = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.target_bucket = target_bucket
+        self.backup_bucket = backup_bucket
+        self.copy_versioning = copy_versioning
+        self.backup_aws_conn_id = backup_aws_conn_id
+        self.dry_run = dry_run
 
     def execute(self, context: Any) -> dict[str, Any]:
-        s = self.settings
-        target = self.hook(s["target_aws_conn_id"])
-        bucket = s["target_bucket"]
-        if s["dry_run"]:
+        self.check_arguments()
+        target, bucket = self.hook, self.target_bucket
+        if self.dry_run:
             self.log.info("dry run: would create s3://%s", bucket)
             return {"created": False}
         status = target.bucket_status(bucket)
         if status == "ok":
             if target.has_objects(bucket):
-                raise InvalidRunError(f"target_bucket {bucket!r} is no longer empty: nothing was restored")
+                raise InvalidArgumentsError(
+                    f"target_bucket {bucket!r} is no longer empty: nothing was restored"
+                )
             self.log.info("s3://%s exists and is empty: restoring into it", bucket)
         else:
             target.create_bucket(bucket)
             self.log.info("Created s3://%s", bucket)
-        if s["copy_versioning"] and self.hook(s["backup_aws_conn_id"]).is_versioned(s["backup_bucket"]):
+        source = self.backup_bucket
+        if (
+            self.copy_versioning
+            and source
+            and self.hook_for(self.backup_aws_conn_id or self.aws_conn_id).is_versioned(source)
+        ):
             target.enable_versioning(bucket)
-            self.log.info("Enabled versioning on s3://%s like the backup bucket", bucket)
+            self.log.info("Enabled versioning on s3://%s like s3://%s", bucket, source)
         return {"created": status != "ok"}
 
 
 class S3RestoreSelectOperator(S3brPartitionOperator):
-    """select[p]: the backup objects of a partition that the restore brings back.
+    """select[p]: the backup objects of a partition that a restore brings back.
 
     Lists the partition (with ``as_of``: the version current at that instant, from
     ListObjectVersions), reads each object's tags, leaves out objects marked deleted unless
     ``include_deleted``, and writes two manifests: every selected object (with its tags, minus
-    the deleted marker) and the archived ones that need a RestoreObject first.
+    the deleted marker, which the copy writes) and the archived ones that need a RestoreObject
+    first. Returns counts and both URIs, each also its own XCom (``""`` when there is none).
 
-    :param threads: concurrent tag reads.
+    :param backup_bucket: where the backup lives (``aws_conn_id``'s); the manifests go there too.
+    :param prefix: only keys under this prefix.
+    :param include_deleted: also select objects tagged ``Deleted=True``.
+    :param as_of: ISO-8601 instant: select the backup as it stood then (versioned bucket).
+    :param dry_run: count, write nothing.
+    :param run_folder_uri: where manifests go; default ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``.
+    :param threads: tag reads in flight.
     """
 
-    def __init__(self, *, threads: int = 32, **kwargs: Any) -> None:
+    template_fields: Sequence[str] = (
+        *S3brPartitionOperator.template_fields,
+        "backup_bucket",
+        "prefix",
+        "include_deleted",
+        "as_of",
+        "dry_run",
+        "run_folder_uri",
+    )
+    checked_fields: Sequence[str] = (
+        "aws_conn_id",
+        "backup_bucket",
+        "prefix",
+        "include_deleted",
+        "as_of",
+        "dry_run",
+    )
+
+    def __init__(
+        self,
+        *,
+        backup_bucket: str,
+        prefix: str = "",
+        include_deleted: bool | str = R.include_deleted,
+        as_of: str | None = R.as_of,
+        dry_run: bool | str = False,
+        run_folder_uri: str | None = None,
+        threads: int = 32,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
+        self.backup_bucket = backup_bucket
+        self.prefix = prefix
+        self.include_deleted = include_deleted
+        self.as_of = as_of
+        self.dry_run = dry_run
+        self.run_folder_uri = run_folder_uri
         self.threads = threads
 
     def execute(self, context: Any) -> dict[str, Any]:
+        self.check_arguments()
         self.label_partition(context)
-        s = self.settings
-        settings = restore_settings_of(s)
-        backup = self.hook(s["backup_aws_conn_id"])
-        as_of = settings.as_of_epoch
+        backup, bucket = self.hook, self.backup_bucket
+        as_of = as_of_epoch(self.as_of)
         if as_of is None:
-            listing = backup.iter_objects(s["backup_bucket"], s["prefix"], self.key_range)
+            listing = backup.iter_objects(bucket, self.prefix, self.key_range)
         else:
-            versions = backup.iter_versions(s["backup_bucket"], s["prefix"], self.key_range)
-            listing = objects_as_of(versions, as_of)
-        restore_uri = f"{s['run_uri']}/restore/p{self.index:05d}.jsonl.gz"
-        archived_uri = f"{s['run_uri']}/archived/p{self.index:05d}.jsonl.gz"
+            listing = objects_as_of(backup.iter_versions(bucket, self.prefix, self.key_range), as_of)
+        run_uri = self.run_uri(context, bucket, self.run_folder_uri)
+        restore_uri, archived_uri = (
+            self.manifest_uri(run_uri, "restore"),
+            self.manifest_uri(run_uri, "archived"),
+        )
         classes: dict[str, dict[str, int]] = defaultdict(lambda: {"objects": 0, "bytes": 0})
         counts = {"selected": 0, "skipped_deleted": 0, "archived": 0, "bytes": 0}
 
         def inspect(obj: ObjectInfo) -> ObjectInfo:
-            return self._inspect(backup, s["backup_bucket"], obj)
+            return _inspect(backup, bucket, obj)
 
         with ExitStack() as stack:
             writers = None
-            if not s["dry_run"]:
+            if not self.dry_run:
                 writers = (
                     stack.enter_context(writing_manifest(backup, restore_uri)),
                     stack.enter_context(writing_manifest(backup, archived_uri)),
@@ -109,14 +183,12 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
             for obj, _, error in bounded_map_ordered(inspect, prefetch(listing), workers=self.threads):
                 if error is not None:
                     raise AirflowException(
-                        f"could not read s3://{s['backup_bucket']}/{obj.key}: {error_code(error)}: {error}"
+                        f"could not read s3://{bucket}/{obj.key}: {error_code(error)}: {error}"
                     ) from error
-                if obj.tags is not None and not is_selected(
-                    obj.tags, include_deleted=settings.include_deleted, as_of=as_of
-                ):
+                if not is_selected(obj.tags or {}, include_deleted=self.include_deleted, as_of=as_of):
                     counts["skipped_deleted"] += 1
                     continue
-                obj.tags = None if obj.tags is None else strip_marker(obj.tags)
+                obj.tags = strip_marker(obj.tags or {})
                 archived = needs_restore(obj.storage_class, obj.extra.get(ARCHIVE_STATUS))
                 counts["selected"] += 1
                 counts["archived"] += archived
@@ -127,117 +199,117 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
                     writers[0].write(obj.to_record())
                     if archived:
                         writers[1].write(obj.to_record())
-        written = not s["dry_run"]
+        written = not self.dry_run
         self.log.info(
-            "p%d %s: %d objects selected (%s), %d archived, %d left out as deleted; by class: %s",
-            self.index,
-            self.key_range.label,
+            "%s: %d objects selected (%s), %d archived, %d left out as deleted; by class: %s",
+            self.label,
             counts["selected"],
             format_bytes(counts["bytes"]),
             counts["archived"],
             counts["skipped_deleted"],
             ", ".join(f"{c} {v['objects']} ({format_bytes(v['bytes'])})" for c, v in sorted(classes.items())),
         )
-        archived_manifest = archived_uri if written and counts["archived"] else None
-        publish_each(
-            context,
-            # "" not None: Airflow reads a stored None XCom as missing, failing the sensor's template.
-            {"archived_manifest": archived_manifest or "", "label": f"p{self.index} {self.key_range.label}"},
-        )
         return {
             "index": self.index,
             "label": self.key_range.label,
+            "partition_name": self.label,
             **counts,
             "classes": dict(classes),
-            "copy_manifest": restore_uri if written and counts["selected"] else None,
-            "archived_manifest": archived_manifest,
-            "new": counts["selected"],
+            # "" not None: Airflow reads a stored None XCom as missing, failing a template.
+            "copy_manifest": restore_uri if written and counts["selected"] else "",
+            "archived_manifest": archived_uri if written and counts["archived"] else "",
         }
 
-    @staticmethod
-    def _inspect(backup: S3BucketHook, bucket: str, obj: ObjectInfo) -> ObjectInfo:
-        if obj.storage_class == "INTELLIGENT_TIERING":
-            status = backup.head(bucket, obj.key, obj.version_id).get("ArchiveStatus")
-            if status:
-                obj.extra[ARCHIVE_STATUS] = status
-        try:
-            obj.tags = backup.get_tags(bucket, obj.key, obj.version_id)
-        except ClientError as error:
-            # Some endpoints (moto) refuse GetObjectTagging on an archived object until it is
-            # restored; AWS allows it. The copy step reads the tags once the object is readable.
-            if error_code(error) != "InvalidObjectState":
-                raise
-            obj.extra[TAGS_UNKNOWN] = True
-        return obj
+
+def _inspect(backup: S3BucketHook, bucket: str, obj: ObjectInfo) -> ObjectInfo:
+    """Read what a listing lacks: tags, and an Intelligent-Tiering object's archive status."""
+    if obj.storage_class == "INTELLIGENT_TIERING":
+        status = backup.head(bucket, obj.key, obj.version_id).get("ArchiveStatus")
+        if status:
+            obj.extra[ARCHIVE_STATUS] = status
+    obj.tags = backup.get_tags(bucket, obj.key, obj.version_id)
+    return obj
 
 
 class S3RequestRestoreOperator(S3brPartitionOperator):
-    """request_restore[p]: RestoreObject for every archived object of the partition.
+    """request_restore[p]: RestoreObject for every object of an archived-objects manifest.
 
-    A restore already in progress or done is not an error; an expired one is asked again.
+    A restore already in progress or done is not an error; an expired one is asked again
+    (``core.restore_state.next_action``).
 
-    :param work: this partition's select result (with ``archived_manifest``).
+    :param backup_bucket: bucket holding the archived objects (``aws_conn_id``'s).
+    :param manifest_uri: the manifest (``select``'s ``archived_manifest``); ``""``: nothing to do.
+    :param restore_tier: ``Expedited``, ``Standard`` or ``Bulk``.
+    :param restore_days: days a restored copy stays readable.
+    :param dry_run: request nothing.
+    :param threads: requests in flight.
     """
 
-    template_fields: tuple[str, ...] = ("settings", "partition", "work")
+    template_fields: Sequence[str] = (
+        *S3brPartitionOperator.template_fields,
+        "backup_bucket",
+        "manifest_uri",
+        "restore_tier",
+        "restore_days",
+        "dry_run",
+    )
+    checked_fields: Sequence[str] = (
+        "aws_conn_id",
+        "backup_bucket",
+        "restore_tier",
+        "restore_days",
+        "dry_run",
+    )
 
-    def __init__(self, *, work: dict[str, Any] | Any, threads: int = 16, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        backup_bucket: str,
+        manifest_uri: str | None,
+        restore_tier: str = R.restore_tier,
+        restore_days: int | str = R.restore_days,
+        dry_run: bool | str = False,
+        threads: int = 16,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.work = work
+        self.backup_bucket = backup_bucket
+        self.manifest_uri = manifest_uri
+        self.restore_tier = restore_tier
+        self.restore_days = restore_days
+        self.dry_run = dry_run
         self.threads = threads
 
+    @property
+    def restore_hook(self) -> GlacierRestoreHook:
+        from s3br_provider.hooks.glacier_restore import GlacierRestoreHook
+
+        return self.hook_for(self.aws_conn_id, GlacierRestoreHook)
+
     def execute(self, context: Any) -> dict[str, Any]:
+        self.check_arguments()
         self.label_partition(context)
-        s = self.settings
-        result = {"index": self.index, "requested": 0, "in_progress": 0, "ready": 0}
-        manifest = self.work.get("archived_manifest")
-        if s["dry_run"] or not manifest:
-            self.log.info("p%d: no restore requests%s", self.index, " (dry run)" if s["dry_run"] else "")
+        result = {"index": self.index, "requested": 0, "in_progress": 0, "ready": 0, "failed": 0}
+        result["failures"] = []
+        if self.dry_run or not self.manifest_uri:
+            self.log.info("%s: no restore requests%s", self.label, " (dry run)" if self.dry_run else "")
             return result
-        backup = self.hook(s["backup_aws_conn_id"])
-        records = (ObjectInfo.from_record(r) for r in read_manifest(backup, manifest))
+        hook, bucket = self.restore_hook, self.backup_bucket
+        records = (ObjectInfo.from_record(r) for r in read_manifest(hook, self.manifest_uri))
 
         def request(obj: ObjectInfo) -> str:
-            return ensure_restore(backup, s["backup_bucket"], obj, s["restore_tier"], s["restore_days"])
+            return hook.ensure_restore(bucket, obj, self.restore_tier, self.restore_days)
 
-        failures = []
-        for obj, outcome, error in bounded_map(request, records, workers=self.threads):
-            if error is not None:
-                self.log.warning(
-                    "RestoreObject for s3://%s/%s failed: %s", s["backup_bucket"], obj.key, error
-                )
-                failures.append(obj.key)
-            else:
-                result[outcome] += 1
+        for _, outcome in self.run_each(request, records, result, "RestoreObject", bucket):
+            result[outcome] += 1
         self.log.info(
-            "p%d %s: %d restores requested (tier %s, %d days), %d in progress, %d already readable",
-            self.index,
-            self.key_range.label,
+            "%s: %d restores requested (tier %s, %d days), %d in progress, %d already readable",
+            self.label,
             result["requested"],
-            s["restore_tier"],
-            s["restore_days"],
+            self.restore_tier,
+            self.restore_days,
             result["in_progress"],
             result["ready"],
         )
-        if failures:
-            raise AirflowException(
-                f"p{self.index}: RestoreObject failed for {len(failures)} object(s): {failures[:5]}"
-            )
+        self.fail_on_failures(context, result, f"could not be restored (RestoreObject) in s3://{bucket}")
         return result
-
-
-def ensure_restore(backup: S3BucketHook, bucket: str, obj: ObjectInfo, tier: str, days: int) -> str:
-    """Request a restore unless one is in progress or done; return ``requested``,
-    ``in_progress`` or ``ready``."""
-    head = backup.head(bucket, obj.key, obj.version_id)
-    state = parse_restore_header(
-        head.get("Restore"),
-        head.get("StorageClass") or obj.storage_class,
-        datetime.now(UTC),
-        head.get("ArchiveStatus") or obj.extra.get(ARCHIVE_STATUS),
-    )
-    if state.readable:
-        return "ready"
-    if state.status is RestoreStatus.IN_PROGRESS:
-        return "in_progress"
-    return backup.request_restore(bucket, obj, tier=tier, days=days)

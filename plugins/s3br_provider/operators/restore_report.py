@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
@@ -12,8 +13,9 @@ from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
 from s3br_provider.core.retrieval import TIERS, describe
+from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.operators.base import S3brBaseOperator
-from s3br_provider.operators.validate import InvalidRunError
+from s3br_provider.operators.report import REPORT_TRIGGER_RULE
 
 
 class S3RestoreReportOperator(S3brBaseOperator):
@@ -21,28 +23,86 @@ class S3RestoreReportOperator(S3brBaseOperator):
 
     The target bucket is listed once (streaming) and its object count and bytes must equal
     what the copy steps restored. In a dry run, reports the plan: objects and bytes per
-    storage class, restore requests that would be made, and expected retrieval times.
+    storage class, restore requests that would be made, and expected retrieval times. Runs
+    after every partition outcome, but not after a failed validate (see the backup report).
 
+    :param backup_bucket: where the backup lives; the report goes there.
+    :param target_bucket: the restored bucket (``aws_conn_id``'s).
     :param partitions: the plan.
     :param select_results: results of the mapped select tasks.
     :param copy_results: results of the mapped copy tasks.
+    :param prefix, include_deleted, as_of, restore_tier, restore_days: recorded in the report.
+    :param dry_run: report the plan; list and write nothing.
+    :param cloudwatch_namespace: namespace for metrics; ``""`` turns them off.
+    :param run_folder_uri: where the report goes; default ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``.
+    :param backup_aws_conn_id: connection of the backup bucket; default: ``aws_conn_id``.
     """
 
-    template_fields: tuple[str, ...] = ("settings", "partitions", "select_results", "copy_results")
+    template_fields: Sequence[str] = (
+        *S3brBaseOperator.template_fields,
+        "backup_bucket",
+        "target_bucket",
+        "partitions",
+        "select_results",
+        "copy_results",
+        "prefix",
+        "include_deleted",
+        "as_of",
+        "restore_tier",
+        "restore_days",
+        "dry_run",
+        "cloudwatch_namespace",
+        "run_folder_uri",
+        "backup_aws_conn_id",
+    )
+    checked_fields: Sequence[str] = (
+        "backup_bucket",
+        "target_bucket",
+        "restore_tier",
+        "restore_days",
+        "dry_run",
+        "cloudwatch_namespace",
+    )
 
-    def __init__(self, *, partitions: Any, select_results: Any, copy_results: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("trigger_rule", "all_done")
+    def __init__(
+        self,
+        *,
+        backup_bucket: str,
+        target_bucket: str,
+        partitions: Any,
+        select_results: Any,
+        copy_results: Any,
+        prefix: str = "",
+        include_deleted: bool | str = R.include_deleted,
+        as_of: str | None = R.as_of,
+        restore_tier: str = R.restore_tier,
+        restore_days: int | str = R.restore_days,
+        dry_run: bool | str = False,
+        cloudwatch_namespace: str = R.cloudwatch_namespace,
+        run_folder_uri: str | None = None,
+        backup_aws_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("trigger_rule", REPORT_TRIGGER_RULE)
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
+        self.backup_bucket = backup_bucket
+        self.target_bucket = target_bucket
         self.partitions = partitions
         self.select_results = select_results
         self.copy_results = copy_results
+        self.prefix = prefix
+        self.include_deleted = include_deleted
+        self.as_of = as_of
+        self.restore_tier = restore_tier
+        self.restore_days = restore_days
+        self.dry_run = dry_run
+        self.cloudwatch_namespace = cloudwatch_namespace
+        self.run_folder_uri = run_folder_uri
+        self.backup_aws_conn_id = backup_aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        s = self.settings
-        if not s:
-            # Fail (not skip): a skipped last task would mark the whole run successful.
-            raise InvalidRunError("validate did not pass (see its log): nothing was written")
+        self.check_arguments()
         rows = join_partitions(as_list(self.partitions), select=self.select_results, copy=self.copy_results)
         classes: dict[str, dict[str, int]] = defaultdict(lambda: {"objects": 0, "bytes": 0})
         for row in rows:
@@ -53,37 +113,49 @@ class S3RestoreReportOperator(S3brBaseOperator):
             "selected": total(rows, "select", "selected"),
             "bytes_selected": total(rows, "select", "bytes"),
             "archived": total(rows, "select", "archived"),
-            "left_out_deleted": total(rows, "select", "skipped_deleted")
-            + total(rows, "copy", "skipped_deleted"),
+            "left_out_deleted": total(rows, "select", "skipped_deleted"),
             "restored": total(rows, "copy", "copied"),
             "bytes_restored": total(rows, "copy", "bytes"),
             "failed": total(rows, "copy", "failed"),
         }
         failures = [f for row in rows for f in (row["copy"] or {}).get("failures", [])]
         self.log.info(
-            "Restore of s3://%s into s3://%s\n%s", s["backup_bucket"], s["target_bucket"], _table(rows)
+            "Restore of s3://%s into s3://%s\n%s", self.backup_bucket, self.target_bucket, _table(rows)
         )
         self.log.info("By storage class: %s", _classes_text(classes))
-        if s["dry_run"]:
+        if self.dry_run:
             self._log_plan(classes, totals)
         else:
-            totals |= self._verify(s, totals)
+            totals |= self._verify(totals)
         self.log.info(
             "Totals: %(selected)d selected, %(restored)d restored, %(left_out_deleted)d left out as "
             "deleted, %(archived)d from archive tiers, %(failed)d failed",
             totals,
         )
-        self._publish(s, totals)
+        self._publish(totals)
+        settings = {
+            "backup_bucket": self.backup_bucket,
+            "target_bucket": self.target_bucket,
+            "prefix": self.prefix,
+            "include_deleted": self.include_deleted,
+            "as_of": self.as_of,
+            "restore_tier": self.restore_tier,
+            "restore_days": self.restore_days,
+            "dry_run": self.dry_run,
+            "cloudwatch_namespace": self.cloudwatch_namespace,
+            "backup_aws_conn_id": self.backup_aws_conn_id or self.aws_conn_id,
+            "target_aws_conn_id": self.aws_conn_id,
+        }
         report = {
-            "settings": s,
+            "settings": settings,
             "totals": totals,
             "classes": classes,
             "failures": failures,
             "partitions": rows,
         }
-        if not s["dry_run"]:
-            uri = f"{s['run_uri']}/report.json"
-            self.hook(s["backup_aws_conn_id"]).put_json(
+        if not self.dry_run:
+            uri = f"{self.run_uri(context, self.backup_bucket, self.run_folder_uri)}/report.json"
+            self.hook_for(self.backup_aws_conn_id or self.aws_conn_id).put_json(
                 uri, json.dumps(report, ensure_ascii=False, indent=1, default=str).encode()
             )
             self.log.info("Report written to %s", uri)
@@ -96,13 +168,12 @@ class S3RestoreReportOperator(S3brBaseOperator):
             )
         return totals
 
-    def _verify(self, s: dict[str, Any], totals: dict[str, int]) -> dict[str, Any]:
-        target = self.hook(s["target_aws_conn_id"])
+    def _verify(self, totals: dict[str, int]) -> dict[str, Any]:
         count = size = 0
-        for obj in target.iter_objects(s["target_bucket"], "", KeyRange()):
+        for obj in self.hook.iter_objects(self.target_bucket, "", KeyRange()):
             count += 1
             size += obj.size
-        self.log.info("Target s3://%s holds %d objects (%s)", s["target_bucket"], count, format_bytes(size))
+        self.log.info("Target s3://%s holds %d objects (%s)", self.target_bucket, count, format_bytes(size))
         result: dict[str, Any] = {"target_objects": count, "target_bytes": size}
         if count != totals["restored"] or size != totals["bytes_restored"]:
             result["mismatch"] = (
@@ -112,26 +183,25 @@ class S3RestoreReportOperator(S3brBaseOperator):
         return result
 
     def _log_plan(self, classes: dict[str, dict[str, int]], totals: dict[str, int]) -> None:
-        s = self.settings
         self.log.info(
             "dry run: would restore %d objects (%s) into s3://%s; "
             "%d RestoreObject request(s), tier %s, %d day(s)",
             totals["selected"],
             format_bytes(totals["bytes_selected"]),
-            s["target_bucket"],
+            self.target_bucket,
             totals["archived"],
-            s["restore_tier"],
-            s["restore_days"],
+            self.restore_tier,
+            self.restore_days,
         )
         for name in sorted(classes):
             times = ", ".join(f"{tier}: {describe(name, tier)}" for tier in TIERS)
             if name in ("GLACIER", "DEEP_ARCHIVE", "INTELLIGENT_TIERING"):
                 self.log.info("dry run: %s retrieval time: %s", name, times)
 
-    def _publish(self, s: dict[str, Any], totals: dict[str, int]) -> None:
+    def _publish(self, totals: dict[str, int]) -> None:
         from s3br_provider.hooks.metrics import BackupMetricsHook
 
-        BackupMetricsHook(aws_conn_id=s["target_aws_conn_id"], namespace=s["cloudwatch_namespace"]).publish(
+        BackupMetricsHook(aws_conn_id=self.aws_conn_id, namespace=self.cloudwatch_namespace).publish(
             {
                 "ObjectsToRestore": totals["selected"],
                 "BytesToRestore": totals["bytes_selected"],
@@ -139,7 +209,7 @@ class S3RestoreReportOperator(S3brBaseOperator):
                 "BytesRestored": totals["bytes_restored"],
                 "ObjectsFailed": totals["failed"],
             },
-            {"BackupBucket": s["backup_bucket"], "TargetBucket": s["target_bucket"]},
+            {"BackupBucket": self.backup_bucket, "TargetBucket": self.target_bucket},
         )
 
 
@@ -154,7 +224,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 sel.get("label", "?"),
                 sel.get("selected", 0),
                 sel.get("archived", 0),
-                sel.get("skipped_deleted", 0) + copy.get("skipped_deleted", 0),
+                sel.get("skipped_deleted", 0),
                 copy.get("copied", 0),
                 copy.get("bytes", 0),
                 copy.get("failed", 0),

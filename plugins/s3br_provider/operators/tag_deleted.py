@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
-
 from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
-from s3br_provider.core.pool import bounded_map
 from s3br_provider.core.progress import Progress
 from s3br_provider.core.tags import mark_deleted
-from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import S3brPartitionOperator
 
 MAX_REPORTED = 50
@@ -23,36 +20,56 @@ class S3TagDeletedOperator(S3brPartitionOperator):
 
     Existing tags are kept; an object already marked keeps its first ``DeletedAt``. When the
     10-tag limit leaves no room, user tags sorting last by key make room and are logged.
+    Nothing is ever deleted.
 
-    :param work: this partition's diff result (with the ``vanished_manifest`` URI).
-    :param threads: concurrent tag requests.
+    :param backup_bucket: the bucket whose objects are tagged (``aws_conn_id``'s).
+    :param manifest_uri: gzip JSON Lines manifest of the vanished objects (``diff``'s
+        ``vanished_manifest``); ``""`` or None: nothing to tag.
+    :param expected: number of objects in the manifest, for progress lines.
+    :param tag_deleted: False: tag nothing (the option of ``s3_backup``).
+    :param dry_run: tag nothing.
+    :param threads: tag requests in flight.
     """
 
-    template_fields: tuple[str, ...] = ("settings", "partition", "work")
+    template_fields: Sequence[str] = (
+        *S3brPartitionOperator.template_fields,
+        "backup_bucket",
+        "manifest_uri",
+        "expected",
+        "tag_deleted",
+        "dry_run",
+    )
+    checked_fields: Sequence[str] = ("aws_conn_id", "backup_bucket", "tag_deleted", "dry_run")
 
-    def __init__(self, *, work: dict[str, Any] | Any, threads: int = 16, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        backup_bucket: str,
+        manifest_uri: str | None,
+        expected: int | str | None = None,
+        tag_deleted: bool | str = True,
+        dry_run: bool | str = False,
+        threads: int = 16,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.work = work
+        self.backup_bucket = backup_bucket
+        self.manifest_uri = manifest_uri
+        self.expected = expected
+        self.tag_deleted = tag_deleted
+        self.dry_run = dry_run
         self.threads = threads
 
     def execute(self, context: Any) -> dict[str, Any]:
+        self.check_arguments()
         self.label_partition(context)
-        s = self.settings
         result: dict[str, Any] = {"index": self.index, "tagged": 0, "already_tagged": 0, "failed": 0}
         result |= {"dropped_tags": [], "failures": []}
-        manifest_uri = self.work.get("vanished_manifest")
-        if s["dry_run"] or not s["tag_deleted"] or not manifest_uri:
-            reason = (
-                "dry run"
-                if s["dry_run"]
-                else "tag_deleted is off"
-                if not s["tag_deleted"]
-                else "none vanished"
-            )
-            self.log.info("p%d: nothing to tag (%s)", self.index, reason)
+        reason = "dry run" if self.dry_run else "tag_deleted is off" if not self.tag_deleted else ""
+        if reason or not self.manifest_uri:
+            self.log.info("%s: nothing to tag (%s)", self.label, reason or "none vanished")
             return result
-        backup = self.hook(s["backup_aws_conn_id"])
-        bucket = s["backup_bucket"]
+        backup, bucket = self.hook, self.backup_bucket
         now = datetime.now(UTC)
 
         def tag_one(obj: ObjectInfo) -> str:
@@ -73,28 +90,18 @@ class S3TagDeletedOperator(S3brPartitionOperator):
                     result["dropped_tags"].append({"key": obj.key, "tags": merge.dropped})
             return "tagged"
 
-        progress = Progress(f"p{self.index} tag", self.log.info, total=self.work.get("vanished"))
-        records = (ObjectInfo.from_record(r) for r in read_manifest(backup, manifest_uri))
-        for obj, outcome, error in bounded_map(tag_one, records, workers=self.threads):
-            progress.add(failed=error is not None)
-            if error is not None:
-                result["failed"] += 1
-                self.log.warning("Tagging s3://%s/%s as deleted failed: %s", bucket, obj.key, error)
-                if len(result["failures"]) < MAX_REPORTED:
-                    result["failures"].append({"key": obj.key, "error": error_code(error)})
-            else:
-                result["tagged" if outcome == "tagged" else "already_tagged"] += 1
+        expected = int(self.expected) if self.expected not in (None, "", "None") else None
+        progress = Progress(f"{self.label} tag", self.log.info, total=expected)
+        records = (ObjectInfo.from_record(r) for r in read_manifest(backup, self.manifest_uri))
+        for _, outcome in self.run_each(tag_one, records, result, "Tagging as deleted", bucket, progress):
+            progress.add()
+            result["tagged" if outcome == "tagged" else "already_tagged"] += 1
         self.log.info(
-            "p%d %s: tagged %d vanished objects as deleted, %d already tagged, %d failed",
-            self.index,
-            self.key_range.label,
+            "%s: tagged %d vanished objects as deleted, %d already tagged, %d failed",
+            self.label,
             result["tagged"],
             result["already_tagged"],
             result["failed"],
         )
-        if result["failed"]:
-            context["ti"].xcom_push(key="return_value", value=result)
-            raise AirflowException(
-                f"p{self.index}: {result['failed']} object(s) could not be tagged in s3://{bucket}"
-            )
+        self.fail_on_failures(context, result, f"could not be tagged in s3://{bucket}")
         return result

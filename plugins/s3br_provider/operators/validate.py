@@ -1,30 +1,33 @@
-"""The first task of each DAG: turn Params into settings, check the buckets, write nothing."""
+"""The first task of a backup or restore: check the arguments and the buckets, write nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook, BaseOperator, Variable
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
-from s3br_provider.core.manifest import run_folder
-from s3br_provider.core.settings import SettingsError, backup_settings, restore_settings
+from s3br_provider.core.settings import (
+    BACKUP_DEFAULTS as B,
+)
+from s3br_provider.core.settings import (
+    RESTORE_DEFAULTS as R,
+)
+from s3br_provider.core.settings import (
+    BackupSettings,
+    RestoreSettings,
+    SettingsError,
+    backup_settings,
+    restore_settings,
+)
+from s3br_provider.operators.base import InvalidArgumentsError as InvalidRunError
+from s3br_provider.operators.base import S3brBaseOperator
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
     from s3br_provider.hooks.s3_bucket import S3BucketHook
 
-SOURCE_VARIABLE = "s3br_source_bucket"
-BACKUP_VARIABLE = "s3br_backup_bucket"
-
-
-class InvalidRunError(AirflowFailException):
-    """Bad input: the run fails at once, without retries, before anything is written."""
-
-
-def publish_each(context: Any, values: dict[str, Any]) -> None:
-    """Push each setting as its own XCom key too, so ``validate.output["name"]`` works."""
-    for key, value in values.items():
-        context["ti"].xcom_push(key=key, value=value)
+__all__ = ["InvalidRunError", "S3BackupValidateOperator", "S3RestoreValidateOperator"]
 
 
 def _check_connection(conn_id: str, param: str) -> None:
@@ -56,63 +59,190 @@ def _same_endpoint(first: S3BucketHook, second: S3BucketHook, what: str) -> None
         )
 
 
-class S3BackupValidateOperator(BaseOperator):
-    """Validate the ``s3_backup`` Params and buckets; return the run's settings.
+def _empty_bucket(values: dict[str, Any], variables: dict[str, str | None]) -> None:
+    """Name the Variable a bucket argument fell back on when both are empty."""
+    for param, variable in variables.items():
+        if variable and not values.get(param):
+            raise InvalidRunError(f"{param} is empty and the Variable {variable} is not set")
 
-    Empty bucket Params fall back to the Variables ``s3br_source_bucket`` and
-    ``s3br_backup_bucket``.
-    """
+
+class _ValidateOperator(S3brBaseOperator):
+    """Shared steps of the two validate operators: arguments, then connections."""
 
     ui_color = "#fff3cd"
+    options_class: type
+    connection_params: tuple[str, ...]
+    check_options: Any  # the pure check of the whole set: backup_settings or restore_settings
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        params = dict(context["params"])
-        params["source_bucket"] = params.get("source_bucket") or Variable.get(SOURCE_VARIABLE, None)
-        params["backup_bucket"] = params.get("backup_bucket") or Variable.get(BACKUP_VARIABLE, None)
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("retries", 0)  # bad input does not get better by trying again
+        super().__init__(**kwargs)
+
+    def option_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.options_class.__dataclass_fields__}
+
+    def options(self, variables: dict[str, str | None]) -> Any:
+        values = self.option_values()
+        _empty_bucket(values, variables)
         try:
-            settings = backup_settings(params)
+            checked = type(self).check_options(values)
         except SettingsError as error:
             raise InvalidRunError(str(error)) from None
-        _check_connection(settings.source_aws_conn_id, "source_aws_conn_id")
-        _check_connection(settings.backup_aws_conn_id, "backup_aws_conn_id")
-        from s3br_provider.hooks.s3_bucket import S3BucketHook
+        for param in self.connection_params:
+            _check_connection(getattr(checked, param), param)
+        return checked
 
-        source = S3BucketHook(aws_conn_id=settings.source_aws_conn_id)
-        backup = S3BucketHook(aws_conn_id=settings.backup_aws_conn_id)
+
+class S3BackupValidateOperator(_ValidateOperator):
+    """Check a backup's arguments, connections and buckets before anything is written.
+
+    Every argument of :func:`s3br_provider.task_groups.backup_group` is checked here once, so
+    a run with bad input fails in its first task with one message naming the problem.
+
+    :param source_bucket: bucket to back up.
+    :param backup_bucket: bucket that receives the copies.
+    :param source_bucket_variable: Airflow Variable the DAG falls back on when
+        ``source_bucket`` renders empty; only named in the error message.
+    :param backup_bucket_variable: the same for ``backup_bucket``.
+    :param prefix, compare, tag_deleted, dry_run, multipart_threshold_mb, max_partitions,
+        cloudwatch_namespace, source_aws_conn_id, backup_aws_conn_id, verify_copies: the
+        backup's options, as ``backup_group`` takes them (``verify_copies`` is its ``verify``).
+    """
+
+    options_class = BackupSettings
+    connection_params = ("source_aws_conn_id", "backup_aws_conn_id")
+    check_options = staticmethod(backup_settings)
+    template_fields: Sequence[str] = (
+        *S3brBaseOperator.template_fields,
+        *(name for name in BackupSettings.__dataclass_fields__ if name != "verify"),
+        "verify_copies",
+    )
+
+    def __init__(
+        self,
+        *,
+        source_bucket: str,
+        backup_bucket: str,
+        prefix: str = B.prefix,
+        compare: str = B.compare,
+        tag_deleted: bool | str = B.tag_deleted,
+        dry_run: bool | str = B.dry_run,
+        multipart_threshold_mb: int | str = B.multipart_threshold_mb,
+        max_partitions: int | str = B.max_partitions,
+        cloudwatch_namespace: str = B.cloudwatch_namespace,
+        source_aws_conn_id: str = B.source_aws_conn_id,
+        backup_aws_conn_id: str = B.backup_aws_conn_id,
+        verify_copies: bool | str = B.verify,
+        source_bucket_variable: str | None = None,
+        backup_bucket_variable: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("aws_conn_id", backup_aws_conn_id)
+        super().__init__(**kwargs)
+        self.source_bucket = source_bucket
+        self.backup_bucket = backup_bucket
+        self.prefix = prefix
+        self.compare = compare
+        self.tag_deleted = tag_deleted
+        self.dry_run = dry_run
+        self.multipart_threshold_mb = multipart_threshold_mb
+        self.max_partitions = max_partitions
+        self.cloudwatch_namespace = cloudwatch_namespace
+        self.source_aws_conn_id = source_aws_conn_id
+        self.backup_aws_conn_id = backup_aws_conn_id
+        self.verify_copies = verify_copies
+        self.source_bucket_variable = source_bucket_variable
+        self.backup_bucket_variable = backup_bucket_variable
+
+    def option_values(self) -> dict[str, Any]:
+        # The option named verify is the copies' (``verify`` is the TLS setting of the base).
+        return {**super().option_values(), "verify": self.verify_copies}
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        settings: BackupSettings = self.options(
+            {"source_bucket": self.source_bucket_variable, "backup_bucket": self.backup_bucket_variable}
+        )
+        source = self.hook_for(settings.source_aws_conn_id)
+        backup = self.hook_for(settings.backup_aws_conn_id)
         _check_bucket(source, settings.source_bucket, "source_bucket")
         _check_bucket(backup, settings.backup_bucket, "backup_bucket")
         _same_endpoint(source, backup, "source_aws_conn_id and backup_aws_conn_id")
-        run_uri = run_folder(settings.backup_bucket, self.dag_id, context["run_id"])
         self.log.info(
-            "Backing up s3://%s/%s into s3://%s/ (compare=%s, dry_run=%s); run files in %s",
+            "Backing up s3://%s/%s into s3://%s/ (compare=%s, dry_run=%s)",
             settings.source_bucket,
             settings.prefix,
             settings.backup_bucket,
             settings.compare,
             settings.dry_run,
-            run_uri,
         )
-        result = {**settings.to_dict(), "run_uri": run_uri}
-        publish_each(context, result)
-        return result
+        return settings.to_dict()
 
 
-class S3RestoreValidateOperator(BaseOperator):
-    """Validate the ``s3_restore`` Params, the backup bucket and the target; return settings."""
+class S3RestoreValidateOperator(_ValidateOperator):
+    """Check a restore's arguments, the backup bucket and the target before anything is written.
 
-    ui_color = "#fff3cd"
+    :param backup_bucket: where the backup lives.
+    :param target_bucket: bucket to restore into; must not exist, or be empty.
+    :param prefix, include_deleted, restore_tier, restore_days, as_of, dry_run, storage_class,
+        copy_versioning, poll_interval_seconds, restore_timeout_minutes, max_partitions,
+        multipart_threshold_mb, cloudwatch_namespace, backup_aws_conn_id, target_aws_conn_id:
+        the restore's options, as ``restore_group`` takes them.
+    """
+
+    options_class = RestoreSettings
+    connection_params = ("backup_aws_conn_id", "target_aws_conn_id")
+    check_options = staticmethod(restore_settings)
+    template_fields: Sequence[str] = (
+        *S3brBaseOperator.template_fields,
+        *RestoreSettings.__dataclass_fields__,
+    )
+
+    def __init__(
+        self,
+        *,
+        backup_bucket: str,
+        target_bucket: str,
+        prefix: str = R.prefix,
+        include_deleted: bool | str = R.include_deleted,
+        restore_tier: str = R.restore_tier,
+        restore_days: int | str = R.restore_days,
+        as_of: str | None = R.as_of,
+        dry_run: bool | str = R.dry_run,
+        storage_class: str = R.storage_class,
+        copy_versioning: bool | str = R.copy_versioning,
+        poll_interval_seconds: int | str = R.poll_interval_seconds,
+        restore_timeout_minutes: int | str = R.restore_timeout_minutes,
+        max_partitions: int | str = R.max_partitions,
+        multipart_threshold_mb: int | str = R.multipart_threshold_mb,
+        cloudwatch_namespace: str = R.cloudwatch_namespace,
+        backup_aws_conn_id: str = R.backup_aws_conn_id,
+        target_aws_conn_id: str = R.target_aws_conn_id,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("aws_conn_id", backup_aws_conn_id)
+        super().__init__(**kwargs)
+        self.backup_bucket = backup_bucket
+        self.target_bucket = target_bucket
+        self.prefix = prefix
+        self.include_deleted = include_deleted
+        self.restore_tier = restore_tier
+        self.restore_days = restore_days
+        self.as_of = as_of
+        self.dry_run = dry_run
+        self.storage_class = storage_class
+        self.copy_versioning = copy_versioning
+        self.poll_interval_seconds = poll_interval_seconds
+        self.restore_timeout_minutes = restore_timeout_minutes
+        self.max_partitions = max_partitions
+        self.multipart_threshold_mb = multipart_threshold_mb
+        self.cloudwatch_namespace = cloudwatch_namespace
+        self.backup_aws_conn_id = backup_aws_conn_id
+        self.target_aws_conn_id = target_aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        try:
-            settings = restore_settings(dict(context["params"]))
-        except SettingsError as error:
-            raise InvalidRunError(str(error)) from None
-        _check_connection(settings.backup_aws_conn_id, "backup_aws_conn_id")
-        _check_connection(settings.target_aws_conn_id, "target_aws_conn_id")
-        from s3br_provider.hooks.s3_bucket import S3BucketHook
-
-        backup = S3BucketHook(aws_conn_id=settings.backup_aws_conn_id)
-        target = S3BucketHook(aws_conn_id=settings.target_aws_conn_id)
+        settings: RestoreSettings = self.options({})
+        backup = self.hook_for(settings.backup_aws_conn_id)
+        target = self.hook_for(settings.target_aws_conn_id)
         _check_bucket(backup, settings.backup_bucket, "backup_bucket")
         _same_endpoint(backup, target, "backup_aws_conn_id and target_aws_conn_id")
         if settings.as_of and not backup.is_versioned(settings.backup_bucket):
@@ -131,7 +261,6 @@ class S3RestoreValidateOperator(BaseOperator):
                 f"target_bucket {settings.target_bucket!r} exists and is not empty: "
                 "a restore never overwrites objects; choose a new bucket"
             )
-        run_uri = run_folder(settings.backup_bucket, self.dag_id, context["run_id"])
         self.log.info(
             "Restoring s3://%s/%s into s3://%s/ (as_of=%s, include_deleted=%s, dry_run=%s)",
             settings.backup_bucket,
@@ -141,10 +270,4 @@ class S3RestoreValidateOperator(BaseOperator):
             settings.include_deleted,
             settings.dry_run,
         )
-        result = {
-            **settings.to_dict(),
-            "run_uri": run_uri,
-            "restore_timeout_seconds": settings.restore_timeout_minutes * 60,
-        }
-        publish_each(context, result)
-        return result
+        return settings.to_dict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
@@ -13,11 +14,11 @@ from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import bounded_map
-from s3br_provider.operators.restore import ensure_restore
+from s3br_provider.core.settings import RESTORE_DEFAULTS, SettingsError, check_argument
 from s3br_provider.triggers.glacier_restore import GlacierRestoreTrigger
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
-    pass
+    from s3br_provider.hooks.glacier_restore import GlacierRestoreHook
 
 
 class GlacierRestoreSensor(BaseSensorOperator):
@@ -31,6 +32,9 @@ class GlacierRestoreSensor(BaseSensorOperator):
     :param bucket: bucket holding the archived objects.
     :param manifest_uri: gzip JSON Lines manifest of the objects; None or empty: nothing to wait for.
     :param aws_conn_id: Airflow AWS connection.
+    :param region_name: AWS region; default: the connection's.
+    :param verify: TLS verification (False, or a CA bundle path); default: the connection's.
+    :param botocore_config: botocore ``Config`` keyword arguments.
     :param restore_tier: tier for (re-)requested restores.
     :param restore_days: days a restored copy stays readable.
     :param poll_interval: seconds between checks (templated; overrides ``poke_interval``).
@@ -43,6 +47,9 @@ class GlacierRestoreSensor(BaseSensorOperator):
         "bucket",
         "manifest_uri",
         "aws_conn_id",
+        "region_name",
+        "verify",
+        "botocore_config",
         "restore_tier",
         "restore_days",
         "poll_interval",
@@ -57,8 +64,11 @@ class GlacierRestoreSensor(BaseSensorOperator):
         bucket: str,
         manifest_uri: str | None,
         aws_conn_id: str | None = "aws_default",
-        restore_tier: str = "Standard",
-        restore_days: int = 1,
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        restore_tier: str = RESTORE_DEFAULTS.restore_tier,
+        restore_days: int | str = RESTORE_DEFAULTS.restore_days,
         poll_interval: float | str = 60,
         restore_timeout: float | str = 48 * 3600,
         deferrable: bool = True,
@@ -70,6 +80,9 @@ class GlacierRestoreSensor(BaseSensorOperator):
         self.bucket = bucket
         self.manifest_uri = manifest_uri
         self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
         self.restore_tier = restore_tier
         self.restore_days = restore_days
         self.poll_interval = poll_interval
@@ -79,6 +92,11 @@ class GlacierRestoreSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> Any:
         context["partition_label"] = self.partition_name or ""
+        try:
+            self.restore_tier = check_argument("restore_tier", self.restore_tier)
+            self.restore_days = check_argument("restore_days", self.restore_days)
+        except SettingsError as error:
+            raise AirflowException(str(error)) from None
         self.poke_interval = float(self.poll_interval)
         self.timeout = float(self.restore_timeout)
         self._started = time.time()
@@ -92,6 +110,9 @@ class GlacierRestoreSensor(BaseSensorOperator):
                 bucket=self.bucket,
                 manifest_uri=self.manifest_uri,
                 aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
                 restore_tier=self.restore_tier,
                 restore_days=int(self.restore_days),
                 poll_interval=float(self.poke_interval),
@@ -105,13 +126,11 @@ class GlacierRestoreSensor(BaseSensorOperator):
         if not self.manifest_uri:
             self.log.info("No archived objects: nothing to wait for")
             return True
-        from s3br_provider.hooks.s3_bucket import S3BucketHook
-
-        hook = S3BucketHook(aws_conn_id=self.aws_conn_id)
+        hook = self.hook
         objects = (ObjectInfo.from_record(r) for r in read_manifest(hook, self.manifest_uri))
 
         def check(obj: ObjectInfo) -> str:
-            return ensure_restore(hook, self.bucket, obj, self.restore_tier, int(self.restore_days))
+            return hook.ensure_restore(self.bucket, obj, self.restore_tier, int(self.restore_days))
 
         states: Counter[str] = Counter()
         for obj, state, error in bounded_map(check, objects, workers=16):
@@ -128,6 +147,17 @@ class GlacierRestoreSensor(BaseSensorOperator):
             states["requested"],
         )
         return states["ready"] == total
+
+    @cached_property
+    def hook(self) -> GlacierRestoreHook:
+        from s3br_provider.hooks.glacier_restore import GlacierRestoreHook
+
+        return GlacierRestoreHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
         context["partition_label"] = self.partition_name or ""

@@ -3,34 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from s3br_provider.core.manifest import split_s3_uri
-from s3br_provider.core.restore_state import RestoreStatus, parse_restore_header
-from s3br_provider.core.retrieval import TIERS, restore_request
+from s3br_provider.core.retrieval import TIERS
 
 CONCURRENT_HEADS = 32
 
 
 class GlacierRestoreTrigger(BaseTrigger):
-    """Poll HeadObject's ``x-amz-restore`` asynchronously until every object is readable.
+    """Poll the restores of a manifest's objects asynchronously until every one is readable.
 
-    Restores that expired (or were never requested) are requested again. Yields one
-    TriggerEvent: ``success``, ``timeout`` (with the objects still pending) or ``error``.
+    Each poll applies the same rule as the sensor's poke (``GlacierRestoreHook.ensure_restore``:
+    restores that expired, or were never requested, are requested again), on the hook's async
+    methods. Yields one TriggerEvent: ``success``, ``timeout`` (with the objects still pending)
+    or ``error`` (with the message).
 
     :param bucket: bucket holding the archived objects.
-    :param manifest_uri: gzip JSON Lines manifest of the objects (``k`` key, ``v`` version).
+    :param manifest_uri: gzip JSON Lines manifest of the objects.
     :param aws_conn_id: Airflow AWS connection.
-    :param restore_tier: tier for re-requested restores.
-    :param restore_days: days for re-requested restores.
+    :param region_name: AWS region; default: the connection's.
+    :param verify: TLS verification (False, or a CA bundle path); default: the connection's.
+    :param botocore_config: botocore ``Config`` keyword arguments.
+    :param restore_tier: tier for (re-)requested restores.
+    :param restore_days: days for (re-)requested restores.
     :param poll_interval: seconds between polls.
     :param deadline: epoch seconds after which a ``timeout`` event is sent; None waits forever.
     """
@@ -41,6 +41,9 @@ class GlacierRestoreTrigger(BaseTrigger):
         bucket: str,
         manifest_uri: str,
         aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
         restore_tier: str = "Standard",
         restore_days: int = 1,
         poll_interval: float = 60.0,
@@ -52,45 +55,48 @@ class GlacierRestoreTrigger(BaseTrigger):
         self.bucket = bucket
         self.manifest_uri = manifest_uri
         self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
         self.restore_tier = restore_tier
         self.restore_days = restore_days
         self.poll_interval = poll_interval
         self.deadline = deadline
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        names = ("bucket", "manifest_uri", "aws_conn_id", "region_name", "verify", "botocore_config")
+        names += ("restore_tier", "restore_days", "poll_interval", "deadline")
         return (
             "s3br_provider.triggers.glacier_restore.GlacierRestoreTrigger",
-            {
-                "bucket": self.bucket,
-                "manifest_uri": self.manifest_uri,
-                "aws_conn_id": self.aws_conn_id,
-                "restore_tier": self.restore_tier,
-                "restore_days": self.restore_days,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-            },
+            {name: getattr(self, name) for name in names},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from s3br_provider.hooks.glacier_restore import GlacierRestoreHook
 
-        hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        hook = GlacierRestoreHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
         try:
             async with await hook.get_async_conn() as client:
-                pending = await self._load_manifest(client)
+                pending = await hook.read_manifest_async(client, self.manifest_uri)
                 total = len(pending)
                 while True:
-                    pending = await self._still_pending(client, pending, total)
+                    pending = await self._still_pending(hook, client, pending, total)
                     if not pending:
                         yield TriggerEvent({"status": "success", "ready": total})
                         return
                     if self.deadline is not None and time.time() >= self.deadline:
+                        examples = [obj.key for obj in pending[:5]]
                         yield TriggerEvent(
                             {
                                 "status": "timeout",
                                 "pending": len(pending),
                                 "total": total,
-                                "examples": [key for key, _, _ in pending[:5]],
+                                "examples": examples,
                             }
                         )
                         return
@@ -99,57 +105,23 @@ class GlacierRestoreTrigger(BaseTrigger):
             self.log.exception("Waiting for restores in s3://%s failed", self.bucket)
             yield TriggerEvent({"status": "error", "message": f"{type(error).__name__}: {error}"})
 
-    async def _load_manifest(self, client: Any) -> list[tuple[str, str | None, str]]:
-        bucket, key = split_s3_uri(self.manifest_uri)
-        answer = await client.get_object(Bucket=bucket, Key=key)
-        async with answer["Body"] as body:
-            data = gzip.decompress(await body.read())
-        records = [json.loads(line) for line in data.splitlines() if line.strip()]
-        return [(r["k"], r.get("v"), r.get("c", "STANDARD")) for r in records]
-
-    async def _still_pending(
-        self, client: Any, objects: list[tuple[str, str | None, str]], total: int
-    ) -> list[tuple[str, str | None, str]]:
+    async def _still_pending(self, hook: Any, client: Any, objects: list, total: int) -> list:
         limit = asyncio.Semaphore(CONCURRENT_HEADS)
 
-        async def check(obj: tuple[str, str | None, str]) -> RestoreStatus:
+        async def check(obj: Any) -> str:
             async with limit:
-                return await self._check(client, *obj)
+                return await hook.ensure_restore_async(
+                    client, self.bucket, obj, self.restore_tier, int(self.restore_days)
+                )
 
-        states = await asyncio.gather(*(check(obj) for obj in objects))
-        counts = Counter(states)
-        ready = total - len(objects) + counts[RestoreStatus.READY] + counts[RestoreStatus.NOT_ARCHIVED]
+        outcomes = await asyncio.gather(*(check(obj) for obj in objects))
+        counts = Counter(outcomes)
         self.log.info(
             "s3://%s: %d/%d archived objects readable, %d restores in progress, %d (re)requested",
             self.bucket,
-            ready,
+            total - len(objects) + counts["ready"],
             total,
-            counts[RestoreStatus.IN_PROGRESS],
-            counts[RestoreStatus.NOT_REQUESTED] + counts[RestoreStatus.EXPIRED],
+            counts["in_progress"],
+            counts["requested"],
         )
-        return [obj for obj, state in zip(objects, states, strict=True) if state not in _READABLE]
-
-    async def _check(
-        self, client: Any, key: str, version_id: str | None, storage_class: str
-    ) -> RestoreStatus:
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if version_id:
-            kwargs["VersionId"] = version_id
-        head = await client.head_object(**kwargs)
-        state = parse_restore_header(
-            head.get("Restore"),
-            head.get("StorageClass") or storage_class,
-            datetime.now(UTC),
-            head.get("ArchiveStatus"),
-        )
-        if state.status in (RestoreStatus.NOT_REQUESTED, RestoreStatus.EXPIRED):
-            request = restore_request(storage_class, self.restore_tier, self.restore_days)
-            try:
-                await client.restore_object(**kwargs, RestoreRequest=request)
-            except Exception as error:
-                if "RestoreAlreadyInProgress" not in str(error):
-                    raise
-        return state.status
-
-
-_READABLE = (RestoreStatus.READY, RestoreStatus.NOT_ARCHIVED)
+        return [obj for obj, outcome in zip(objects, outcomes, strict=True) if outcome != "ready"]
