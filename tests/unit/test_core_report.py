@@ -83,3 +83,19 @@ def test_format_table_column_is_text_if_any_cell_is_text() -> None:
 
 def test_format_table_without_rows() -> None:
     assert format_table(["partition", "copied"], []) == "partition  copied\n---------  ------"
+
+
+def test_partition_table_adds_up_the_columns_of_each_partition() -> None:
+    from s3br_provider.core.report import partition_table
+
+    rows = [
+        {"index": 0, "diff": {"label": "(-inf, m]", "new": 2}, "copy": {"failed": 1}, "tag": {"failed": 2}},
+        {"index": 1, "diff": None, "copy": None, "tag": None},
+    ]
+    table = partition_table(
+        rows, "diff", (("new", (("diff", "new"),)), ("failed", (("copy", "failed"), ("tag", "failed"))))
+    )
+    lines = table.splitlines()
+    assert lines[0].split() == ["part", "range", "new", "failed"]
+    assert lines[2].split() == ["p0", "(-inf,", "m]", "2", "3"]
+    assert lines[3].split() == ["p1", "?", "0", "0"]

@@ -54,3 +54,16 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+Column = tuple[str, tuple[tuple[str, str], ...]]
+"""A table column: its header and the ``(step, field)`` values it adds up per partition."""
+
+
+def partition_table(rows: Sequence[dict[str, Any]], label_step: str, columns: Sequence[Column]) -> str:
+    """One line per partition: its index, its key range (from ``label_step``), the columns."""
+    lines = []
+    for row in rows:
+        values = [sum((row.get(step) or {}).get(field, 0) for step, field in parts) for _, parts in columns]
+        lines.append((f"p{row['index']}", (row.get(label_step) or {}).get("label", "?"), *values))
+    return format_table(("part", "range", *(name for name, _ in columns)), lines)

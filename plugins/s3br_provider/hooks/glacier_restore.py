@@ -32,32 +32,31 @@ def _object_args(bucket: str, obj: ObjectInfo) -> dict[str, Any]:
     return args
 
 
+def _outcome(head: dict[str, Any], obj: ObjectInfo) -> str | None:
+    """``ready`` or ``in_progress`` from a HeadObject answer; None: a request is due."""
+    state = state_from_head(head, obj.storage_class, obj.extra.get(ARCHIVE_STATUS), datetime.now(UTC))
+    action = next_action(state)
+    if action is RestoreAction.REQUEST:
+        return None
+    return "ready" if action is RestoreAction.READY else "in_progress"
+
+
 class GlacierRestoreHook(S3BucketHook):
     """S3 restore requests and checks, sync and async, on an Airflow AWS connection."""
 
     def ensure_restore(self, bucket: str, obj: ObjectInfo, tier: str, days: int) -> str:
         """Request a restore unless one is in progress or done; return one of ``OUTCOMES``."""
-        head = self.head(bucket, obj.key, obj.version_id)
-        state = state_from_head(head, obj.storage_class, obj.extra.get(ARCHIVE_STATUS), datetime.now(UTC))
-        action = next_action(state)
-        if action is RestoreAction.READY:
-            return "ready"
-        if action is RestoreAction.WAIT:
-            return "in_progress"
-        return self.request_restore(bucket, obj, tier=tier, days=days)
+        outcome = _outcome(self.head(bucket, obj.key, obj.version_id), obj)
+        return outcome or self.request_restore(bucket, obj, tier=tier, days=days)
 
     async def ensure_restore_async(
         self, client: Any, bucket: str, obj: ObjectInfo, tier: str, days: int
     ) -> str:
         """``ensure_restore`` on an aiobotocore client (``async with await hook.get_async_conn()``)."""
         args = _object_args(bucket, obj)
-        head = await client.head_object(**args)
-        state = state_from_head(head, obj.storage_class, obj.extra.get(ARCHIVE_STATUS), datetime.now(UTC))
-        action = next_action(state)
-        if action is RestoreAction.READY:
-            return "ready"
-        if action is RestoreAction.WAIT:
-            return "in_progress"
+        outcome = _outcome(await client.head_object(**args), obj)
+        if outcome is not None:
+            return outcome
         request = restore_request(obj.storage_class, tier, days)
         try:
             await client.restore_object(**args, RestoreRequest=request)

@@ -10,13 +10,24 @@ from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.progress import format_bytes
-from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
+from s3br_provider.core.report import as_list, join_partitions, missing_steps, partition_table, total
 from s3br_provider.core.settings import BACKUP_DEFAULTS
 from s3br_provider.core.stats import encode_stats, measured_copy_fraction, merge_samples, stats_uri
 from s3br_provider.operators.base import S3brBaseOperator
 
 BACKUP_ASSET_ALIAS = "s3br-backup"
 """Asset alias under which each successful backup emits ``s3://<backup_bucket>``."""
+TABLE = (
+    ("source", (("diff", "source_objects"),)),
+    ("new", (("diff", "new"),)),
+    ("changed", (("diff", "changed"),)),
+    ("unchanged", (("diff", "unchanged"),)),
+    ("vanished", (("diff", "vanished"),)),
+    ("copied", (("copy", "copied"),)),
+    ("bytes", (("copy", "bytes"),)),
+    ("tagged", (("tag", "tagged"),)),
+    ("failed", (("copy", "failed"), ("tag", "failed"))),
+)
 REPORT_TRIGGER_RULE = "all_done_setup_success"
 """Reports run after every partition outcome, but not when validate (the setup task) failed."""
 
@@ -119,7 +130,10 @@ class S3BackupReportOperator(S3brBaseOperator):
         }
         report = {"settings": settings, "totals": totals, "incomplete": missing, "partitions": rows}
         self.log.info(
-            "Backup of s3://%s into s3://%s\n%s", self.source_bucket, self.backup_bucket, self._table(rows)
+            "Backup of s3://%s into s3://%s\n%s",
+            self.source_bucket,
+            self.backup_bucket,
+            partition_table(rows, "diff", TABLE),
         )
         self.log.info(
             "Totals: %(source_objects)d source objects, %(to_copy)d to copy, %(copied)d copied, "
@@ -141,40 +155,6 @@ class S3BackupReportOperator(S3brBaseOperator):
         if not self.dry_run:
             context["outlet_events"][AssetAlias(BACKUP_ASSET_ALIAS)].add(Asset(f"s3://{self.backup_bucket}"))
         return totals
-
-    def _table(self, rows: list[dict[str, Any]]) -> str:
-        header = (
-            "part",
-            "range",
-            "source",
-            "new",
-            "changed",
-            "unchanged",
-            "vanished",
-            "copied",
-            "bytes",
-            "tagged",
-            "failed",
-        )
-        lines = []
-        for row in rows:
-            diff, copy, tag = row["diff"] or {}, row["copy"] or {}, row["tag"] or {}
-            lines.append(
-                (
-                    f"p{row['index']}",
-                    diff.get("label", "?"),
-                    diff.get("source_objects", 0),
-                    diff.get("new", 0),
-                    diff.get("changed", 0),
-                    diff.get("unchanged", 0),
-                    diff.get("vanished", 0),
-                    copy.get("copied", 0),
-                    copy.get("bytes", 0),
-                    tag.get("tagged", 0),
-                    copy.get("failed", 0) + tag.get("failed", 0),
-                )
-            )
-        return format_table(header, lines)
 
     def _publish(self, totals: dict[str, int]) -> None:
         from s3br_provider.hooks.metrics import BackupMetricsHook

@@ -11,11 +11,20 @@ from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.progress import format_bytes
-from s3br_provider.core.report import as_list, format_table, join_partitions, missing_steps, total
+from s3br_provider.core.report import as_list, join_partitions, missing_steps, partition_table, total
 from s3br_provider.core.retrieval import TIERS, describe
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.operators.base import S3brBaseOperator
 from s3br_provider.operators.report import REPORT_TRIGGER_RULE
+
+TABLE = (
+    ("selected", (("select", "selected"),)),
+    ("archived", (("select", "archived"),)),
+    ("deleted", (("select", "skipped_deleted"),)),
+    ("restored", (("copy", "copied"),)),
+    ("bytes", (("copy", "bytes"),)),
+    ("failed", (("copy", "failed"),)),
+)
 
 
 class S3RestoreReportOperator(S3brBaseOperator):
@@ -120,7 +129,10 @@ class S3RestoreReportOperator(S3brBaseOperator):
         }
         failures = [f for row in rows for f in (row["copy"] or {}).get("failures", [])]
         self.log.info(
-            "Restore of s3://%s into s3://%s\n%s", self.backup_bucket, self.target_bucket, _table(rows)
+            "Restore of s3://%s into s3://%s\n%s",
+            self.backup_bucket,
+            self.target_bucket,
+            partition_table(rows, "select", TABLE),
         )
         self.log.info("By storage class: %s", _classes_text(classes))
         if self.dry_run:
@@ -211,26 +223,6 @@ class S3RestoreReportOperator(S3brBaseOperator):
             },
             {"BackupBucket": self.backup_bucket, "TargetBucket": self.target_bucket},
         )
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    header = ("part", "range", "selected", "archived", "deleted", "restored", "bytes", "failed")
-    lines = []
-    for row in rows:
-        sel, copy = row["select"] or {}, row["copy"] or {}
-        lines.append(
-            (
-                f"p{row['index']}",
-                sel.get("label", "?"),
-                sel.get("selected", 0),
-                sel.get("archived", 0),
-                sel.get("skipped_deleted", 0),
-                copy.get("copied", 0),
-                copy.get("bytes", 0),
-                copy.get("failed", 0),
-            )
-        )
-    return format_table(header, lines)
 
 
 def _classes_text(classes: dict[str, dict[str, int]]) -> str:
