@@ -547,6 +547,21 @@ def test_iter_versions_with_key_marker(hook: S3BucketHook, s3: Any, new_bucket: 
     assert [e.key for e in hook.iter_versions(bucket, "", KeyRange("c", None))] == ["d"]
 
 
+def test_iter_versions_jumps_over_the_reserved_prefix_as_iter_objects_does(
+    s3: Any, new_bucket: Callable[..., str], fault_proxy: FaultProxy
+) -> None:
+    bucket = new_bucket("jumpv", versioned=True)
+    for key in ["_a", "_s3br/runs/1", "_s3br/runs/2", "_s3br/runs/2", "_t", "z"]:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    proxy_hook = S3BucketHook(aws_conn_id=PROXY_CONN_ID)
+
+    assert [e.key for e in proxy_hook.iter_versions(bucket, "", KeyRange())] == ["_a", "_t", "z"]
+    markers = [r.query.get("key-marker") for r in fault_proxy.records if r.operation == "ListObjectVersions"]
+    assert markers[:2] == [None, "_s3br/\U0010ffff"]
+    inside = KeyRange("_a", "_s3br/runs/2")
+    assert list(proxy_hook.iter_versions(bucket, "", inside)) == []
+
+
 def test_iter_versions_groups_keys_across_pages(
     hook: S3BucketHook, s3: Any, new_bucket: Callable[..., str]
 ) -> None:

@@ -365,21 +365,41 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
     def _versions_after(self, bucket: str, prefix: str, marker: str | None) -> Iterator[VersionEntry]:
         """ListObjectVersions under ``prefix`` for the keys after ``marker``."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-        if marker is not None:
-            kwargs["KeyMarker"] = marker
-        first_key: str | None = None
-        for page in self._pages("list_object_versions", **kwargs):
+        if marker is None:
+            for page in self._pages("list_object_versions", **kwargs):
+                yield from self._page_versions(page)
+            return
+        reread: set[str] | None = None
+        for page in self._pages("list_object_versions", KeyMarker=marker, **kwargs):
             for entry in self._page_versions(page):
-                # Some endpoints (moto) also return versions of the KeyMarker key.
-                if marker is not None and entry.key <= marker:
-                    continue
-                if first_key is None and marker is not None:
-                    # Some endpoints (moto) drop the first entry after a KeyMarker: read the
-                    # first key's versions again, whole, by its exact name.
-                    first_key = entry.key
-                    yield from (e for e in self._versions_of(bucket, first_key) if e.key == first_key)
-                if entry.key != first_key:
+                if entry.key <= marker:
+                    continue  # some endpoints (moto) also return the KeyMarker key's versions
+                if reread is None:
+                    reread, entries = self._first_versions_after(bucket, prefix, marker, entry.key)
+                    yield from entries
+                if entry.key not in reread:
                     yield entry
+        if reread is None:
+            yield from self._first_versions_after(bucket, prefix, marker, None)[1]
+
+    def _first_versions_after(
+        self, bucket: str, prefix: str, marker: str, first_listed: str | None
+    ) -> tuple[set[str], list[VersionEntry]]:
+        """The versions of the first keys after ``marker``, read whole by their exact names.
+
+        AWS lists the keys after a KeyMarker; moto drops the first version at or after it, so
+        its listing starts one version late, and a key whose only version that was is not
+        listed at all. Read again the first key listed and the first key ListObjectsV2 names
+        after the marker (which moto lists correctly), if it sorts no later.
+        """
+        keys = {first_listed} if first_listed is not None else set()
+        with self.slots:
+            page = self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, StartAfter=marker, MaxKeys=1)
+        contents = page.get("Contents", [])
+        if contents and (first_listed is None or contents[0]["Key"] <= first_listed):
+            keys.add(contents[0]["Key"])
+        entries = [e for key in sorted(keys) for e in self._versions_of(bucket, key) if e.key == key]
+        return keys, entries
 
     def _versions_of(self, bucket: str, key: str) -> Iterator[VersionEntry]:
         for page in self._pages("list_object_versions", Bucket=bucket, Prefix=key):
