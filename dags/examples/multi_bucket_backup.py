@@ -7,7 +7,7 @@ Set the Airflow Variable ``s3br_backup_pairs`` to a JSON list, for example::
         {"source_bucket": "invoices", "backup_bucket": "invoices-backup", "prefix": "2026/"}]'
 
 Each entry takes any keyword of ``backup_group`` (``prefix``, ``compare``, ``max_partitions``,
-connection ids, ...). The Variable is read when the DAG file is parsed, so a changed list
+connection ids, ``group_id``: default, the source bucket's name). The Variable is read when the DAG file is parsed, so a changed list
 shows as new groups after the next parse; pairs back up in parallel, each in its own group
 (``orders.validate``, ``orders.partition.diff``, ...) with its own run files
 (``_s3br/runs/multi_bucket_backup/<run_id>/<group>/``).
@@ -53,7 +53,7 @@ def pairs() -> list[dict]:
 )
 def multi_bucket_backup() -> None:
     for pair in pairs():
-        backup_group(group_id=group_id_for(pair["source_bucket"]), **pair)
+        backup_group(**{"group_id": group_id_for(pair["source_bucket"]), **pair})
 
 
 multi_bucket_backup()

@@ -162,6 +162,7 @@ def as_templates(params: dict[str, Param]) -> dict[str, str]:
     """Each Param as the template that renders it: the keyword arguments of a factory."""
     return {name: f"{{{{ params.{name} }}}}" for name in params}
 
+
 def param_or_variable(param: str, variable: str) -> str:
     """A template of a Param that falls back on an Airflow Variable when empty."""
     return f"{{{{ params.{param} or var.value.get('{variable}', '') }}}}"

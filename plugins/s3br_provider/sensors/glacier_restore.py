@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
 from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
@@ -96,7 +96,7 @@ class GlacierRestoreSensor(BaseSensorOperator):
             self.restore_tier = check_argument("restore_tier", self.restore_tier)
             self.restore_days = check_argument("restore_days", self.restore_days)
         except SettingsError as error:
-            raise AirflowException(str(error)) from None
+            raise AirflowFailException(str(error)) from None  # bad input: no retry
         self.poke_interval = float(self.poll_interval)
         self.timeout = float(self.restore_timeout)
         self._started = time.time()
