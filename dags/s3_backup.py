@@ -48,6 +48,7 @@ def s3_backup() -> None:
     backup_group(
         group_id="backup",
         prefix_group_id=False,
+        known_params=list(PARAMS),
         **as_templates(PARAMS)
         | {
             "source_bucket": param_or_variable("source_bucket", SOURCE_VARIABLE),

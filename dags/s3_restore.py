@@ -41,7 +41,9 @@ PARAMS = restore_params()
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
 )
 def s3_restore() -> None:
-    restore_group(group_id="restore", prefix_group_id=False, **as_templates(PARAMS))
+    restore_group(
+        group_id="restore", prefix_group_id=False, known_params=list(PARAMS), **as_templates(PARAMS)
+    )
 
 
 s3_restore()

@@ -7,10 +7,10 @@ Set the Airflow Variable ``s3br_backup_pairs`` to a JSON list, for example::
         {"source_bucket": "invoices", "backup_bucket": "invoices-backup", "prefix": "2026/"}]'
 
 Each entry takes any keyword of ``backup_group`` (``prefix``, ``compare``, ``max_partitions``,
-connection ids, ``group_id``: default, the source bucket's name). The Variable is read when the DAG file is parsed, so a changed list
-shows as new groups after the next parse; pairs back up in parallel, each in its own group
-(``orders.validate``, ``orders.partition.diff``, ...) with its own run files
-(``_s3br/runs/multi_bucket_backup/<run_id>/<group>/``).
+connection ids, and ``group_id``, by default the source bucket's name). The Variable is read
+when the DAG file is parsed, so a changed list shows as new groups after the next parse; pairs
+back up in parallel, each in its own group (``orders.validate``, ``orders.partition.diff``, ...)
+with its own run files (``_s3br/runs/multi_bucket_backup/<run_id>/<group>/``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ setup task: when it fails, nothing else runs and its message is the run's only e
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import TaskGroup, task_group
@@ -68,6 +69,7 @@ def backup_group(
     prefix_group_id: bool = True,
     region_name: str | None = None,
     botocore_config: dict[str, Any] | None = None,
+    known_params: Sequence[str] | None = None,
 ) -> TaskGroup:
     """Back up ``source_bucket`` into ``backup_bucket``: ``validate -> plan_partitions ->
     partition[p](diff -> copy_batch -> tag_deleted) -> report``, inside the current DAG.
@@ -83,6 +85,7 @@ def backup_group(
         ``s3_backup`` DAG does this; the run's files then stay in the run folder itself).
     :param region_name: AWS region of both connections; default: each connection's.
     :param botocore_config: botocore ``Config`` keyword arguments for every S3 client.
+    :param known_params: the DAG's Param names: validate fails a run whose conf names another.
     :return: the TaskGroup, to set dependencies on (``start >> backup_group(...)``).
     """
     aws = {"region_name": region_name, "botocore_config": botocore_config}
@@ -106,6 +109,7 @@ def backup_group(
             verify_copies=verify,
             source_bucket_variable=source_bucket_variable,
             backup_bucket_variable=backup_bucket_variable,
+            known_params=known_params,
             **aws,
         ).as_setup()
         plan = S3PlanPartitionsOperator(
@@ -209,13 +213,15 @@ def restore_group(
     prefix_group_id: bool = True,
     region_name: str | None = None,
     botocore_config: dict[str, Any] | None = None,
+    known_params: Sequence[str] | None = None,
 ) -> TaskGroup:
     """Restore ``backup_bucket`` into ``target_bucket``: ``validate -> create_target ->
     plan_partitions -> partition[p](select -> request_restore -> wait_for_restore ->
     copy_batch) -> verify_and_report``, inside the current DAG.
 
     The keywords are ``s3_restore``'s Params (see the README), plus ``group_id``,
-    ``prefix_group_id``, ``region_name`` and ``botocore_config`` as for :func:`backup_group`.
+    ``prefix_group_id``, ``region_name``, ``botocore_config`` and ``known_params`` as for
+    :func:`backup_group`.
     :return: the TaskGroup.
     """
     aws = {"region_name": region_name, "botocore_config": botocore_config}
@@ -242,6 +248,7 @@ def restore_group(
             cloudwatch_namespace=cloudwatch_namespace,
             backup_aws_conn_id=backup_aws_conn_id,
             target_aws_conn_id=target_aws_conn_id,
+            known_params=known_params,
             **aws,
         ).as_setup()
         create_target = S3CreateTargetBucketOperator(

@@ -74,14 +74,25 @@ class _ValidateOperator(S3brBaseOperator):
     connection_params: tuple[str, ...]
     check_options: Any  # the pure check of the whole set: backup_settings or restore_settings
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, known_params: Sequence[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("retries", 0)  # bad input does not get better by trying again
         super().__init__(**kwargs)
+        self.known_params = known_params
+
+    def check_run_params(self, context: Any) -> None:
+        """With ``known_params``, a run whose conf names another Param fails (a typo in conf
+        would otherwise be ignored and the run would use the default)."""
+        if self.known_params is None:
+            return
+        unknown = sorted(set(context.get("params") or {}) - set(self.known_params))
+        if unknown:
+            raise InvalidRunError(f"unknown Param(s): {', '.join(unknown)}")
 
     def option_values(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.options_class.__dataclass_fields__}
 
-    def options(self, variables: dict[str, str | None]) -> Any:
+    def options(self, context: Any, variables: dict[str, str | None]) -> Any:
+        self.check_run_params(context)
         values = self.option_values()
         _empty_bucket(values, variables)
         try:
@@ -104,6 +115,8 @@ class S3BackupValidateOperator(_ValidateOperator):
     :param source_bucket_variable: Airflow Variable the DAG falls back on when
         ``source_bucket`` renders empty; only named in the error message.
     :param backup_bucket_variable: the same for ``backup_bucket``.
+    :param known_params: the DAG's Params: a run conf naming another one fails (the ready DAGs
+        pass theirs).
     :param prefix, compare, tag_deleted, dry_run, multipart_threshold_mb, max_partitions,
         cloudwatch_namespace, source_aws_conn_id, backup_aws_conn_id, verify_copies: the
         backup's options, as ``backup_group`` takes them (``verify_copies`` is its ``verify``).
@@ -160,7 +173,8 @@ class S3BackupValidateOperator(_ValidateOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings: BackupSettings = self.options(
-            {"source_bucket": self.source_bucket_variable, "backup_bucket": self.backup_bucket_variable}
+            context,
+            {"source_bucket": self.source_bucket_variable, "backup_bucket": self.backup_bucket_variable},
         )
         source = self.hook_for(settings.source_aws_conn_id)
         backup = self.hook_for(settings.backup_aws_conn_id)
@@ -187,6 +201,7 @@ class S3RestoreValidateOperator(_ValidateOperator):
         copy_versioning, poll_interval_seconds, restore_timeout_minutes, max_partitions,
         multipart_threshold_mb, cloudwatch_namespace, backup_aws_conn_id, target_aws_conn_id:
         the restore's options, as ``restore_group`` takes them.
+    :param known_params: the DAG's Params: a run conf naming another one fails.
     """
 
     options_class = RestoreSettings
@@ -240,7 +255,7 @@ class S3RestoreValidateOperator(_ValidateOperator):
         self.target_aws_conn_id = target_aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        settings: RestoreSettings = self.options({})
+        settings: RestoreSettings = self.options(context, {})
         backup = self.hook_for(settings.backup_aws_conn_id)
         target = self.hook_for(settings.target_aws_conn_id)
         _check_bucket(backup, settings.backup_bucket, "backup_bucket")
