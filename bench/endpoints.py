@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from bench.procs import stop_process
 from bench.toolpaths import tool_path
+from tests.support.moto_aws import server_argv
 
 HOST = "127.0.0.1"
 ENDPOINTS = ("moto", "seaweedfs")
@@ -68,7 +68,7 @@ def _moto(workdir: Path) -> tuple[subprocess.Popen, str, str, list[int]]:
     (port,) = free_ports(1)
     log = open(workdir / "moto.log", "wb")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+        server_argv(port, HOST),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -27,12 +27,9 @@ import hashlib
 import hmac
 import math
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -45,6 +42,8 @@ from urllib.parse import urlencode, urlsplit
 import boto3
 import psutil
 from botocore.config import Config
+
+from tests.support.s3 import moto_child
 
 MiB = 1024 * 1024
 THREADS = 32
@@ -60,29 +59,8 @@ COPY_HEADERS = {"x-amz-metadata-directive": "COPY", "x-amz-tagging-directive": "
 @contextmanager
 def moto_server() -> Iterator[tuple[str, psutil.Process]]:
     """A moto server in a child process on a free loopback port: its URL and process."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start on {url}") from None
-                time.sleep(0.1)
+    with moto_child() as (url, proc):
         yield url, psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def new_session() -> Any:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import dag
 
 from s3br_provider.params import (
     BACKUP_VARIABLE,
+    DEFAULT_ARGS,
     SOURCE_VARIABLE,
     as_templates,
     backup_params,
@@ -42,7 +41,7 @@ PARAMS = backup_params()
     params=PARAMS,
     doc_md=DOC,
     tags=["s3br", "backup"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    default_args=DEFAULT_ARGS,
 )
 def s3_backup() -> None:
     backup_group(

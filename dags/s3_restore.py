@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
 from airflow.sdk import dag
 
-from s3br_provider.params import as_templates, restore_params
+from s3br_provider.params import DEFAULT_ARGS, as_templates, restore_params
 from s3br_provider.task_groups import restore_group
 
 DOC = """
@@ -38,7 +36,7 @@ PARAMS = restore_params()
     params=PARAMS,
     doc_md=DOC,
     tags=["s3br", "restore"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    default_args=DEFAULT_ARGS,
 )
 def s3_restore() -> None:
     restore_group(

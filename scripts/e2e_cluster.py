@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.moto_aws import server_argv  # noqa: E402
 from tests.support.moto_server import free_port  # noqa: E402
 from tests.support.s3 import aws_conn_env, s3_client  # noqa: E402
 
@@ -246,9 +247,7 @@ def claim_redis(cluster: Cluster) -> str:
 def start_moto(cluster: Cluster) -> str:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cluster.start(
-        "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], dict(os.environ)
-    )
+    cluster.start("moto", server_argv(port), dict(os.environ))
     wait_for(f"moto at {url}", lambda: http_ok(f"{url}/moto-api/"), cluster, timeout=30)
     return url
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Variable, dag
 
+from s3br_provider.params import DEFAULT_ARGS
 from s3br_provider.task_groups import backup_group
 
 PAIRS_VARIABLE = "s3br_backup_pairs"
@@ -49,7 +49,7 @@ def pairs() -> list[dict]:
     catchup=False,
     max_active_runs=1,
     tags=["s3br", "backup", "example"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    default_args=DEFAULT_ARGS,
 )
 def multi_bucket_backup() -> None:
     for pair in pairs():

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import Param
@@ -16,6 +17,8 @@ from s3br_provider.core.settings import BACKUP_DEFAULTS as B
 from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, MIN_PART_MB, STORAGE_CLASSES
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 
+DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True}
+"""Task retries of the ready DAGs: transient S3 trouble gets two more tries, backing off."""
 SOURCE_VARIABLE = "s3br_source_bucket"
 BACKUP_VARIABLE = "s3br_backup_bucket"
 

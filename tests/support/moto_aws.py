@@ -10,6 +10,7 @@ answer as AWS documents. The one place s3br copes with moto's quirks in what it 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from moto.s3.responses import S3Response
 from moto.server import main
@@ -24,6 +25,12 @@ def _get_key_as_aws(self: S3Response, validate_storage_class: bool = True) -> tu
 
 
 S3Response._get_key = _get_key_as_aws
+
+
+def server_argv(port: int, host: str = "127.0.0.1") -> list[str]:
+    """The command that runs this server: the file itself, so it needs no working directory."""
+    return [sys.executable, str(Path(__file__).resolve()), "-H", host, "-p", str(port)]
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 from moto.server import ThreadedMotoServer
 
+import tests.support.moto_aws  # noqa: F401  (moto answering as AWS does, in this process too)
+
 HOST = "127.0.0.1"
 
 

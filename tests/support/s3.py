@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,27 +14,23 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from tests.support.moto_aws import server_argv
 from tests.support.moto_server import free_port
 
 DUMMY_KEY = "testing"  # moto accepts any credentials; these are not real ones
 REGION = "us-east-1"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @contextmanager
-def moto_process(port: int | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``moto_server`` in a child process on a free loopback port; yield its URL.
-
-    ``env`` is added to the child's environment (moto reads its settings from there).
-    """
+def moto_child(
+    port: int | None = None, env: dict[str, str] | None = None, log: Any = subprocess.DEVNULL
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run moto's server (as AWS answers: ``moto_aws``) in a child process on a free loopback
+    port; yield its URL and the process. ``env`` is added to the child's environment."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.moto_aws", "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **(env or {})},
-        cwd=ROOT,  # tests.support.moto_aws is imported from the repository
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        server_argv(port), env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 30
@@ -47,10 +42,17 @@ def moto_process(port: int | None = None, env: dict[str, str] | None = None) -> 
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"moto server did not start on {url}") from None
                 time.sleep(0.1)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextmanager
+def moto_process(port: int | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``moto_child``, yielding only the URL."""
+    with moto_child(port, env) as (url, _):
+        yield url
 
 
 def s3_client(endpoint_url: str) -> Any:

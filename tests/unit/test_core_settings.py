@@ -255,3 +255,9 @@ def test_defaults_are_written_once() -> None:
     assert BACKUP_DEFAULTS == BackupSettings() and RESTORE_DEFAULTS == RestoreSettings()
     assert (BACKUP_DEFAULTS.compare, BACKUP_DEFAULTS.max_partitions) == ("size_mtime", 64)
     assert (RESTORE_DEFAULTS.restore_tier, RESTORE_DEFAULTS.poll_interval_seconds) == ("Standard", 300)
+
+
+def test_an_optional_count_accepts_nothing_or_a_whole_number() -> None:
+    assert [check_argument("expected", v) for v in (None, "", "None", "12", 3)] == [None, None, None, 12, 3]
+    with pytest.raises(SettingsError, match="expected must be at least 0"):
+        check_argument("expected", -1)

@@ -34,6 +34,8 @@ class RestoreState:
         return self.status in (RestoreStatus.NOT_ARCHIVED, RestoreStatus.READY)
 
 
+ARCHIVE_STATUS = "archive_status"
+"""Record flag holding an Intelligent-Tiering object's HeadObject ``ArchiveStatus`` (set by select)."""
 ARCHIVE_ACCESS_TIERS = frozenset({"ARCHIVE_ACCESS", "DEEP_ARCHIVE_ACCESS"})
 """HeadObject's ``ArchiveStatus`` values of Intelligent-Tiering objects that need a restore."""
 

@@ -132,6 +132,13 @@ def check_int(value: Any, param: str, low: int, high: int | None = None) -> int:
     return value
 
 
+def check_count(value: Any, param: str) -> int | None:
+    """An optional count (progress totals): None, or a rendered empty/None, means unknown."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+        return None
+    return check_int(value, param, 0)
+
+
 def check_choice(value: Any, param: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise SettingsError(f"{param} {value!r} is not one of {', '.join(choices)}")
@@ -214,6 +221,8 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "storage_class": _choice(STORAGE_CLASSES),
     "poll_interval_seconds": _bounded(1, 86_400),
     "restore_timeout_minutes": _bounded(1, 60 * 24 * 30),
+    "verify_copies": check_bool,
+    "expected": lambda value, name: check_count(value, name),
 }
 """One rule per argument name, shared by every operator that takes that argument."""
 

@@ -14,13 +14,11 @@ from typing import Any
 
 from s3br_provider.core.manifest import split_s3_uri
 from s3br_provider.core.objects import ObjectInfo
-from s3br_provider.core.restore_state import RestoreAction, next_action, state_from_head
+from s3br_provider.core.restore_state import ARCHIVE_STATUS, RestoreAction, next_action, state_from_head
 from s3br_provider.core.retrieval import restore_request
 from s3br_provider.hooks.errors import error_code
 from s3br_provider.hooks.s3_bucket import S3BucketHook
 
-ARCHIVE_STATUS = "archive_status"
-"""Record flag holding an Intelligent-Tiering object's ArchiveStatus (set by select)."""
 OUTCOMES = ("ready", "in_progress", "requested")
 """What ``ensure_restore`` reports per object."""
 

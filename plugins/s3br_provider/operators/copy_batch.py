@@ -10,7 +10,7 @@ from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import prefetch
 from s3br_provider.core.progress import Progress, format_bytes
-from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, check_bool
+from s3br_provider.core.settings import MAX_COPY_OBJECT_MB
 from s3br_provider.core.sizes import MiB
 from s3br_provider.operators.base import DEFAULT_COPY_THREADS, S3brPartitionOperator
 
@@ -78,7 +78,14 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         "manifest_aws_conn_id",
         "source_aws_conn_id",
     )
-    checked_fields: Sequence[str] = ("aws_conn_id", "prefix", "multipart_threshold_mb", "dry_run")
+    checked_fields: Sequence[str] = (
+        "aws_conn_id",
+        "prefix",
+        "expected",
+        "multipart_threshold_mb",
+        "verify_copies",
+        "dry_run",
+    )
 
     def __init__(
         self,
@@ -113,7 +120,6 @@ class S3CopyBatchOperator(S3brPartitionOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
-        self.verify_copies = check_bool(self.verify_copies, "verify_copies")
         self.label_partition(context)
         result: dict[str, Any] = {"index": self.index, "copied": 0, "bytes": 0, "skipped_done": 0}
         result |= {"failed": 0, "failures": []}
@@ -126,8 +132,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         if context["ti"].try_number > 1:
             self._abort_stale_uploads(target)
             entries = self._not_yet_copied(entries, target, result)
-        expected = int(self.expected) if self.expected not in (None, "", "None") else None
-        progress = Progress(f"{self.label} copy", self.log.info, total=expected)
+        progress = Progress(f"{self.label} copy", self.log.info, total=self.expected)
         copy_one = self._copier(target, self.hook_for(self.source_aws_conn_id or self.aws_conn_id))
         copies = self.run_each(copy_one, entries, result, "Copy", self.source_bucket, progress)
         for obj, _ in copies:

@@ -13,7 +13,7 @@ from s3br_provider.core.manifest import read_manifest, writing_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import bounded_map_ordered, prefetch
 from s3br_provider.core.progress import format_bytes
-from s3br_provider.core.restore_state import needs_restore
+from s3br_provider.core.restore_state import ARCHIVE_STATUS, needs_restore
 from s3br_provider.core.selection import is_selected
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.core.settings import as_of_epoch
@@ -25,8 +25,6 @@ from s3br_provider.operators.base import InvalidArgumentsError, S3brBaseOperator
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
     from s3br_provider.hooks.glacier_restore import GlacierRestoreHook
     from s3br_provider.hooks.s3_bucket import S3BucketHook
-
-ARCHIVE_STATUS = "archive_status"  # hooks.glacier_restore.ARCHIVE_STATUS, without loading boto3
 
 
 class S3CreateTargetBucketOperator(S3brBaseOperator):

@@ -39,7 +39,7 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         "tag_deleted",
         "dry_run",
     )
-    checked_fields: Sequence[str] = ("aws_conn_id", "backup_bucket", "tag_deleted", "dry_run")
+    checked_fields: Sequence[str] = ("aws_conn_id", "backup_bucket", "expected", "tag_deleted", "dry_run")
 
     def __init__(
         self,
@@ -90,8 +90,7 @@ class S3TagDeletedOperator(S3brPartitionOperator):
                     result["dropped_tags"].append({"key": obj.key, "tags": merge.dropped})
             return "tagged"
 
-        expected = int(self.expected) if self.expected not in (None, "", "None") else None
-        progress = Progress(f"{self.label} tag", self.log.info, total=expected)
+        progress = Progress(f"{self.label} tag", self.log.info, total=self.expected)
         records = (ObjectInfo.from_record(r) for r in read_manifest(backup, self.manifest_uri))
         for _, outcome in self.run_each(tag_one, records, result, "Tagging as deleted", bucket, progress):
             progress.add()
