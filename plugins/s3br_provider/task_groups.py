@@ -91,7 +91,7 @@ def backup_group(
     aws = {"region_name": region_name, "botocore_config": botocore_config}
     aws["run_scope"] = group_id if prefix_group_id else None
     with _group(
-        group_id, prefix_group_id, f"Back up s3://{source_bucket} into s3://{backup_bucket}"
+        group_id, prefix_group_id, f"s3br backup {group_id}: validate, plan, partitions, report"
     ) as group:
         validate = S3BackupValidateOperator(
             task_id="validate",
@@ -227,7 +227,7 @@ def restore_group(
     aws = {"region_name": region_name, "botocore_config": botocore_config}
     aws["run_scope"] = group_id if prefix_group_id else None
     with _group(
-        group_id, prefix_group_id, f"Restore s3://{backup_bucket} into s3://{target_bucket}"
+        group_id, prefix_group_id, f"s3br restore {group_id}: validate, create, plan, partitions, report"
     ) as group:
         validate = S3RestoreValidateOperator(
             task_id="validate",

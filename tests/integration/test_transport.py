@@ -84,7 +84,10 @@ def test_small_and_large_copies_share_one_request_limit(
     fault_proxy.set_faults([{"operation": "UploadPartCopy", "kind": "slow", "delay": 0.3}])
     hook = S3BucketHook(aws_conn_id="s3br_proxy", max_in_flight=4)
 
-    outcomes = list(hook.copy_all(large + small, source, target, multipart_threshold=5 * MiB))
+    def copy(obj: Any) -> None:
+        hook.copy(obj, source, target, multipart_threshold=5 * MiB)
+
+    outcomes = list(bounded_map(copy, large + small, workers=32))  # more threads than slots
 
     assert [error for _, _, error in outcomes if error is not None] == []
     assert hook.slots.peak == 4

@@ -7,8 +7,8 @@ Transport policy, in one place:
   whole-object copies, listing pages, heads, tags, and each request of a multipart copy. A
   thread that waits for a multipart copy holds no slot while its parts run, so parts take the
   slots that are free (no nested per-object pool, no deadlock however many large objects meet).
-  Operators run ``copy`` from ``bounded_map(..., workers=hook.max_in_flight)`` or call
-  ``copy_all``; the limit holds whatever the thread count.
+  Operators run ``copy`` from ``bounded_map`` threads; the limit holds whatever the thread
+  count.
 * **Multipart copies are s3transfer's managed copy.** s3transfer 0.19 heads the source
   (``VersionId`` included), creates the upload with Content-Type, Content-Encoding,
   -Disposition, -Language, Cache-Control, Expires, user metadata and ``StorageClass``, copies
@@ -35,7 +35,7 @@ Transport policy, in one place:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -49,7 +49,7 @@ from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved
 from s3br_provider.core.manifest import split_s3_uri
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import KeyRange
-from s3br_provider.core.pool import RequestSlots, bounded_map
+from s3br_provider.core.pool import RequestSlots
 from s3br_provider.core.retrieval import restore_request
 from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import from_tag_set, to_tag_set
@@ -501,31 +501,6 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
                 except NotDirectError as error:
                     self.log.debug("%s; copying through boto3", error)
             self.client.copy_object(Bucket=target_bucket, Key=source.key, CopySource=copy_source, **fields)
-
-    def copy_all(
-        self,
-        objects: Iterable[ObjectInfo],
-        source_bucket: str,
-        target_bucket: str,
-        *,
-        multipart_threshold: int,
-        tags: dict[str, str] | None = None,
-        storage_class: str | None = None,
-    ) -> Iterator[tuple[ObjectInfo, None, BaseException | None]]:
-        """Copy every object (as ``copy``) on ``max_in_flight`` threads; yield
-        ``(object, None, error)`` as each finishes, errors returned, not raised."""
-
-        def copy_one(obj: ObjectInfo) -> None:
-            self.copy(
-                obj,
-                source_bucket,
-                target_bucket,
-                multipart_threshold=multipart_threshold,
-                tags=tags,
-                storage_class=storage_class,
-            )
-
-        return bounded_map(copy_one, objects, workers=self.max_in_flight)
 
     def _copy_multipart(
         self,
