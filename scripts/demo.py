@@ -13,14 +13,19 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.s3 import env_for_airflow, list_keys, moto_process, s3_client  # noqa: E402
+from tests.support.s3 import (  # noqa: E402
+    env_for_airflow,
+    list_keys,
+    moto_process,
+    s3_client,
+    set_restore_transition,
+)
 
 DEMO = ROOT / ".demo"
 SOURCE, BACKUP, RESTORED = "demo-source", "demo-backup", "demo-restored"
@@ -151,11 +156,7 @@ def change(s3: Any) -> None:
 
 def archive_some(s3: Any, endpoint: str) -> None:
     """Move a few backup objects to GLACIER / DEEP_ARCHIVE, as a lifecycle rule would."""
-    body = json.dumps({"model_name": "s3::keyrestore", "transition": {"progression": "time", "seconds": 4}})
-    request = urllib.request.Request(
-        f"{endpoint}/moto-api/state-manager/set-transition", data=body.encode(), method="POST"
-    )
-    urllib.request.urlopen(request).read()
+    set_restore_transition(endpoint, {"progression": "time", "seconds": 4})
     for key, storage_class in (
         ("analytics/2026/11/part-010.csv", "GLACIER"),
         ("analytics/2026/11/part-011.csv", "DEEP_ARCHIVE"),

@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from tests.support.s3 import Snapshot, snapshot_bucket
+from tests.support.s3 import Obj, Snapshot, put, seed, snapshot_bucket
+
+__all__ = ["Obj", "put", "seed"]  # re-exported for the DAG tests
 
 MARKER_TAGS = ("Deleted", "DeletedAt")
 LONG_KEY = "e/" + "k" * 998  # 1000 bytes, close to S3's 1024-byte limit
-
-
-@dataclass(frozen=True)
-class Obj:
-    """What a test puts into a bucket. ``content_type`` None leaves it to the server."""
-
-    body: bytes
-    content_type: str | None = "application/octet-stream"
-    metadata: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-def put(s3: Any, bucket: str, key: str, obj: Obj) -> None:
-    """Put one object; tags go through PutObjectTagging (XML, no URL-encoding ambiguity)."""
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": obj.body, "Metadata": obj.metadata}
-    if obj.content_type is not None:
-        kwargs["ContentType"] = obj.content_type
-    s3.put_object(**kwargs)
-    if obj.tags:
-        tag_set = [{"Key": k, "Value": v} for k, v in obj.tags.items()]
-        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
-
-
-def seed(s3: Any, bucket: str, objects: dict[str, Obj]) -> None:
-    for key, obj in objects.items():
-        put(s3, bucket, key, obj)
 
 
 def odd_objects() -> dict[str, Obj]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +20,7 @@ from airflow.sdk.exceptions import ParamValidationError
 from s3br_provider.core.manifest import run_folder
 from tests.dags.conftest import Obj, odd_objects, put, user_tags
 from tests.support.dag_runs import RunResult, run_dag
-from tests.support.s3 import list_keys, snapshot, snapshot_bucket
+from tests.support.s3 import list_keys, set_restore_transition, snapshot, snapshot_bucket
 
 pytestmark = pytest.mark.slow
 
@@ -71,18 +70,6 @@ class Backup:
 
 
 # Helpers ---------------------------------------------------------------------------------------
-
-
-def set_restore_transition(endpoint: str, transition: dict[str, Any]) -> None:
-    """Configure how moto's restores progress (global to the moto server)."""
-    body = json.dumps({"model_name": "s3::keyrestore", "transition": transition}).encode()
-    request = urllib.request.Request(
-        f"{endpoint}/moto-api/state-manager/set-transition",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=10).read()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import importlib
 import json
 import re
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.hooks.s3_bucket import S3BucketHook
 from s3br_provider.sensors.glacier_restore import GlacierRestoreSensor
 from s3br_provider.triggers.glacier_restore import GlacierRestoreTrigger
+from tests.support.s3 import set_restore_transition
 
 TRIGGER_PATH = "s3br_provider.triggers.glacier_restore.GlacierRestoreTrigger"
 RESTORE_SECONDS = 4
@@ -32,18 +32,6 @@ RESTORE_REQUEST = {"Days": 1, "GlacierJobParameters": {"Tier": "Standard"}}
 
 
 # Helpers -----------------------------------------------------------------------------------------
-
-
-def set_restore_transition(endpoint: str, transition: dict[str, Any]) -> None:
-    """Configure how moto's restores progress (global to the moto server)."""
-    body = json.dumps({"model_name": "s3::keyrestore", "transition": transition}).encode()
-    request = urllib.request.Request(
-        f"{endpoint}/moto-api/state-manager/set-transition",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=10).read()
 
 
 @pytest.fixture

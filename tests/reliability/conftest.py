@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -26,7 +26,9 @@ import pytest
 
 from tests.support.dag_runs import DAGS_FOLDER, RunResult
 from tests.support.fault_proxy import FaultProxy, RequestRecord
-from tests.support.s3 import REGION, aws_conn_env, list_keys, snapshot
+from tests.support.s3 import Obj, aws_conn_env, list_keys, put, seed, snapshot
+
+__all__ = ["Obj", "put", "seed"]  # re-exported for the reliability tests
 
 PROXY_CONN_ID = "s3br_proxy"
 MiB = 1024 * 1024
@@ -101,40 +103,7 @@ def assert_succeeded(result: RunResult) -> None:
     assert result.failed_tasks() == [], result.tasks
 
 
-def conn_env(endpoint_url: str, login: str, password: str) -> str:
-    return json.dumps(
-        {
-            "conn_type": "aws",
-            "login": login,
-            "password": password,
-            "extra": {"endpoint_url": endpoint_url, "region_name": REGION},
-        }
-    )
-
-
 # Objects ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Obj:
-    """What a test puts into a bucket, and what a copy must keep of it."""
-
-    body: bytes
-    content_type: str = "application/octet-stream"
-    metadata: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-
-
-def put(s3: Any, bucket: str, key: str, obj: Obj) -> None:
-    s3.put_object(Bucket=bucket, Key=key, Body=obj.body, ContentType=obj.content_type, Metadata=obj.metadata)
-    if obj.tags:
-        tag_set = [{"Key": k, "Value": v} for k, v in obj.tags.items()]
-        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
-
-
-def seed(s3: Any, bucket: str, objects: dict[str, Obj]) -> None:
-    for key, obj in objects.items():
-        put(s3, bucket, key, obj)
 
 
 def odd_keys() -> dict[str, Obj]:
@@ -396,7 +365,7 @@ def scenario(s3: Any, endpoint: str, airflow_db: str, request: pytest.FixtureReq
     with pytest.MonkeyPatch.context() as patch, FaultProxy(endpoint, seed=424242) as proxy:
         patch.setenv(
             f"AIRFLOW_CONN_{MARKED_CONN_ID.upper()}",
-            conn_env(proxy.endpoint_url, MARKER_ACCESS_KEY, MARKER_SECRET),
+            aws_conn_env(proxy.endpoint_url, MARKER_ACCESS_KEY, MARKER_SECRET),
         )
 
         def record(name: str, dag_id: str, bucket: str, start: Any) -> None:

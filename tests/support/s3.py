@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -66,18 +67,55 @@ def s3_client(endpoint_url: str) -> Any:
     )
 
 
-def aws_conn_env(endpoint_url: str) -> str:
+def aws_conn_env(endpoint_url: str, login: str = DUMMY_KEY, password: str = DUMMY_KEY) -> str:
     """The ``AIRFLOW_CONN_AWS_DEFAULT`` value for a local endpoint (dummy credentials)."""
-    import json
 
     return json.dumps(
         {
             "conn_type": "aws",
-            "login": DUMMY_KEY,
-            "password": DUMMY_KEY,
+            "login": login,
+            "password": password,
             "extra": {"endpoint_url": endpoint_url, "region_name": REGION},
         }
     )
+
+
+@dataclass(frozen=True)
+class Obj:
+    """What a test puts into a bucket. ``content_type`` None leaves it to the server."""
+
+    body: bytes
+    content_type: str | None = "application/octet-stream"
+    metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def put(s3: Any, bucket: str, key: str, obj: Obj) -> None:
+    """Put one object; tags go through PutObjectTagging (XML, no URL-encoding ambiguity)."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": obj.body, "Metadata": obj.metadata}
+    if obj.content_type is not None:
+        kwargs["ContentType"] = obj.content_type
+    s3.put_object(**kwargs)
+    if obj.tags:
+        tag_set = [{"Key": k, "Value": v} for k, v in obj.tags.items()]
+        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
+
+
+def seed(s3: Any, bucket: str, objects: dict[str, Obj]) -> None:
+    for key, obj in objects.items():
+        put(s3, bucket, key, obj)
+
+
+def set_restore_transition(endpoint: str, transition: dict[str, Any]) -> None:
+    """Configure how moto's archive restores progress (global to the moto server)."""
+    body = json.dumps({"model_name": "s3::keyrestore", "transition": transition}).encode()
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/state-manager/set-transition",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).read()
 
 
 @dataclass(frozen=True)
