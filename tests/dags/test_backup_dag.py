@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.dags.conftest import (
@@ -28,7 +27,7 @@ from tests.dags.conftest import (
     user_tags,
 )
 from tests.support.dag_runs import RunResult, load_dag, run_dag
-from tests.support.s3 import DUMMY_KEY, REGION, Snapshot, list_keys, snapshot_bucket
+from tests.support.s3 import Snapshot, list_keys, local_client, snapshot_bucket
 
 pytestmark = pytest.mark.slow
 
@@ -170,13 +169,7 @@ def assert_backup(
 
 
 def cloudwatch(endpoint: str) -> Any:
-    return boto3.client(
-        "cloudwatch",
-        endpoint_url=endpoint,
-        aws_access_key_id=DUMMY_KEY,
-        aws_secret_access_key=DUMMY_KEY,
-        region_name=REGION,
-    )
+    return local_client("cloudwatch", endpoint)
 
 
 def all_metrics(cw: Any) -> set[tuple[str, str, tuple[tuple[str, str], ...]]]:

@@ -6,12 +6,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from tests.support.fault_proxy import FaultProxy
-from tests.support.s3 import DUMMY_KEY, REGION, aws_conn_env
+from tests.support.s3 import aws_conn_env, local_client
 
 PROXY_CONN_ID = "s3br_proxy"
 """Airflow connection that reaches moto through the ``fault_proxy`` fixture."""
@@ -31,14 +29,7 @@ def fault_proxy(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Faul
 @pytest.fixture(scope="session")
 def bulk_s3(endpoint: str) -> Any:
     """An S3 client with a connection pool large enough for ``put_many``."""
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=DUMMY_KEY,
-        aws_secret_access_key=DUMMY_KEY,
-        region_name=REGION,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32),
-    )
+    return local_client("s3", endpoint, pool=32)
 
 
 @pytest.fixture(scope="session")

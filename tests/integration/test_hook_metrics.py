@@ -6,26 +6,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 
 from s3br_provider.hooks.metrics import BackupMetricsHook
 from tests.integration.conftest import PROXY_CONN_ID
 from tests.support.fault_proxy import FaultProxy
-from tests.support.s3 import DUMMY_KEY, REGION
+from tests.support.s3 import local_client
 
 DIMENSIONS = {"SourceBucket": "src-bucket", "BackupBucket": "bak-bucket"}
 
 
 @pytest.fixture(scope="module")
 def cloudwatch(endpoint: str) -> Any:
-    return boto3.client(
-        "cloudwatch",
-        endpoint_url=endpoint,
-        aws_access_key_id=DUMMY_KEY,
-        aws_secret_access_key=DUMMY_KEY,
-        region_name=REGION,
-    )
+    return local_client("cloudwatch", endpoint)
 
 
 @pytest.fixture

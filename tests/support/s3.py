@@ -56,15 +56,20 @@ def moto_process(port: int | None = None, env: dict[str, str] | None = None) -> 
         yield url
 
 
-def s3_client(endpoint_url: str) -> Any:
+def local_client(service: str, endpoint_url: str, *, pool: int = 10) -> Any:
+    """A boto3 client of a local endpoint with the dummy credentials it accepts."""
     return boto3.client(
-        "s3",
+        service,
         endpoint_url=endpoint_url,
         aws_access_key_id=DUMMY_KEY,
         aws_secret_access_key=DUMMY_KEY,
         region_name=REGION,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}),
+        config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=pool),
     )
+
+
+def s3_client(endpoint_url: str) -> Any:
+    return local_client("s3", endpoint_url)
 
 
 def aws_conn_env(endpoint_url: str, login: str = DUMMY_KEY, password: str = DUMMY_KEY) -> str:
