@@ -201,6 +201,7 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "target_bucket": check_bucket_name,
     "drill_bucket": check_bucket_name,
     "bucket": check_bucket_name,
+    "stats_bucket": check_bucket_name,
     "prefix": lambda value, name: check_prefix(value),
     "compare": _choice(tuple(Compare)),
     "tag_deleted": check_bool,

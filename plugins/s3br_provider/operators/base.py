@@ -20,7 +20,7 @@ from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.pool import bounded_map
 from s3br_provider.core.progress import Progress
-from s3br_provider.core.settings import SettingsError, check_argument
+from s3br_provider.core.settings import RULES, SettingsError, check_argument
 from s3br_provider.hooks.errors import error_code
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
@@ -51,9 +51,6 @@ class S3brBaseOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = AWS_TEMPLATE_FIELDS
-    checked_fields: Sequence[str] = ("aws_conn_id",)
-    """Arguments checked (and converted, e.g. a rendered ``"64"`` to 64) by
-    ``core.settings``'s rule of the same name when the task starts."""
     ui_color = "#e8f1ff"
 
     def __init__(
@@ -74,10 +71,15 @@ class S3brBaseOperator(BaseOperator):
         self.botocore_config = botocore_config
 
     def check_arguments(self) -> None:
-        """Check every argument in ``checked_fields``; a bad one fails the task naming it."""
+        """Check each templated argument that ``core.settings`` has a rule for (and convert it:
+        a rendered ``"64"`` becomes 64); a bad one fails the task naming it. None means "not
+        given" (the operator's fallback applies); TLS and botocore settings are the connection's."""
         try:
-            for name in self.checked_fields:
-                setattr(self, name, check_argument(name, getattr(self, name)))
+            for name in self.template_fields:
+                value = getattr(self, name)
+                if value is None or name not in RULES or name in ("verify", "botocore_config"):
+                    continue
+                setattr(self, name, check_argument(name, value))
         except SettingsError as error:
             raise InvalidArgumentsError(str(error)) from None
 

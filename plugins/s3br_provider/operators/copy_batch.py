@@ -78,14 +78,6 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         "manifest_aws_conn_id",
         "source_aws_conn_id",
     )
-    checked_fields: Sequence[str] = (
-        "aws_conn_id",
-        "prefix",
-        "expected",
-        "multipart_threshold_mb",
-        "verify_copies",
-        "dry_run",
-    )
 
     def __init__(
         self,

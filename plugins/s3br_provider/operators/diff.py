@@ -55,14 +55,6 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         "run_folder_uri",
         "source_aws_conn_id",
     )
-    checked_fields: Sequence[str] = (
-        "aws_conn_id",
-        "source_bucket",
-        "backup_bucket",
-        "prefix",
-        "compare",
-        "dry_run",
-    )
 
     def __init__(
         self,

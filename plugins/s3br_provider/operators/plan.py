@@ -64,7 +64,6 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         "stats_bucket",
         "stats_aws_conn_id",
     )
-    checked_fields: Sequence[str] = ("aws_conn_id", "bucket", "prefix", "max_partitions")
 
     def __init__(
         self,

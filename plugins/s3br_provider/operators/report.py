@@ -67,7 +67,6 @@ class S3BackupReportOperator(S3brBaseOperator):
         "run_folder_uri",
         "source_aws_conn_id",
     )
-    checked_fields: Sequence[str] = ("backup_bucket", "prefix", "dry_run", "cloudwatch_namespace")
 
     def __init__(
         self,

@@ -46,7 +46,6 @@ class S3CreateTargetBucketOperator(S3brBaseOperator):
         "backup_aws_conn_id",
         "dry_run",
     )
-    checked_fields: Sequence[str] = ("aws_conn_id", "target_bucket", "copy_versioning", "dry_run")
 
     def __init__(
         self,
@@ -119,14 +118,6 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         "as_of",
         "dry_run",
         "run_folder_uri",
-    )
-    checked_fields: Sequence[str] = (
-        "aws_conn_id",
-        "backup_bucket",
-        "prefix",
-        "include_deleted",
-        "as_of",
-        "dry_run",
     )
 
     def __init__(
@@ -247,13 +238,6 @@ class S3RequestRestoreOperator(S3brPartitionOperator):
         *S3brPartitionOperator.template_fields,
         "backup_bucket",
         "manifest_uri",
-        "restore_tier",
-        "restore_days",
-        "dry_run",
-    )
-    checked_fields: Sequence[str] = (
-        "aws_conn_id",
-        "backup_bucket",
         "restore_tier",
         "restore_days",
         "dry_run",

@@ -64,14 +64,6 @@ class S3RestoreReportOperator(S3brBaseOperator):
         "run_folder_uri",
         "backup_aws_conn_id",
     )
-    checked_fields: Sequence[str] = (
-        "backup_bucket",
-        "target_bucket",
-        "restore_tier",
-        "restore_days",
-        "dry_run",
-        "cloudwatch_namespace",
-    )
 
     def __init__(
         self,

@@ -39,7 +39,6 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         "tag_deleted",
         "dry_run",
     )
-    checked_fields: Sequence[str] = ("aws_conn_id", "backup_bucket", "expected", "tag_deleted", "dry_run")
 
     def __init__(
         self,
