@@ -32,6 +32,8 @@ from s3br_provider.operators.validate import S3BackupValidateOperator, S3Restore
 from s3br_provider.sensors.glacier_restore import GlacierRestoreSensor
 
 PARTITION_GROUP = "partition"
+TAG_TRIGGER_RULE = "all_done_min_one_success"
+"""tag_deleted's upstreams are diff and copy_batch: it runs when both are done and diff succeeded."""
 _ONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
@@ -164,6 +166,9 @@ def backup_group(
                 tag_deleted=tag_deleted,
                 dry_run=dry_run,
                 aws_conn_id=backup_aws_conn_id,
+                # After the copy step whatever its failures (one bad object must not leave the
+                # partition's vanished objects untagged), but never after a failed diff.
+                trigger_rule=TAG_TRIGGER_RULE,
                 **aws,
             )
             diff >> copy >> tag

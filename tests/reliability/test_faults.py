@@ -194,6 +194,10 @@ def test_persistent_error_fails_the_run_naming_the_key_after_bounded_retries(
     source, backup = buckets
     objects = small_objects(24, extra={POISONED: Obj(b"never copied", TEXT, {"x": "y"})})
     seed(s3, source, objects)
+    # Backup objects whose source is gone, in the poisoned key's partition: tagging must not
+    # wait for a copy step that cannot succeed.
+    vanished = ["p1/denied key+0.txt", "p1/denied key+2.txt"]
+    seed(s3, backup, {key: Obj(b"source gone", TEXT) for key in vanished})
     proxy.set_faults([{"kind": "access_denied", "operation": "CopyObject", "key": POISONED, "rate": 1.0}])
 
     result = backup_run(source, backup, **via(PROXY_CONN_ID, "s3_backup"))
@@ -217,6 +221,9 @@ def test_persistent_error_fails_the_run_naming_the_key_after_bounded_retries(
     others = {k: v for k, v in objects.items() if k != POISONED}
     assert differences(s3, backup, others) == {}
     assert POISONED not in list_keys(s3, backup)
+    for key in vanished:
+        assert snapshot(s3, backup, key, body=False).tags.get("Deleted") == "True", key
+    assert {state for name, state in result.tasks.items() if "tag_deleted" in name} == {"success"}
 
     # report.json, and the ObjectsFailed metric made from the same totals, must not say
     # "failed: 0" when an object could not be copied.

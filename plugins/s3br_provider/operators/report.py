@@ -151,6 +151,12 @@ class S3BackupReportOperator(S3brBaseOperator):
             self._keep_statistics(self.hook, rows)
         if missing:
             raise AirflowException(f"backup incomplete: no result from {', '.join(missing)}")
+        failures = [
+            f for row in rows for step in ("copy", "tag") for f in (row[step] or {}).get("failures", [])
+        ]
+        if totals["failed"]:
+            shown = ", ".join(f"{f['key']!r} ({f['error']})" for f in failures[:5])
+            raise AirflowException(f"backup finished with {totals['failed']} failed object(s): {shown}")
         if not self.dry_run:
             context["outlet_events"][AssetAlias(BACKUP_ASSET_ALIAS)].add(Asset(f"s3://{self.backup_bucket}"))
         return totals
