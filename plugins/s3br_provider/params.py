@@ -14,7 +14,12 @@ from airflow.sdk import Param
 from s3br_provider.core.diff import Compare
 from s3br_provider.core.retrieval import TIERS
 from s3br_provider.core.settings import BACKUP_DEFAULTS as B
-from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, MIN_PART_MB, STORAGE_CLASSES
+from s3br_provider.core.settings import (
+    BACKUP_STORAGE_CLASSES,
+    MAX_COPY_OBJECT_MB,
+    MIN_PART_MB,
+    STORAGE_CLASSES,
+)
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 
 DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True}
@@ -84,6 +89,12 @@ def backup_params() -> dict[str, Param]:
         ),
         "source_aws_conn_id": Param(
             B.source_aws_conn_id, type="string", description="AWS connection for the source."
+        ),
+        "backup_storage_class": Param(
+            B.backup_storage_class,
+            type="string",
+            enum=list(BACKUP_STORAGE_CLASSES),
+            description="Storage class of new backup copies; a class difference alone is never a change.",
         ),
         "verify": Param(
             B.verify,

@@ -419,3 +419,40 @@ def test_failed_validation_says_its_problem_once(s3: Any, buckets: tuple[str, st
     )
     assert f"source_bucket 'missing-{source}' does not exist" in tracebacks[0][1]
     assert "XCom not found" not in out
+
+
+def test_backup_storage_class_and_lifecycle_transitions(s3: Any, buckets: tuple[str, str]) -> None:
+    """New copies land in ``backup_storage_class``; a copy moved to another class later (as a
+    lifecycle rule would) is unchanged for the next run, which copies nothing again."""
+    source, backup = buckets
+    model = {key: obj for key, obj in odd_objects().items() if not key.startswith("e/")}
+    seed(s3, source, model)
+    src = assert_source(s3, source, model)
+
+    first = backup_run(s3, source, backup, backup_storage_class="STANDARD_IA", max_partitions=2)
+    assert_succeeded(first)
+    dst = snapshot_bucket(s3, backup)
+    assert_copies(src, dst, model)
+    assert {snap.storage_class for snap in dst.values()} == {"STANDARD_IA"}
+
+    moved = sorted(model)[:3]
+    for key, storage_class in zip(moved, ("GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"), strict=True):
+        s3.copy_object(
+            Bucket=backup, Key=key, CopySource={"Bucket": backup, "Key": key}, StorageClass=storage_class
+        )
+    before = raw_state(s3, backup)
+
+    second = backup_run(s3, source, backup, backup_storage_class="GLACIER", max_partitions=2)
+    assert_succeeded(second)
+    assert second.totals["to_copy"] == 0 and second.totals["copied"] == 0, second.totals
+    after = raw_state(s3, backup)
+    assert {k: v for k, v in after.items() if not k.startswith("_s3br/")} == {
+        k: v for k, v in before.items() if not k.startswith("_s3br/")
+    }
+
+    put(s3, source, "new/arrival.txt", Obj(b"new", "text/plain", {"n": "1"}, {"t": "1"}))
+    third = backup_run(s3, source, backup, backup_storage_class="GLACIER", max_partitions=2)
+    assert_succeeded(third)
+    assert third.totals["copied"] == 1, third.totals
+    head = s3.head_object(Bucket=backup, Key="new/arrival.txt")
+    assert head.get("StorageClass") == "GLACIER", head

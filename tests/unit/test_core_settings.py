@@ -44,6 +44,7 @@ def test_backup_defaults() -> None:
         "source_aws_conn_id": "aws_default",
         "backup_aws_conn_id": "aws_default",
         "verify": False,
+        "backup_storage_class": "STANDARD",
     }
 
 
@@ -77,6 +78,7 @@ def test_backup_accepts_every_param() -> None:
         "source_aws_conn_id": "aws_source",
         "backup_aws_conn_id": "aws_backup",
         "verify": True,
+        "backup_storage_class": "DEEP_ARCHIVE",
     }
     assert backup_settings(params).to_dict() == params
 
@@ -261,3 +263,11 @@ def test_an_optional_count_accepts_nothing_or_a_whole_number() -> None:
     assert [check_argument("expected", v) for v in (None, "", "None", "12", 3)] == [None, None, None, 12, 3]
     with pytest.raises(SettingsError, match="expected must be at least 0"):
         check_argument("expected", -1)
+
+
+def test_storage_classes_of_backups_and_restores() -> None:
+    assert backup_settings({**BACKUP, "backup_storage_class": "GLACIER"}).backup_storage_class == "GLACIER"
+    with pytest.raises(SettingsError, match="backup_storage_class 'REDUCED_REDUNDANCY'"):
+        backup_settings({**BACKUP, "backup_storage_class": "REDUCED_REDUNDANCY"})
+    with pytest.raises(SettingsError, match="storage_class 'GLACIER'"):
+        restore_settings({**RESTORE, "storage_class": "GLACIER"})  # a restore writes readable copies

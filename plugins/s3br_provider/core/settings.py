@@ -25,6 +25,18 @@ STORAGE_CLASSES = (
     "GLACIER_IR",
     "REDUCED_REDUNDANCY",
 )
+"""Storage classes a restore writes (every one readable at once)."""
+BACKUP_STORAGE_CLASSES = (
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+)
+"""Storage classes of new backup copies (DESIGN.md); a class difference alone is never a change."""
+COPY_STORAGE_CLASSES = tuple(dict.fromkeys(STORAGE_CLASSES + BACKUP_STORAGE_CLASSES))
 MAX_S3_PARTS = 10_000
 MIN_PART_MB = 5
 MAX_COPY_OBJECT_MB = 5 * 1024
@@ -51,6 +63,7 @@ class BackupSettings:
     source_aws_conn_id: str = "aws_default"
     backup_aws_conn_id: str = "aws_default"
     verify: bool = False
+    backup_storage_class: str = "STANDARD"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,7 +232,8 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "restore_tier": _choice(TIERS),
     "restore_days": _bounded(1, 30_000),
     "as_of": lambda value, name: check_as_of(value),
-    "storage_class": _choice(STORAGE_CLASSES),
+    "storage_class": _choice(COPY_STORAGE_CLASSES),
+    "backup_storage_class": _choice(BACKUP_STORAGE_CLASSES),
     "poll_interval_seconds": _bounded(1, 86_400),
     "restore_timeout_minutes": _bounded(1, 60 * 24 * 30),
     "verify_copies": check_bool,
@@ -263,4 +277,5 @@ def restore_settings(params: dict[str, Any]) -> RestoreSettings:
         raise SettingsError(
             f"target_bucket is the backup bucket {settings.backup_bucket!r}: restore into a new bucket"
         )
+    check_choice(settings.storage_class, "storage_class", STORAGE_CLASSES)
     return settings

@@ -118,7 +118,8 @@ class S3BackupValidateOperator(_ValidateOperator):
     :param known_params: the DAG's Params: a run conf naming another one fails (the ready DAGs
         pass theirs).
     :param prefix, compare, tag_deleted, dry_run, multipart_threshold_mb, max_partitions,
-        cloudwatch_namespace, source_aws_conn_id, backup_aws_conn_id, verify_copies: the
+        cloudwatch_namespace, source_aws_conn_id, backup_aws_conn_id, verify_copies,
+        backup_storage_class: the
         backup's options, as ``backup_group`` takes them (``verify_copies`` is its ``verify``).
     """
 
@@ -146,6 +147,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         source_aws_conn_id: str = B.source_aws_conn_id,
         backup_aws_conn_id: str = B.backup_aws_conn_id,
         verify_copies: bool | str = B.verify,
+        backup_storage_class: str = B.backup_storage_class,
         source_bucket_variable: str | None = None,
         backup_bucket_variable: str | None = None,
         **kwargs: Any,
@@ -164,6 +166,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         self.source_aws_conn_id = source_aws_conn_id
         self.backup_aws_conn_id = backup_aws_conn_id
         self.verify_copies = verify_copies
+        self.backup_storage_class = backup_storage_class
         self.source_bucket_variable = source_bucket_variable
         self.backup_bucket_variable = backup_bucket_variable
 
