@@ -13,13 +13,14 @@ from airflow.sdk import Param
 
 from s3br_provider.core.diff import Compare
 from s3br_provider.core.retrieval import TIERS
-from s3br_provider.core.settings import BACKUP_DEFAULTS as B
 from s3br_provider.core.settings import (
+    ARCHIVED_SOURCE_CHOICES,
     BACKUP_STORAGE_CLASSES,
     MAX_COPY_OBJECT_MB,
     MIN_PART_MB,
     STORAGE_CLASSES,
 )
+from s3br_provider.core.settings import BACKUP_DEFAULTS as B
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 
 DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True}
@@ -95,6 +96,16 @@ def backup_params() -> dict[str, Param]:
             type="string",
             enum=list(BACKUP_STORAGE_CLASSES),
             description="Storage class of new backup copies; a class difference alone is never a change.",
+        ),
+        "archived_source": Param(
+            B.archived_source,
+            type="string",
+            enum=list(ARCHIVED_SOURCE_CHOICES),
+            description=(
+                "Source objects in GLACIER / DEEP_ARCHIVE the backup lacks: skip (counted and named, "
+                "the run succeeds) or restore (a Bulk restore for 7 days is requested in the source; "
+                "a later run copies them once readable)."
+            ),
         ),
         "verify": Param(
             B.verify,

@@ -27,7 +27,7 @@ from tests.dags.conftest import (
     user_tags,
 )
 from tests.support.dag_runs import RunResult, load_dag, run_dag
-from tests.support.s3 import Snapshot, list_keys, local_client, snapshot_bucket
+from tests.support.s3 import Snapshot, list_keys, local_client, set_restore_transition, snapshot_bucket
 
 pytestmark = pytest.mark.slow
 
@@ -456,3 +456,41 @@ def test_backup_storage_class_and_lifecycle_transitions(s3: Any, buckets: tuple[
     assert third.totals["copied"] == 1, third.totals
     head = s3.head_object(Bucket=backup, Key="new/arrival.txt")
     assert head.get("StorageClass") == "GLACIER", head
+
+
+def test_archived_source_objects_are_skipped_or_restored_then_copied(
+    s3: Any, buckets: tuple[str, str], endpoint: str
+) -> None:
+    """One GLACIER object in the source never fails a run: ``skip`` names it and succeeds;
+    ``restore`` requests a Bulk restore once, and a later run copies it once readable."""
+    source, backup = buckets
+    model = {key: obj for key, obj in odd_objects().items() if key.startswith(("a/", "b/"))}
+    seed(s3, source, model)
+    archived = {"cold/deep.bin": "DEEP_ARCHIVE", "cold/glacier.bin": "GLACIER"}
+    for key, storage_class in archived.items():
+        s3.put_object(Bucket=source, Key=key, Body=key.encode() * 10, StorageClass=storage_class)
+    set_restore_transition(endpoint, {"progression": "immediate"})
+
+    skipped = backup_run(s3, source, backup)
+    assert_succeeded(skipped)
+    assert skipped.totals["skipped_archived"] == 2 and skipped.totals["copied"] == len(model), skipped.totals
+    assert sorted(skipped.report["archived_not_copied"]) == sorted(archived)
+    assert list_keys(s3, backup) == sorted(model)
+    assert all("Restore" not in s3.head_object(Bucket=source, Key=key) for key in archived)  # no request
+
+    requested = backup_run(s3, source, backup, archived_source="restore")
+    assert_succeeded(requested)
+    assert requested.totals["archive_restores_requested"] == 2, requested.totals
+    assert requested.totals["copied"] == 0 and list_keys(s3, backup) == sorted(model)
+
+    copied = backup_run(s3, source, backup, archived_source="restore")
+    assert_succeeded(copied)
+    assert copied.totals["copied"] == 2 and copied.totals["archive_restores_requested"] == 0, copied.totals
+    assert list_keys(s3, backup) == sorted([*model, *archived])
+    for key in archived:
+        body = s3.get_object(Bucket=backup, Key=key)["Body"].read()
+        assert body == key.encode() * 10, key
+
+    again = backup_run(s3, source, backup, archived_source="restore")
+    assert_succeeded(again)
+    assert (again.totals["copied"], again.totals["archive_restores_requested"]) == (0, 0), again.totals

@@ -45,6 +45,7 @@ def test_backup_defaults() -> None:
         "backup_aws_conn_id": "aws_default",
         "verify": False,
         "backup_storage_class": "STANDARD",
+        "archived_source": "skip",
     }
 
 
@@ -79,6 +80,7 @@ def test_backup_accepts_every_param() -> None:
         "backup_aws_conn_id": "aws_backup",
         "verify": True,
         "backup_storage_class": "DEEP_ARCHIVE",
+        "archived_source": "restore",
     }
     assert backup_settings(params).to_dict() == params
 

@@ -36,6 +36,10 @@ BACKUP_STORAGE_CLASSES = (
     "DEEP_ARCHIVE",
 )
 """Storage classes of new backup copies (DESIGN.md); a class difference alone is never a change."""
+ARCHIVED_SOURCE_CHOICES = ("skip", "restore")
+"""What a backup does with source objects in GLACIER / DEEP_ARCHIVE that it has to copy."""
+ARCHIVED_SOURCE_RESTORE = {"tier": "Bulk", "days": 7}
+"""The restore ``archived_source="restore"`` requests in the source: cheapest tier, a week to copy."""
 COPY_STORAGE_CLASSES = tuple(dict.fromkeys(STORAGE_CLASSES + BACKUP_STORAGE_CLASSES))
 MAX_S3_PARTS = 10_000
 MIN_PART_MB = 5
@@ -64,6 +68,7 @@ class BackupSettings:
     backup_aws_conn_id: str = "aws_default"
     verify: bool = False
     backup_storage_class: str = "STANDARD"
+    archived_source: str = "skip"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -234,6 +239,7 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "as_of": lambda value, name: check_as_of(value),
     "storage_class": _choice(COPY_STORAGE_CLASSES),
     "backup_storage_class": _choice(BACKUP_STORAGE_CLASSES),
+    "archived_source": _choice(ARCHIVED_SOURCE_CHOICES),
     "poll_interval_seconds": _bounded(1, 86_400),
     "restore_timeout_minutes": _bounded(1, 60 * 24 * 30),
     "verify_copies": check_bool,

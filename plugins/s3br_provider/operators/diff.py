@@ -10,13 +10,16 @@ from typing import Any
 
 from s3br_provider.core.diff import Action, Compare, check_sorted, merge_listings
 from s3br_provider.core.manifest import ManifestWriter, writing_manifest
+from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import prefetch
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
+from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE
 from s3br_provider.operators.base import S3brPartitionOperator
 from s3br_provider.operators.copy_batch import REPLACE_TAGS
 
 DRY_RUN_EXAMPLES = 10
+MAX_NAMED = 50  # archived keys named per partition in the result and report
 
 
 class _NoWrite:
@@ -43,6 +46,9 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
     :param dry_run: count and log examples, write nothing.
     :param run_folder_uri: where manifests go; default ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``.
     :param source_aws_conn_id: connection of the source; default: ``aws_conn_id`` (the backup's).
+    :param archived_source: source objects in GLACIER / DEEP_ARCHIVE that need a copy: ``skip``
+        (counted and named) or ``restore`` (a Bulk restore for 7 days is requested in the source,
+        once; a later run copies the object when it is readable).
     """
 
     template_fields: Sequence[str] = (
@@ -54,6 +60,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         "dry_run",
         "run_folder_uri",
         "source_aws_conn_id",
+        "archived_source",
     )
 
     def __init__(
@@ -66,6 +73,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         dry_run: bool | str = False,
         run_folder_uri: str | None = None,
         source_aws_conn_id: str | None = None,
+        archived_source: str = "skip",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -77,6 +85,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         self.dry_run = dry_run
         self.run_folder_uri = run_folder_uri
         self.source_aws_conn_id = source_aws_conn_id
+        self.archived_source = archived_source
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
@@ -92,6 +101,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         run_uri = self.run_uri(context, self.backup_bucket, self.run_folder_uri)
         copy_uri, vanished_uri = self.manifest_uri(run_uri, "copy"), self.manifest_uri(run_uri, "vanished")
         counts: Counter[str] = Counter()
+        archived_keys: list[str] = []
         sampler = KeySampler()
         with ExitStack() as stack:
             if self.dry_run:
@@ -103,6 +113,13 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                 counts[action] += 1
                 if src is not None:
                     sampler.add(src.key)
+                if (action is Action.NEW or action is Action.CHANGED) and src.is_archived:
+                    outcome = self._archived(src)
+                    if outcome != "ready":
+                        counts[f"archived_{outcome}"] += 1
+                        if len(archived_keys) < MAX_NAMED:
+                            archived_keys.append(src.key)
+                        continue
                 if action is Action.NEW or action is Action.CHANGED:
                     counts["bytes_to_copy"] += src.size
                     if action is Action.CHANGED:
@@ -113,6 +130,19 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                     vanished.write(dst.to_record())
                     self._example(action, dst.key, counts)
         result = self._result(counts, to_copy, vanished, copy_uri, vanished_uri)
+        result |= {"archived_keys": archived_keys}
+        if archived_keys:
+            self.log.warning(
+                "%s: %d archived source object(s) not copied (archived_source=%s: %d skipped, "
+                "%d restore(s) requested, %d in progress), e.g. %s",
+                self.label,
+                result["skipped_archived"],
+                self.archived_source,
+                counts["archived_skipped"],
+                counts["archived_requested"],
+                counts["archived_in_progress"],
+                archived_keys[:5],
+            )
         if not self.dry_run:
             samples_uri = self.manifest_uri(run_uri, "samples").replace(".jsonl.gz", ".json")
             backup.put_json(samples_uri, json.dumps(sampler.samples(), ensure_ascii=False).encode())
@@ -131,6 +161,16 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         )
         return result
 
+    def _archived(self, obj: ObjectInfo) -> str:
+        """``skipped``, or with ``archived_source="restore"`` the restore's state in the source
+        (``ready``: copy it now; ``requested``, ``in_progress``: a later run copies it)."""
+        if self.archived_source != "restore" or self.dry_run:
+            return "skipped"
+        from s3br_provider.hooks.glacier_restore import GlacierRestoreHook
+
+        hook = self.hook_for(self.source_aws_conn_id or self.aws_conn_id, GlacierRestoreHook)
+        return hook.ensure_restore(self.source_bucket, obj, **ARCHIVED_SOURCE_RESTORE)
+
     def _example(self, action: Action, key: str, counts: Counter[str]) -> None:
         if self.dry_run and counts[action] <= DRY_RUN_EXAMPLES:
             self.log.info("dry run: would %s %r", "tag" if action is Action.VANISHED else "copy", key)
@@ -144,6 +184,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         vanished_uri: str,
     ) -> dict[str, Any]:
         new, changed = counts[Action.NEW], counts[Action.CHANGED]
+        skipped_archived = sum(counts[f"archived_{o}"] for o in ("skipped", "requested", "in_progress"))
         unchanged, gone = counts[Action.UNCHANGED], counts[Action.VANISHED]
         written = not self.dry_run
         return {
@@ -155,7 +196,9 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             "changed": changed,
             "unchanged": unchanged,
             "vanished": gone,
-            "to_copy": new + changed,
+            "to_copy": new + changed - skipped_archived,
+            "skipped_archived": skipped_archived,
+            "archive_restores_requested": counts["archived_requested"],
             "bytes_to_copy": counts["bytes_to_copy"],
             # "" not None: Airflow reads a stored None XCom as missing, failing a template.
             "copy_manifest": copy_uri if written and to_copy.count else "",

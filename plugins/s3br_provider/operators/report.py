@@ -20,6 +20,7 @@ BACKUP_ASSET_ALIAS = "s3br-backup"
 TABLE = (
     ("source", (("diff", "source_objects"),)),
     ("new", (("diff", "new"),)),
+    ("archived", (("diff", "skipped_archived"),)),
     ("changed", (("diff", "changed"),)),
     ("unchanged", (("diff", "unchanged"),)),
     ("vanished", (("diff", "vanished"),)),
@@ -109,7 +110,9 @@ class S3BackupReportOperator(S3brBaseOperator):
             "partitions": len(rows),
             "source_objects": total(rows, "diff", "source_objects"),
             "unchanged": total(rows, "diff", "unchanged"),
-            "to_copy": total(rows, "diff", "new") + total(rows, "diff", "changed"),
+            "to_copy": total(rows, "diff", "to_copy"),
+            "skipped_archived": total(rows, "diff", "skipped_archived"),
+            "archive_restores_requested": total(rows, "diff", "archive_restores_requested"),
             "bytes_to_copy": total(rows, "diff", "bytes_to_copy"),
             "copied": total(rows, "copy", "copied"),
             "bytes_copied": total(rows, "copy", "bytes"),
@@ -127,7 +130,14 @@ class S3BackupReportOperator(S3brBaseOperator):
             "source_aws_conn_id": self.source_aws_conn_id or self.aws_conn_id,
             "backup_aws_conn_id": self.aws_conn_id,
         }
-        report = {"settings": settings, "totals": totals, "incomplete": missing, "partitions": rows}
+        archived = [key for row in rows for key in (row["diff"] or {}).get("archived_keys", [])]
+        report = {
+            "settings": settings,
+            "totals": totals,
+            "incomplete": missing,
+            "archived_not_copied": archived,
+            "partitions": rows,
+        }
         self.log.info(
             "Backup of s3://%s into s3://%s\n%s",
             self.source_bucket,
@@ -141,6 +151,14 @@ class S3BackupReportOperator(S3brBaseOperator):
             totals,
         )
         self.log.info("Bytes copied: %s", format_bytes(totals["bytes_copied"]))
+        if totals["skipped_archived"]:
+            self.log.warning(
+                "%d archived source object(s) not copied (%d restore(s) requested in the source; "
+                "see archived_source), e.g. %s",
+                totals["skipped_archived"],
+                totals["archive_restores_requested"],
+                archived[:10],
+            )
         self._publish(totals)
         if not self.dry_run:
             report_uri = f"{self.run_uri(context, self.backup_bucket, self.run_folder_uri)}/report.json"
@@ -174,6 +192,7 @@ class S3BackupReportOperator(S3brBaseOperator):
                 "ObjectsRemaining": max(0, totals["to_copy"] - totals["copied"]),
                 "ObjectsTaggedDeleted": totals["tagged_deleted"],
                 "ObjectsFailed": totals["failed"],
+                "ObjectsSkippedArchived": totals["skipped_archived"],
             },
             {"SourceBucket": self.source_bucket, "BackupBucket": self.backup_bucket},
         )

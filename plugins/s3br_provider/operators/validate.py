@@ -119,7 +119,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         pass theirs).
     :param prefix, compare, tag_deleted, dry_run, multipart_threshold_mb, max_partitions,
         cloudwatch_namespace, source_aws_conn_id, backup_aws_conn_id, verify_copies,
-        backup_storage_class: the
+        backup_storage_class, archived_source: the
         backup's options, as ``backup_group`` takes them (``verify_copies`` is its ``verify``).
     """
 
@@ -148,6 +148,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         backup_aws_conn_id: str = B.backup_aws_conn_id,
         verify_copies: bool | str = B.verify,
         backup_storage_class: str = B.backup_storage_class,
+        archived_source: str = B.archived_source,
         source_bucket_variable: str | None = None,
         backup_bucket_variable: str | None = None,
         **kwargs: Any,
@@ -167,6 +168,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         self.backup_aws_conn_id = backup_aws_conn_id
         self.verify_copies = verify_copies
         self.backup_storage_class = backup_storage_class
+        self.archived_source = archived_source
         self.source_bucket_variable = source_bucket_variable
         self.backup_bucket_variable = backup_bucket_variable
 
