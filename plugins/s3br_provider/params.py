@@ -18,6 +18,7 @@ from s3br_provider.core.settings import (
     BACKUP_STORAGE_CLASSES,
     MAX_COPY_OBJECT_MB,
     MIN_PART_MB,
+    RETENTION_MODES,
     STORAGE_CLASSES,
 )
 from s3br_provider.core.settings import BACKUP_DEFAULTS as B
@@ -106,6 +107,18 @@ def backup_params() -> dict[str, Param]:
                 "the run succeeds) or restore (a Bulk restore for 7 days is requested in the source; "
                 "a later run copies them once readable)."
             ),
+        ),
+        "retention_mode": Param(
+            B.retention_mode,
+            type="string",
+            enum=list(RETENTION_MODES),
+            description="S3 Object Lock mode of each copy (needs Object Lock on the bucket); empty: none.",
+        ),
+        "retention_days": Param(
+            B.retention_days,
+            type="integer",
+            minimum=0,
+            description="With a retention_mode: each copy is retained until its copy time plus these days.",
         ),
         "verify": Param(
             B.verify,

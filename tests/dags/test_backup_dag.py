@@ -74,6 +74,12 @@ def param_defaults() -> dict[str, Any]:
     return dict(load_dag(DAG_ID).params.dump())
 
 
+@cache
+def restore_defaults() -> dict[str, Any]:
+    params = load_dag("s3_restore").params
+    return {name: params.get_param(name).value for name in params if params.get_param(name).has_value}
+
+
 def full_conf(*, source: str, backup: str, **conf: Any) -> dict[str, Any]:
     """Every Param, defaults filled in.
 
@@ -494,3 +500,67 @@ def test_archived_source_objects_are_skipped_or_restored_then_copied(
     again = backup_run(s3, source, backup, archived_source="restore")
     assert_succeeded(again)
     assert (again.totals["copied"], again.totals["archive_restores_requested"]) == (0, 0), again.totals
+
+
+def test_object_lock_retention_on_every_copy(s3: Any, bucket_names: Any, airflow_db: str) -> None:
+    """Each copy, single-part and multipart, is retained until its copy time plus the days; a
+    vanished object is still tagged on its locked copy, a rewritten one gets a new locked version,
+    and a restore of the locked bucket brings back the live objects."""
+    source, backup = bucket_names("src"), bucket_names("locked")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup, ObjectLockEnabledForBucket=True)
+    model = {key: obj for key, obj in odd_objects().items() if key.startswith(("a/", "b/", "c/"))}
+    model["big/six-mib.bin"] = Obj(
+        b"6" * (6 * 1024 * 1024), "application/octet-stream", {"s": "big"}, {"b": "1"}
+    )
+    seed(s3, source, model)
+    src = assert_source(s3, source, model)
+
+    started = datetime.now(UTC)
+    first = backup_run(
+        s3, source, backup, retention_mode="GOVERNANCE", retention_days=2, multipart_threshold_mb=5
+    )
+    assert_succeeded(first)
+    assert_copies(src, snapshot_bucket(s3, backup), model)
+    for key in model:
+        head = s3.head_object(Bucket=backup, Key=key)
+        assert head.get("ObjectLockMode") == "GOVERNANCE", (key, head)
+        until = head["ObjectLockRetainUntilDate"]
+        assert (
+            started + timedelta(days=2) - timedelta(minutes=1)
+            <= until
+            <= datetime.now(UTC) + timedelta(days=2)
+        )
+
+    gone, rewritten = "a/plain.txt", "b/données/été.csv"
+    s3.delete_object(Bucket=source, Key=gone)
+    time.sleep(MTIME_TICK)
+    put(s3, source, rewritten, Obj(b"rewritten, longer than before", "text/csv", {"v": "2"}))
+    second = backup_run(
+        s3, source, backup, retention_mode="GOVERNANCE", retention_days=2, multipart_threshold_mb=5
+    )
+    assert_succeeded(second)
+    assert second.totals["copied"] == 1 and second.totals["tagged_deleted"] == 1, second.totals
+    assert s3.get_object_tagging(Bucket=backup, Key=gone)["TagSet"]
+    versions = s3.list_object_versions(Bucket=backup, Prefix=rewritten)["Versions"]
+    assert len(versions) == 2  # the old copy stays, locked; the new one is locked too
+    for version in versions:
+        head = s3.head_object(Bucket=backup, Key=rewritten, VersionId=version["VersionId"])
+        assert head.get("ObjectLockMode") == "GOVERNANCE", head
+    assert s3.get_object(Bucket=backup, Key=rewritten)["Body"].read() == b"rewritten, longer than before"
+
+    target = bucket_names("restored")
+    restored = run_dag("s3_restore", {**restore_defaults(), "backup_bucket": backup, "target_bucket": target})
+    assert restored.state == "success", restored.failed_tasks()
+    assert list_keys(s3, target) == sorted(set(model) - {gone})
+
+
+def test_retention_needs_object_lock_on_the_backup_bucket(
+    s3: Any, buckets: tuple[str, str], capsys: Any
+) -> None:
+    source, backup = buckets
+    seed(s3, source, {"k": Obj(b"x")})
+    result = backup_run(s3, source, backup, retention_mode="COMPLIANCE", retention_days=1)
+    assert result.run.state == "failed" and result.run.tasks["validate"] == "failed", result.run.tasks
+    assert f"backup_bucket '{backup}' does not have it enabled" in capsys.readouterr().out
+    assert list_keys(s3, backup, include_reserved=True) == []

@@ -46,6 +46,8 @@ def test_backup_defaults() -> None:
         "verify": False,
         "backup_storage_class": "STANDARD",
         "archived_source": "skip",
+        "retention_mode": "",
+        "retention_days": 0,
     }
 
 
@@ -81,6 +83,8 @@ def test_backup_accepts_every_param() -> None:
         "verify": True,
         "backup_storage_class": "DEEP_ARCHIVE",
         "archived_source": "restore",
+        "retention_mode": "COMPLIANCE",
+        "retention_days": 3650,
     }
     assert backup_settings(params).to_dict() == params
 
@@ -273,3 +277,16 @@ def test_storage_classes_of_backups_and_restores() -> None:
         backup_settings({**BACKUP, "backup_storage_class": "REDUCED_REDUNDANCY"})
     with pytest.raises(SettingsError, match="storage_class 'GLACIER'"):
         restore_settings({**RESTORE, "storage_class": "GLACIER"})  # a restore writes readable copies
+
+
+@pytest.mark.parametrize(
+    ("mode", "days", "problem"),
+    [
+        ("GOVERNANCE", 0, "needs retention_days of at least 1"),
+        ("", 7, "needs a retention_mode"),
+        ("LEGAL", 1, "retention_mode 'LEGAL'"),
+    ],
+)
+def test_retention_mode_and_days_go_together(mode: str, days: int, problem: str) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        backup_settings({**BACKUP, "retention_mode": mode, "retention_days": days})

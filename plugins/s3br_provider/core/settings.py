@@ -36,6 +36,8 @@ BACKUP_STORAGE_CLASSES = (
     "DEEP_ARCHIVE",
 )
 """Storage classes of new backup copies (DESIGN.md); a class difference alone is never a change."""
+RETENTION_MODES = ("", "GOVERNANCE", "COMPLIANCE")
+"""S3 Object Lock retention modes of backup copies; "" writes copies without retention."""
 ARCHIVED_SOURCE_CHOICES = ("skip", "restore")
 """What a backup does with source objects in GLACIER / DEEP_ARCHIVE that it has to copy."""
 ARCHIVED_SOURCE_RESTORE = {"tier": "Bulk", "days": 7}
@@ -69,6 +71,8 @@ class BackupSettings:
     verify: bool = False
     backup_storage_class: str = "STANDARD"
     archived_source: str = "skip"
+    retention_mode: str = ""
+    retention_days: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +161,14 @@ def check_count(value: Any, param: str) -> int | None:
     return check_int(value, param, 0)
 
 
+def check_retention(mode: str, days: int) -> None:
+    """A retention mode needs at least one day, and days need a mode."""
+    if mode and days < 1:
+        raise SettingsError(f"retention_mode {mode} needs retention_days of at least 1, got {days}")
+    if days and not mode:
+        raise SettingsError(f"retention_days {days} needs a retention_mode (GOVERNANCE or COMPLIANCE)")
+
+
 def check_choice(value: Any, param: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise SettingsError(f"{param} {value!r} is not one of {', '.join(choices)}")
@@ -240,6 +252,8 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "storage_class": _choice(COPY_STORAGE_CLASSES),
     "backup_storage_class": _choice(BACKUP_STORAGE_CLASSES),
     "archived_source": _choice(ARCHIVED_SOURCE_CHOICES),
+    "retention_mode": _choice(RETENTION_MODES),
+    "retention_days": _bounded(0, 36_500),
     "poll_interval_seconds": _bounded(1, 86_400),
     "restore_timeout_minutes": _bounded(1, 60 * 24 * 30),
     "verify_copies": check_bool,
@@ -273,6 +287,7 @@ def backup_settings(params: dict[str, Any]) -> BackupSettings:
             f"source_bucket and backup_bucket are both {settings.source_bucket!r}: "
             "a bucket cannot be its own backup"
         )
+    check_retention(settings.retention_mode, settings.retention_days)
     return settings
 
 

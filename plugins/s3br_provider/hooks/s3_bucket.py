@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -73,6 +74,8 @@ _COPY_HEADERS = {
     "TaggingDirective": "x-amz-tagging-directive",
     "Tagging": "x-amz-tagging",
     "StorageClass": "x-amz-storage-class",
+    "ObjectLockMode": "x-amz-object-lock-mode",
+    "ObjectLockRetainUntilDate": "x-amz-object-lock-retain-until-date",
 }
 E = TypeVar("E")
 
@@ -107,6 +110,21 @@ def client_config(connection: Config | None, max_pool_connections: int) -> Confi
             retries["max_attempts"] = DEFAULT_RETRIES["max_attempts"]
         merged = merged.merge(Config(retries=retries))
     return merged
+
+
+def _lock_fields(retention: tuple[str, datetime] | None) -> dict[str, Any]:
+    """CopyObject / CreateMultipartUpload parameters of an Object Lock retention."""
+    if retention is None:
+        return {}
+    mode, until = retention
+    return {"ObjectLockMode": mode, "ObjectLockRetainUntilDate": until}
+
+
+def _header(value: Any) -> str:
+    """A CopyObject parameter as its HTTP header value (dates in ISO 8601, as S3 documents)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
 
 
 def part_size(threshold: int) -> int:
@@ -280,6 +298,16 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
                 return "forbidden"
             raise
         return "ok"
+
+    def object_lock_enabled(self, bucket: str) -> bool:
+        """Return whether S3 Object Lock is enabled on a bucket."""
+        try:
+            answer = self._s3.get_object_lock_configuration(Bucket=bucket)
+        except ClientError as error:
+            if error_code(error) == "ObjectLockConfigurationNotFoundError":
+                return False
+            raise
+        return answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
 
     def is_versioned(self, bucket: str) -> bool:
         """Return whether versioning is (or once was) enabled on a bucket."""
@@ -469,10 +497,12 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         multipart_threshold: int,
         tags: dict[str, str] | None = None,
         storage_class: str | None = None,
+        retention: tuple[str, datetime] | None = None,
     ) -> None:
         """Copy one object server-side with its Content-Type, user metadata and tags.
 
         ``tags`` None copies the source's tags as they are; a dict replaces them.
+        ``retention`` ``(mode, retain_until)`` writes the copy under S3 Object Lock.
         Objects larger than ``multipart_threshold`` bytes are copied in parts. Thread-safe:
         call it from many threads; the hook's ``max_in_flight`` bounds the requests.
         """
@@ -480,18 +510,21 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         if source.version_id:
             copy_source["VersionId"] = source.version_id
         if source.size > multipart_threshold:
-            self._copy_multipart(copy_source, target_bucket, multipart_threshold, tags, storage_class)
+            self._copy_multipart(
+                copy_source, target_bucket, multipart_threshold, tags, storage_class, retention
+            )
             return
-        fields = {
+        fields: dict[str, Any] = {
             "MetadataDirective": "COPY",
             "TaggingDirective": "COPY" if tags is None else "REPLACE",
             "Tagging": None if tags is None else urlencode(tags),
             "StorageClass": storage_class or None,
+            **_lock_fields(retention),
         }
         fields = {name: value for name, value in fields.items() if value is not None}
         with self.slots:
             if self.uses_direct_path(target_bucket) and direct_path_supported(source_bucket):
-                headers = {_COPY_HEADERS[name]: value for name, value in fields.items()}
+                headers = {_COPY_HEADERS[name]: _header(value) for name, value in fields.items()}
                 headers["x-amz-copy-source"] = copy_source_header(
                     source_bucket, source.key, source.version_id
                 )
@@ -509,9 +542,13 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         threshold: int,
         tags: dict[str, str] | None,
         storage_class: str | None,
+        retention: tuple[str, datetime] | None = None,
     ) -> None:
         """s3transfer's managed copy; this thread waits holding no slot while the parts run."""
-        extra: dict[str, Any] = {"TaggingDirective": "COPY" if tags is None else "REPLACE"}
+        extra: dict[str, Any] = {
+            "TaggingDirective": "COPY" if tags is None else "REPLACE",
+            **_lock_fields(retention),
+        }
         if tags:
             extra["Tagging"] = urlencode(tags)
         if storage_class:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from s3br_provider.core.diff import Action, Compare, is_multipart_etag, merge_listings
@@ -10,9 +11,9 @@ from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import prefetch
 from s3br_provider.core.progress import Progress, format_bytes
-from s3br_provider.core.settings import MAX_COPY_OBJECT_MB
+from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, SettingsError, check_retention
 from s3br_provider.core.sizes import MiB
-from s3br_provider.operators.base import DEFAULT_COPY_THREADS, S3brPartitionOperator
+from s3br_provider.operators.base import DEFAULT_COPY_THREADS, InvalidArgumentsError, S3brPartitionOperator
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
     from s3br_provider.hooks.s3_bucket import S3BucketHook
@@ -58,6 +59,9 @@ class S3CopyBatchOperator(S3brPartitionOperator):
     :param storage_class: storage class of the copies; default: the source's class is not kept,
         S3 writes STANDARD.
     :param verify_copies: after each copy, compare its size and (single-part) ETag with the source.
+    :param retention_mode: ``GOVERNANCE`` or ``COMPLIANCE``: each copy is written under S3 Object
+        Lock, retained until its copy time plus ``retention_days``; ``""``: no retention.
+    :param retention_days: days each copy is retained (at least 1 with a mode).
     :param dry_run: copy nothing.
     :param manifest_aws_conn_id: connection that reads the manifest; default: ``aws_conn_id``.
     :param source_aws_conn_id: connection of the source bucket; default: ``aws_conn_id``.
@@ -74,6 +78,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         "multipart_threshold_mb",
         "storage_class",
         "verify_copies",
+        "retention_mode",
+        "retention_days",
         "dry_run",
         "manifest_aws_conn_id",
         "source_aws_conn_id",
@@ -90,6 +96,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         multipart_threshold_mb: int | str = MAX_COPY_OBJECT_MB,
         storage_class: str | None = None,
         verify_copies: bool | str = False,
+        retention_mode: str = "",
+        retention_days: int | str = 0,
         dry_run: bool | str = False,
         manifest_aws_conn_id: str | None = None,
         source_aws_conn_id: str | None = None,
@@ -105,6 +113,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         self.multipart_threshold_mb = multipart_threshold_mb
         self.storage_class = storage_class
         self.verify_copies = verify_copies
+        self.retention_mode = retention_mode
+        self.retention_days = retention_days
         self.dry_run = dry_run
         self.manifest_aws_conn_id = manifest_aws_conn_id
         self.source_aws_conn_id = source_aws_conn_id
@@ -112,6 +122,10 @@ class S3CopyBatchOperator(S3brPartitionOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
+        try:
+            check_retention(self.retention_mode, self.retention_days)
+        except SettingsError as error:
+            raise InvalidArgumentsError(str(error)) from None
         self.label_partition(context)
         result: dict[str, Any] = {"index": self.index, "copied": 0, "bytes": 0, "skipped_done": 0}
         result |= {"failed": 0, "failures": []}
@@ -161,11 +175,18 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 multipart_threshold=threshold,
                 tags=tags,
                 storage_class=self.storage_class or None,
+                retention=self._retention(),
             )
             if self.verify_copies:
                 check_copy(target, self.target_bucket, obj, multipart=obj.size > threshold)
 
         return copy_one
+
+    def _retention(self) -> tuple[str, datetime] | None:
+        """Object Lock mode and retain-until date of a copy made now, or None."""
+        if not self.retention_mode:
+            return None
+        return self.retention_mode, datetime.now(UTC) + timedelta(days=self.retention_days)
 
     def _abort_stale_uploads(self, target: S3BucketHook) -> None:
         """Abort multipart uploads a killed earlier try left in this partition's key range.

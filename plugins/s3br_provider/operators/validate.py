@@ -119,7 +119,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         pass theirs).
     :param prefix, compare, tag_deleted, dry_run, multipart_threshold_mb, max_partitions,
         cloudwatch_namespace, source_aws_conn_id, backup_aws_conn_id, verify_copies,
-        backup_storage_class, archived_source: the
+        backup_storage_class, archived_source, retention_mode, retention_days: the
         backup's options, as ``backup_group`` takes them (``verify_copies`` is its ``verify``).
     """
 
@@ -149,6 +149,8 @@ class S3BackupValidateOperator(_ValidateOperator):
         verify_copies: bool | str = B.verify,
         backup_storage_class: str = B.backup_storage_class,
         archived_source: str = B.archived_source,
+        retention_mode: str = B.retention_mode,
+        retention_days: int | str = B.retention_days,
         source_bucket_variable: str | None = None,
         backup_bucket_variable: str | None = None,
         **kwargs: Any,
@@ -169,6 +171,8 @@ class S3BackupValidateOperator(_ValidateOperator):
         self.verify_copies = verify_copies
         self.backup_storage_class = backup_storage_class
         self.archived_source = archived_source
+        self.retention_mode = retention_mode
+        self.retention_days = retention_days
         self.source_bucket_variable = source_bucket_variable
         self.backup_bucket_variable = backup_bucket_variable
 
@@ -186,6 +190,11 @@ class S3BackupValidateOperator(_ValidateOperator):
         _check_bucket(source, settings.source_bucket, "source_bucket")
         _check_bucket(backup, settings.backup_bucket, "backup_bucket")
         _same_endpoint(source, backup, "source_aws_conn_id and backup_aws_conn_id")
+        if settings.retention_mode and not backup.object_lock_enabled(settings.backup_bucket):
+            raise InvalidRunError(
+                f"retention_mode {settings.retention_mode} needs S3 Object Lock, and backup_bucket "
+                f"{settings.backup_bucket!r} does not have it enabled (see the README: Object Lock)"
+            )
         self.log.info(
             "Backing up s3://%s/%s into s3://%s/ (compare=%s, dry_run=%s)",
             settings.source_bucket,
