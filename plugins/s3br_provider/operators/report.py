@@ -20,13 +20,13 @@ BACKUP_ASSET_ALIAS = "s3br-backup"
 TABLE = (
     ("source", (("diff", "source_objects"),)),
     ("new", (("diff", "new"),)),
-    ("archived", (("diff", "skipped_archived"),)),
     ("changed", (("diff", "changed"),)),
     ("unchanged", (("diff", "unchanged"),)),
     ("vanished", (("diff", "vanished"),)),
     ("copied", (("copy", "copied"),)),
     ("bytes", (("copy", "bytes"),)),
     ("tagged", (("tag", "tagged"),)),
+    ("archived", (("diff", "skipped_archived"),)),
     ("failed", (("copy", "failed"), ("tag", "failed"))),
 )
 REPORT_TRIGGER_RULE = "all_done_setup_success"
