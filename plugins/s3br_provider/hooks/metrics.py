@@ -9,6 +9,13 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from s3br_provider.hooks.sdk_cache import FastClientSetupMixin
 
 
+def unit(name: str) -> str:
+    """The CloudWatch unit of a metric, by its name."""
+    if name.startswith("Bytes"):
+        return "Bytes"
+    return "Seconds" if name.endswith("Seconds") else "Count"
+
+
 class BackupMetricsHook(FastClientSetupMixin, AwsBaseHook):
     """Publish s3br's counters with PutMetricData.
 
@@ -21,7 +28,8 @@ class BackupMetricsHook(FastClientSetupMixin, AwsBaseHook):
         self.namespace = namespace
 
     def publish(self, values: Mapping[str, float], dimensions: Mapping[str, str]) -> None:
-        """Send one datum per value; metric names starting with ``Bytes`` get the Bytes unit.
+        """Send one datum per value; names starting with ``Bytes`` get the Bytes unit, names
+        ending in ``Seconds`` the Seconds unit.
 
         Metrics must never fail a backup: errors are logged with the namespace and skipped.
         """
@@ -33,7 +41,7 @@ class BackupMetricsHook(FastClientSetupMixin, AwsBaseHook):
                 "MetricName": name,
                 "Dimensions": dims,
                 "Value": float(value),
-                "Unit": "Bytes" if name.startswith("Bytes") else "Count",
+                "Unit": unit(name),
             }
             for name, value in values.items()
         ]
