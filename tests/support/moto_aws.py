@@ -11,6 +11,16 @@ answer as AWS documents. The one place s3br copes with moto's quirks in what it 
   with a retention period": PutObject, UploadPart). A copy has no body.
 - CreateMultipartUpload with ``x-amz-object-lock-mode`` / ``-retain-until-date``: AWS gives the
   completed object that retention; moto drops the headers. The completed object gets them here.
+- HeadObject with ``x-amz-checksum-mode: ENABLED``: AWS names the checksum's type
+  (``x-amz-checksum-type`` FULL_OBJECT or COMPOSITE) and gives a composite one as
+  ``<base64>-<parts>``; moto names no type and drops the suffix (its GetObject has both), which
+  would make a multipart copy's composite checksum look like a full-object one. Added here.
+- SSE-C: AWS reads an object stored with a customer-provided key only with that key (GetObject,
+  HeadObject and a copy's source: "The object was stored using a form of Server Side
+  Encryption. The correct parameters must be provided to retrieve the object.", 400); moto
+  ignores the key and serves the object to anyone. Such objects are refused here as AWS does.
+- Not coped with: without awscrt installed, moto's CRC64NVME is a CRC32 under that name. Only
+  moto computes it in the tests (for the source and the copies alike), so it compares alike.
 """
 
 from __future__ import annotations
@@ -19,7 +29,9 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
 
+from moto.s3.exceptions import S3ClientError
 from moto.s3.models import S3Backend
 from moto.s3.responses import S3Response
 from moto.server import main
@@ -76,6 +88,59 @@ def _complete_as_aws(self: S3Backend, bucket_name: str, multipart_id: str, body:
 
 S3Response._key_response_post = _key_response_post_as_aws
 S3Backend.complete_multipart_upload = _complete_as_aws
+
+
+_key_response = S3Response._key_response
+_SSE_C_ALGORITHM = "x-amz-server-side-encryption-customer-algorithm"
+_SSE_C_MD5 = "x-amz-server-side-encryption-customer-key-MD5"
+_COPY_SSE_C_MD5 = "x-amz-copy-source-server-side-encryption-customer-key-MD5"
+_KEYLESS_READS = frozenset({"tagging", "acl", "uploadId", "retention", "legal-hold"})
+_SSE_C_REFUSAL = (
+    "The object was stored using a form of Server Side Encryption. "
+    "The correct parameters must be provided to retrieve the object."
+)
+
+
+def _require_customer_key(
+    backend: S3Backend, bucket: str, key: str, version: str | None, md5: str | None
+) -> None:
+    try:
+        stored = backend.get_object(bucket, key, version_id=version)
+    except S3ClientError:
+        return
+    wanted = getattr(stored, "s3br_customer_key_md5", None)
+    if wanted is not None and md5 != wanted:
+        raise S3ClientError("InvalidRequest", _SSE_C_REFUSAL)
+
+
+def _key_response_as_aws(self: S3Response, request: Any, full_url: str) -> Any:
+    method, headers = request.method, request.headers
+    query = parse_qs(urlparse(full_url).query, keep_blank_values=True)
+    bucket, key = self.parse_bucket_name_from_url(request, full_url), self.parse_key_name()
+    version = query.get("versionId", [None])[0]
+    copy_source = headers.get("x-amz-copy-source")
+    if method == "PUT" and copy_source:
+        source = urlparse(copy_source)
+        src_bucket, src_key = unquote(source.path).lstrip("/").split("/", 1)
+        src_version = parse_qs(source.query).get("versionId", [None])[0]
+        _require_customer_key(self.backend, src_bucket, src_key, src_version, headers.get(_COPY_SSE_C_MD5))
+    elif method in ("GET", "HEAD") and not _KEYLESS_READS & set(query):
+        _require_customer_key(self.backend, bucket, key, version, headers.get(_SSE_C_MD5))
+    answer = _key_response(self, request, full_url)
+    if method == "PUT" and not copy_source and not query and headers.get(_SSE_C_ALGORITHM):
+        self.backend.get_object(bucket, key).s3br_customer_key_md5 = headers.get(_SSE_C_MD5)
+    if method == "HEAD" and headers.get("x-amz-checksum-mode") == "ENABLED" and answer[0] == 200:
+        stored = self.backend.get_object(bucket, key, version_id=version)
+        kind = getattr(stored, "checksum_type", None)
+        name = f"x-amz-checksum-{(getattr(stored, 'checksum_algorithm', None) or '').lower()}"
+        if kind and name in answer[1]:
+            answer[1]["x-amz-checksum-type"] = kind
+            if kind == "COMPOSITE":
+                answer[1][name] = f"{stored.checksum_value}-{stored.checksum_parts}"
+    return answer
+
+
+S3Response._key_response = _key_response_as_aws
 
 
 def server_argv(port: int, host: str = "127.0.0.1") -> list[str]:

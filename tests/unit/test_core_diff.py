@@ -118,8 +118,9 @@ def test_merge_reads_lazily() -> None:
 
 
 @pytest.mark.parametrize("compare", [Compare.CHECKSUM, "checksum"])
-def test_checksum_catches_same_size_and_time_with_other_content(compare: Compare) -> None:
-    assert actions([obj("a", etag="aaaa")], [obj("a", etag="bbbb")], compare) == [("a", Action.CHANGED)]
+def test_checksum_checks_same_size_and_time_with_other_etags(compare: Compare) -> None:
+    """Other ETags may hide the same bytes (SSE-KMS, part sizes): the objects' checksums tell."""
+    assert actions([obj("a", etag="aaaa")], [obj("a", etag="bbbb")], compare) == [("a", Action.CHECK)]
 
 
 def test_size_mtime_ignores_etags() -> None:
@@ -139,11 +140,17 @@ def test_checksum_with_equal_etags_is_unchanged() -> None:
     [("aaaa-3", "bbbb"), ("aaaa", "bbbb-2"), ("aaaa-3", "bbbb-5")],
     ids=["multipart-source", "multipart-backup", "multipart-both"],
 )
-def test_checksum_falls_back_to_size_and_time_for_multipart_etags(source_etag: str, backup_etag: str) -> None:
+def test_checksum_checks_multipart_etags_unless_size_or_time_decide(
+    source_etag: str, backup_etag: str
+) -> None:
+    """A multipart ETag says nothing of the bytes, but a full-object checksum may."""
     same = (obj("a", etag=source_etag), obj("a", etag=backup_etag))
-    assert not needs_copy(*same, Compare.CHECKSUM)
-    assert needs_copy(obj("a", size=11, etag=source_etag), obj("a", etag=backup_etag), Compare.CHECKSUM)
-    assert needs_copy(obj("a", mtime=2000.0, etag=source_etag), obj("a", etag=backup_etag), Compare.CHECKSUM)
+    assert needs_copy(*same, Compare.CHECKSUM) is Action.CHECK
+    assert needs_copy(*same, Compare.SIZE_MTIME) is Action.UNCHANGED
+    bigger = obj("a", size=11, etag=source_etag), obj("a", etag=backup_etag)
+    assert needs_copy(*bigger, Compare.CHECKSUM) is Action.CHANGED
+    newer = obj("a", mtime=2000.0, etag=source_etag), obj("a", etag=backup_etag)
+    assert needs_copy(*newer, Compare.CHECKSUM) is Action.CHANGED
 
 
 @pytest.mark.parametrize(
@@ -248,11 +255,10 @@ def test_merge_agrees_with_needs_copy_on_every_shared_key(compare: Compare) -> N
 
     entries = list(merge_listings([s for s, _ in pairs], [b for _, b in pairs], compare))
 
-    assert [action for action, _, _ in entries] == [
-        Action.CHANGED if needs_copy(s, b, compare) else Action.UNCHANGED for s, b in pairs
-    ]
+    assert [action for action, _, _ in entries] == [needs_copy(s, b, compare) for s, b in pairs]
     assert [(src, dst) for _, src, dst in entries] == pairs
-    assert {action for action, _, _ in entries} == {Action.CHANGED, Action.UNCHANGED}
+    judged = {Action.CHANGED, Action.UNCHANGED} | ({Action.CHECK} if compare is Compare.CHECKSUM else set())
+    assert {action for action, _, _ in entries} == judged
 
 
 def build_listings(n: int) -> tuple[list[ObjectInfo], list[ObjectInfo]]:

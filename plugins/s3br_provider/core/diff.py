@@ -22,6 +22,9 @@ class Action(enum.StrEnum):
     CHANGED = "changed"
     UNCHANGED = "unchanged"
     VANISHED = "vanished"
+    CHECK = "check"
+    """``checksum`` only: size and time say unchanged but the ETags differ, so only the two
+    objects' checksums can tell (HeadObject of both, ``core.fingerprints.content_differs``)."""
 
 
 DiffEntry = tuple[Action, ObjectInfo | None, ObjectInfo | None]
@@ -33,19 +36,19 @@ def is_multipart_etag(etag: str) -> bool:
     return "-" in etag
 
 
-def needs_copy(source: ObjectInfo, backup: ObjectInfo, compare: Compare) -> bool:
-    """Return whether ``backup`` is out of date with ``source``: all change rules live here.
+def needs_copy(source: ObjectInfo, backup: ObjectInfo, compare: Compare) -> Action:
+    """Judge a key both listings hold: CHANGED, UNCHANGED or CHECK. All change rules live here.
 
     ``size_mtime``: sizes differ, or the source was modified after the copy was made.
-    ``checksum``: also when the content fingerprints differ. ETags are only comparable when
-    neither is a multipart ETag; otherwise the size and time rule decides alone.
+    ``checksum``: equal ETags mean the same bytes (an MD5, or a multipart or KMS ETag S3 gave
+    this very content); other ETags may still hide the same bytes (part sizes, SSE-KMS), so the
+    key is CHECKed against the objects' checksums, listings carrying none.
     """
     if source.size != backup.size or source.last_modified > backup.last_modified:
-        return True
-    if compare == Compare.CHECKSUM:  # also a plain "checksum" string, as settings keep it
-        comparable = not (is_multipart_etag(source.etag) or is_multipart_etag(backup.etag))
-        return comparable and source.etag != backup.etag
-    return False
+        return Action.CHANGED
+    if compare == Compare.CHECKSUM and source.etag != backup.etag:  # also a plain "checksum"
+        return Action.CHECK
+    return Action.UNCHANGED
 
 
 def merge_listings(
@@ -59,22 +62,21 @@ def merge_listings(
     This loop runs once per key of every bucket backed up, so it is written for speed: names
     bound to locals, entries yielded as plain tuples for the caller to unpack (a named tuple
     costs 20% of the whole join, built or read), and ``needs_copy``'s size and time rule
-    inlined; only the checksum rule calls it.
+    inlined; under ``checksum`` a key they did not decide is CHECKed when its ETags differ.
     """
     checksum = Compare(compare) is Compare.CHECKSUM
     step = next
     new, changed, unchanged, vanished = Action.NEW, Action.CHANGED, Action.UNCHANGED, Action.VANISHED
+    check = Action.CHECK
     src_iter, dst_iter = iter(source), iter(backup)
     src, dst = step(src_iter, None), step(dst_iter, None)
     while src is not None and dst is not None:
         src_key, dst_key = src.key, dst.key
         if src_key == dst_key:
-            if (
-                src.size != dst.size
-                or src.last_modified > dst.last_modified
-                or (checksum and needs_copy(src, dst, Compare.CHECKSUM))
-            ):
+            if src.size != dst.size or src.last_modified > dst.last_modified:
                 yield changed, src, dst
+            elif checksum and src.etag != dst.etag:
+                yield check, src, dst
             else:
                 yield unchanged, src, dst
             src, dst = step(src_iter, None), step(dst_iter, None)

@@ -87,3 +87,37 @@ class RetryPolicy(NamedTuple):
         if total is None:
             total = DEFAULT_TOTAL_ATTEMPTS.get(mode, 3)
         return cls(mode, max(1, int(str(total))))
+
+
+CUSTOMER_KEY_REQUIRED = "SSECustomerKeyRequired"
+"""How s3br names the failure of a source object encrypted with SSE-C: a copy needs the
+customer's key (``x-amz-copy-source-server-side-encryption-customer-key``), which s3br never has."""
+CUSTOMER_KEY_REASON = (
+    "the source object is encrypted with a customer-provided key (SSE-C), which s3br does not have; "
+    "copy it with its key, or re-encrypt it with SSE-S3 or SSE-KMS"
+)
+_SSE_C_MESSAGE = "the correct parameters must be provided to retrieve the object"
+
+
+def needs_customer_key(status: int | None, code: str, message: str, operation: str) -> bool:
+    """Whether S3 refused to read an SSE-C object for want of its key. Never worth a retry.
+
+    CopyObject, UploadPartCopy and GetObject answer 400 ``InvalidRequest`` "The object was
+    stored using a form of Server Side Encryption. The correct parameters must be provided to
+    retrieve the object."; HeadObject, which has no body, a bare 400.
+    """
+    if status != 400:
+        return False
+    if code == "InvalidRequest" and _SSE_C_MESSAGE in message.lower():
+        return True
+    return operation == "HeadObject" and code in ("400", "BadRequest")
+
+
+def refuses_checksum(status: int | None, code: str, message: str) -> bool:
+    """Whether an endpoint refused a copy for the checksum algorithm it asked for (one that
+    predates CRC64NVME, say): the copy is then asked again with the next one."""
+    return (
+        status in (400, 501)
+        and code in ("InvalidArgument", "InvalidRequest", "NotImplemented")
+        and ("checksum" in message.lower())
+    )

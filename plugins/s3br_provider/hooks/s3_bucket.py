@@ -46,12 +46,19 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from s3br_provider.core.buckets import direct_path_supported
+from s3br_provider.core.fingerprints import COPY_CHECKSUM, FALLBACK_COPY_CHECKSUM
 from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved
 from s3br_provider.core.manifest import split_s3_uri
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.pool import RequestSlots
 from s3br_provider.core.retrieval import restore_request
+from s3br_provider.core.s3_errors import (
+    CUSTOMER_KEY_REASON,
+    CUSTOMER_KEY_REQUIRED,
+    needs_customer_key,
+    refuses_checksum,
+)
 from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import from_tag_set, to_tag_set
 from s3br_provider.core.versions import VersionEntry
@@ -76,7 +83,12 @@ _COPY_HEADERS = {
     "StorageClass": "x-amz-storage-class",
     "ObjectLockMode": "x-amz-object-lock-mode",
     "ObjectLockRetainUntilDate": "x-amz-object-lock-retain-until-date",
+    "ChecksumAlgorithm": "x-amz-checksum-algorithm",
+    "ServerSideEncryption": "x-amz-server-side-encryption",
+    "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
 }
+# What new copies ask S3 to checksum, from the first choice to none at all.
+_COPY_CHECKSUMS: tuple[str | None, ...] = (COPY_CHECKSUM, FALLBACK_COPY_CHECKSUM, None)
 E = TypeVar("E")
 
 
@@ -118,6 +130,30 @@ def _lock_fields(retention: tuple[str, datetime] | None) -> dict[str, Any]:
         return {}
     mode, until = retention
     return {"ObjectLockMode": mode, "ObjectLockRetainUntilDate": until}
+
+
+def _copy_fields(checksum: str | None, kms_key_id: str | None) -> dict[str, Any]:
+    """CopyObject / CreateMultipartUpload parameters of a copy's checksum and encryption."""
+    fields: dict[str, Any] = {"ChecksumAlgorithm": checksum} if checksum else {}
+    if kms_key_id:
+        fields |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
+    return fields
+
+
+class CustomerKeyRequiredError(ClientError):
+    """A source object is encrypted with SSE-C: no copy can read it without the customer's key."""
+
+    def __init__(self, bucket: str, key: str, cause: ClientError) -> None:
+        message = f"s3://{bucket}/{key}: {CUSTOMER_KEY_REASON}"
+        response = {
+            "Error": {"Code": CUSTOMER_KEY_REQUIRED, "Message": message},
+            "ResponseMetadata": cause.response.get("ResponseMetadata", {}),
+        }
+        super().__init__(response, cause.operation_name)  # type: ignore[arg-type]
+
+
+def _status(error: ClientError) -> int | None:
+    return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 def _header(value: Any) -> str:
@@ -162,8 +198,13 @@ class SlottedClient:
         if name not in self._operations:
             return attribute  # meta, exceptions, get_paginator ...
         slots = self._slots
+        # s3transfer hands a multipart copy's ChecksumAlgorithm (S3's to compute over the copy)
+        # on to the PutObjectTagging that tags it, whose body botocore checksums itself: for
+        # CRC64NVME or CRC32C only with awscrt installed. The tags get botocore's default.
+        dropped = "ChecksumAlgorithm" if name == "put_object_tagging" else None
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs.pop(dropped, None)
             with slots:
                 return attribute(*args, **kwargs)
 
@@ -211,6 +252,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         self.slots = RequestSlots(max_in_flight)
         self._managers: dict[int, Any] = {}
         self._managers_lock = threading.Lock()
+        self._checksum_choice = 0  # index into _COPY_CHECKSUMS; moves on when refused
 
     @property
     def config(self) -> Config:
@@ -456,11 +498,59 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
 
     # Objects -------------------------------------------------------------------------------
 
-    def head(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
+    def head(
+        self, bucket: str, key: str, version_id: str | None = None, *, checksums: bool = False
+    ) -> dict[str, Any]:
+        """HeadObject; ``checksums`` also asks for the object's checksum (``ChecksumMode``)."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
             kwargs["VersionId"] = version_id
+        if checksums:
+            kwargs["ChecksumMode"] = "ENABLED"
         return self._s3.head_object(**kwargs)
+
+    def kms_key_problem(self, key_id: str) -> str | None:
+        """Why copies cannot be encrypted under a KMS key, or None if they can (or if the
+        connection may not ask: then the first copy tells). One GenerateDataKey, the very
+        permission an SSE-KMS copy needs (kms:GenerateDataKey), so no other is asked for."""
+        kms = AwsBaseHook(
+            aws_conn_id=self.aws_conn_id,
+            client_type="kms",
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.config,
+        ).get_conn()
+        try:
+            kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")
+        except ClientError as error:
+            code = error_code(error)
+            if code in ("AccessDeniedException", "AccessDenied", "UnrecognizedClientException"):
+                self.log.info("May not check KMS key %s (%s): the first copy will", key_id, code)
+                return None
+            return f"{code}: {error.response.get('Error', {}).get('Message', '')}".rstrip(": ")
+        return None
+
+    @property
+    def copy_checksum(self) -> str | None:
+        """The checksum algorithm new copies ask for: CRC64NVME, else CRC32C where the
+        endpoint refused it, else none; found out once per hook, by the first refusal."""
+        return _COPY_CHECKSUMS[self._checksum_choice]
+
+    def _checksum_refused(self, error: ClientError, asked: str | None) -> bool:
+        """Move to the next checksum algorithm if ``error`` refused ``asked`` (once per hook)."""
+        message = str(error.response.get("Error", {}).get("Message", ""))
+        if asked is None or not refuses_checksum(_status(error), error_code(error), message):
+            return False
+        with self._managers_lock:
+            if self.copy_checksum == asked:
+                self._checksum_choice += 1
+                self.log.warning(
+                    "The endpoint refused copies with checksum %s (%s); asking for %s from now on",
+                    asked,
+                    message,
+                    self.copy_checksum or "none",
+                )
+        return True
 
     def get_tags(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
@@ -498,42 +588,76 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         tags: dict[str, str] | None = None,
         storage_class: str | None = None,
         retention: tuple[str, datetime] | None = None,
+        kms_key_id: str | None = None,
     ) -> None:
         """Copy one object server-side with its Content-Type, user metadata and tags.
 
         ``tags`` None copies the source's tags as they are; a dict replaces them.
         ``retention`` ``(mode, retain_until)`` writes the copy under S3 Object Lock.
-        Objects larger than ``multipart_threshold`` bytes are copied in parts. Thread-safe:
-        call it from many threads; the hook's ``max_in_flight`` bounds the requests.
+        ``kms_key_id`` encrypts the copy with SSE-KMS under that key; None leaves it to the
+        target bucket's default encryption. Every copy asks for a full-object checksum
+        (``copy_checksum``). Objects larger than ``multipart_threshold`` bytes are copied in
+        parts. Thread-safe: call it from many threads; the hook's ``max_in_flight`` bounds the
+        requests. A source object under SSE-C raises ``CustomerKeyRequiredError`` at once.
         """
         copy_source: dict[str, str] = {"Bucket": source_bucket, "Key": source.key}
         if source.version_id:
             copy_source["VersionId"] = source.version_id
-        if source.size > multipart_threshold:
-            self._copy_multipart(
-                copy_source, target_bucket, multipart_threshold, tags, storage_class, retention
-            )
-            return
+        while True:
+            asked = self.copy_checksum
+            extra = _copy_fields(asked, kms_key_id)
+            try:
+                if source.size > multipart_threshold:
+                    self._copy_multipart(
+                        copy_source, target_bucket, multipart_threshold, tags, storage_class, retention, extra
+                    )
+                else:
+                    self._copy_object(
+                        source_bucket, target_bucket, copy_source, tags, storage_class, retention, extra
+                    )
+                return
+            except ClientError as error:
+                if self._checksum_refused(error, asked):
+                    continue
+                message = str(error.response.get("Error", {}).get("Message", ""))
+                if needs_customer_key(_status(error), error_code(error), message, error.operation_name):
+                    raise CustomerKeyRequiredError(source_bucket, source.key, error) from error
+                raise
+
+    def _copy_object(
+        self,
+        source_bucket: str,
+        target_bucket: str,
+        copy_source: dict[str, str],
+        tags: dict[str, str] | None,
+        storage_class: str | None,
+        retention: tuple[str, datetime] | None,
+        extra: dict[str, Any],
+    ) -> None:
+        """One CopyObject, through the direct path where it applies."""
         fields: dict[str, Any] = {
             "MetadataDirective": "COPY",
             "TaggingDirective": "COPY" if tags is None else "REPLACE",
             "Tagging": None if tags is None else urlencode(tags),
             "StorageClass": storage_class or None,
             **_lock_fields(retention),
+            **extra,
         }
         fields = {name: value for name, value in fields.items() if value is not None}
         with self.slots:
             if self.uses_direct_path(target_bucket) and direct_path_supported(source_bucket):
                 headers = {_COPY_HEADERS[name]: _header(value) for name, value in fields.items()}
                 headers["x-amz-copy-source"] = copy_source_header(
-                    source_bucket, source.key, source.version_id
+                    source_bucket, copy_source["Key"], copy_source.get("VersionId")
                 )
                 try:
-                    self.direct.copy(target_bucket, source.key, headers)  # type: ignore[union-attr]
+                    self.direct.copy(target_bucket, copy_source["Key"], headers)  # type: ignore[union-attr]
                     return
                 except NotDirectError as error:
                     self.log.debug("%s; copying through boto3", error)
-            self.client.copy_object(Bucket=target_bucket, Key=source.key, CopySource=copy_source, **fields)
+            self.client.copy_object(
+                Bucket=target_bucket, Key=copy_source["Key"], CopySource=copy_source, **fields
+            )
 
     def _copy_multipart(
         self,
@@ -543,11 +667,13 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         tags: dict[str, str] | None,
         storage_class: str | None,
         retention: tuple[str, datetime] | None = None,
+        fields: dict[str, Any] | None = None,
     ) -> None:
         """s3transfer's managed copy; this thread waits holding no slot while the parts run."""
         extra: dict[str, Any] = {
             "TaggingDirective": "COPY" if tags is None else "REPLACE",
             **_lock_fields(retention),
+            **(fields or {}),
         }
         if tags:
             extra["Tagging"] = urlencode(tags)

@@ -6,11 +6,15 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from s3br_provider.core.diff import Action, Compare, is_multipart_etag, merge_listings
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from s3br_provider.core.diff import Action, Compare, merge_listings
+from s3br_provider.core.fingerprints import content_differs
 from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import prefetch
 from s3br_provider.core.progress import Progress, format_bytes
+from s3br_provider.core.s3_errors import CUSTOMER_KEY_REASON, CUSTOMER_KEY_REQUIRED
 from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, SettingsError, check_retention
 from s3br_provider.core.sizes import MiB
 from s3br_provider.operators.base import DEFAULT_COPY_THREADS, InvalidArgumentsError, S3brPartitionOperator
@@ -28,15 +32,21 @@ class CopyMismatchError(Exception):
     """A copy does not match its source (size or content fingerprint)."""
 
 
-def check_copy(target: S3BucketHook, bucket: str, source: ObjectInfo, *, multipart: bool) -> None:
-    """Compare a fresh copy with its source: size always; the ETag (an MD5 of the content)
-    when both are single-part, since a multipart ETag depends on the part sizes."""
-    head = target.head(bucket, source.key)
-    if head["ContentLength"] != source.size:
-        raise CopyMismatchError(f"size {head['ContentLength']} != source size {source.size}")
-    etag = head.get("ETag", "").strip('"')
-    if not multipart and not is_multipart_etag(source.etag) and etag != source.etag:
-        raise CopyMismatchError(f"ETag {etag} != source ETag {source.etag}")
+def check_copy(
+    target: S3BucketHook, bucket: str, source_hook: S3BucketHook, source_bucket: str, source: ObjectInfo
+) -> None:
+    """Compare a fresh copy with its source: size always; then the copy's ETag with the
+    listed one (equal: the same bytes); else the full-object checksums both carry, or ETags
+    that are both MD5s (``core.fingerprints``), read from a head of the source too. Where
+    neither can tell (no shared checksum, multipart or KMS ETags), the size decides."""
+    ours = target.head(bucket, source.key, checksums=True)
+    if ours["ContentLength"] != source.size:
+        raise CopyMismatchError(f"size {ours['ContentLength']} != source size {source.size}")
+    if ours.get("ETag", "").strip('"') == source.etag:
+        return
+    theirs = source_hook.head(source_bucket, source.key, source.version_id, checksums=True)
+    if content_differs(theirs, ours):
+        raise CopyMismatchError(f"content differs from the source's (checksum or ETag of {ours!r:.300})")
 
 
 class S3CopyBatchOperator(S3brPartitionOperator):
@@ -62,6 +72,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
     :param retention_mode: ``GOVERNANCE`` or ``COMPLIANCE``: each copy is written under S3 Object
         Lock, retained until its copy time plus ``retention_days``; ``""``: no retention.
     :param retention_days: days each copy is retained (at least 1 with a mode).
+    :param kms_key_id: encrypt each copy with SSE-KMS under this key (ID, ARN or alias of the
+        target's account); ``""``: the target bucket's default encryption.
     :param dry_run: copy nothing.
     :param manifest_aws_conn_id: connection that reads the manifest; default: ``aws_conn_id``.
     :param source_aws_conn_id: connection of the source bucket; default: ``aws_conn_id``.
@@ -80,6 +92,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         "verify_copies",
         "retention_mode",
         "retention_days",
+        "kms_key_id",
         "dry_run",
         "manifest_aws_conn_id",
         "source_aws_conn_id",
@@ -98,6 +111,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         verify_copies: bool | str = False,
         retention_mode: str = "",
         retention_days: int | str = 0,
+        kms_key_id: str = "",
         dry_run: bool | str = False,
         manifest_aws_conn_id: str | None = None,
         source_aws_conn_id: str | None = None,
@@ -115,6 +129,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         self.verify_copies = verify_copies
         self.retention_mode = retention_mode
         self.retention_days = retention_days
+        self.kms_key_id = kms_key_id
         self.dry_run = dry_run
         self.manifest_aws_conn_id = manifest_aws_conn_id
         self.source_aws_conn_id = source_aws_conn_id
@@ -154,12 +169,25 @@ class S3CopyBatchOperator(S3brPartitionOperator):
             result["skipped_done"],
             result["failed"],
         )
-        self.fail_on_failures(
-            context,
-            result,
-            f"could not be copied from s3://{self.source_bucket} to s3://{self.target_bucket}",
-        )
+        self._fail_on_failures(context, result)
         return result
+
+    def _fail_on_failures(self, context: Any, result: dict[str, Any]) -> None:
+        """Fail naming the failed objects, each SSE-C source with its reason; without retries
+        when every failure is an SSE-C source (no try can read it), with them otherwise."""
+        for failure in result["failures"]:
+            if failure["error"] == CUSTOMER_KEY_REQUIRED:
+                failure["reason"] = CUSTOMER_KEY_REASON
+        what = f"could not be copied from s3://{self.source_bucket} to s3://{self.target_bucket}"
+        hopeless = len(result["failures"]) == result["failed"] and all(
+            failure["error"] == CUSTOMER_KEY_REQUIRED for failure in result["failures"]
+        )
+        try:
+            self.fail_on_failures(context, result, what)
+        except AirflowException as error:
+            if hopeless:
+                raise AirflowFailException(f"{error} ({CUSTOMER_KEY_REASON})") from None
+            raise
 
     def _copier(self, target: S3BucketHook, source: S3BucketHook) -> Callable[[ObjectInfo], None]:
         threshold = self.multipart_threshold_mb * MiB
@@ -176,9 +204,10 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 tags=tags,
                 storage_class=self.storage_class or None,
                 retention=self._retention(),
+                kms_key_id=self.kms_key_id or None,
             )
             if self.verify_copies:
-                check_copy(target, self.target_bucket, obj, multipart=obj.size > threshold)
+                check_copy(target, self.target_bucket, source, self.source_bucket, obj)
 
         return copy_one
 

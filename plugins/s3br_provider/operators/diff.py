@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Sequence
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from s3br_provider.core.diff import Action, Compare, check_sorted, merge_listings
+from botocore.exceptions import ClientError
+
+from s3br_provider.core.diff import Action, Compare, DiffEntry, check_sorted, merge_listings
+from s3br_provider.core.fingerprints import content_differs
 from s3br_provider.core.manifest import ManifestWriter, writing_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import prefetch
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
 from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE
+from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import S3brPartitionOperator
 from s3br_provider.operators.copy_batch import REPLACE_TAGS
 
+if TYPE_CHECKING:
+    from s3br_provider.hooks.s3_bucket import S3BucketHook
+
 DRY_RUN_EXAMPLES = 10
 MAX_NAMED = 50  # archived keys named per partition in the result and report
+CHECK_WINDOW = 2000  # diff entries held back, at most, behind a key whose checksums are read
 
 
 class _NoWrite:
@@ -109,7 +119,12 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             else:
                 to_copy = stack.enter_context(writing_manifest(backup, copy_uri))
                 vanished = stack.enter_context(writing_manifest(backup, vanished_uri))
-            for action, src, dst in merge_listings(source_listing, backup_listing, Compare(self.compare)):
+            entries: Iterable[DiffEntry] = merge_listings(
+                source_listing, backup_listing, Compare(self.compare)
+            )
+            if Compare(self.compare) is Compare.CHECKSUM:
+                entries = self._checked(entries, source, backup, counts)
+            for action, src, dst in entries:
                 counts[action] += 1
                 if src is not None:
                     sampler.add(src.key)
@@ -162,6 +177,48 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         return result
 
     def _archived(self, obj: ObjectInfo) -> str:
+    def _checked(
+        self, entries: Iterable[DiffEntry], source: S3BucketHook, backup: S3BucketHook, counts: Counter[str]
+    ) -> Iterator[DiffEntry]:
+        """The entries with each CHECK judged CHANGED or UNCHANGED by the two objects' checksums
+        (HeadObject with checksum mode on both sides; ``core.fingerprints.content_differs``),
+        in their order. Only CHECKed keys are read, on ``threads`` threads, each request within
+        the hooks' request slots. Where the heads cannot tell (or cannot be read: an SSE-C
+        source, a key gone since it was listed), size and time have already said unchanged."""
+        lock = threading.Lock()
+        unknown: list[str] = []
+
+        def judge(entry: DiffEntry) -> DiffEntry:
+            _, src, dst = entry
+            assert src is not None and dst is not None
+            try:
+                theirs = source.head(self.source_bucket, src.key, checksums=True)
+                ours = backup.head(self.backup_bucket, dst.key, checksums=True)
+                differs = content_differs(theirs, ours)
+            except ClientError as error:
+                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status not in (400, 403, 404):
+                    raise
+                self.log.debug("Checksums of %r unread: %s", src.key, error_code(error))
+                differs = None
+            with lock:
+                counts["content_checked"] += 1
+                if differs is None:
+                    counts["content_unknown"] += 1
+                    if len(unknown) < 5:
+                        unknown.append(src.key)
+            return (Action.CHANGED if differs else Action.UNCHANGED), src, dst
+
+        yield from judged_in_order(entries, judge, workers=self.threads)
+        if unknown:
+            self.log.warning(
+                "%s: %d key(s) whose content could not be compared by checksum or ETag (size and "
+                "time decided), e.g. %s",
+                self.label,
+                counts["content_unknown"],
+                unknown,
+            )
+
         """``skipped``, or with ``archived_source="restore"`` the restore's state in the source
         (``ready``: copy it now; ``requested``, ``in_progress``: a later run copies it)."""
         if self.archived_source != "restore" or self.dry_run:
@@ -201,6 +258,38 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             "archive_restores_requested": counts["archived_requested"],
             "bytes_to_copy": counts["bytes_to_copy"],
             # "" not None: Airflow reads a stored None XCom as missing, failing a template.
+            "content_checked": counts["content_checked"],
+            "content_unknown": counts["content_unknown"],
             "copy_manifest": copy_uri if written and to_copy.count else "",
             "vanished_manifest": vanished_uri if written and vanished.count else "",
         }
+
+
+def judged_in_order(
+    entries: Iterable[DiffEntry], judge: Callable[[DiffEntry], DiffEntry], *, workers: int
+) -> Iterator[DiffEntry]:
+    """``entries`` with ``judge`` applied to each CHECK on a pool of ``workers`` threads, in
+    their order (a manifest stays sorted by key), at most ``CHECK_WINDOW`` of them held back.
+    Other entries never enter the pool: a run that checks few keys costs no more per key."""
+    window: deque[DiffEntry | Future[DiffEntry]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3br-check") as pool:
+        for entry in entries:
+            if entry[0] is Action.CHECK:
+                window.append(pool.submit(judge, entry))
+            elif not window:
+                yield entry
+                continue
+            else:
+                window.append(entry)
+            while window and (len(window) >= CHECK_WINDOW or _ready(window[0])):
+                yield _taken(window.popleft())
+        while window:
+            yield _taken(window.popleft())
+
+
+def _ready(item: DiffEntry | Future[DiffEntry]) -> bool:
+    return not isinstance(item, Future) or item.done()
+
+
+def _taken(item: DiffEntry | Future[DiffEntry]) -> DiffEntry:
+    return item.result() if isinstance(item, Future) else item
