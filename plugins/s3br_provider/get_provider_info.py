@@ -33,6 +33,8 @@ def get_provider_info() -> dict[str, Any]:
                     "s3br_provider.operators.report",
                     "s3br_provider.operators.restore",
                     "s3br_provider.operators.restore_report",
+                    "s3br_provider.operators.events_setup",
+                    "s3br_provider.operators.events_batch",
                 ],
             }
         ],
@@ -40,7 +42,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "s3br", "python-modules": ["s3br_provider.sensors.glacier_restore"]}
         ],
         "triggers": [
-            {"integration-name": "s3br", "python-modules": ["s3br_provider.triggers.glacier_restore"]}
+            {
+                "integration-name": "s3br",
+                "python-modules": [
+                    "s3br_provider.triggers.glacier_restore",
+                    "s3br_provider.triggers.sqs_events",
+                ],
+            }
         ],
         "config": {
             "s3br": {
@@ -66,6 +74,7 @@ def get_provider_info() -> dict[str, Any]:
                     "s3br_provider.hooks.glacier_restore",
                     "s3br_provider.hooks.errors",
                     "s3br_provider.hooks.sdk_cache",
+                    "s3br_provider.hooks.sqs_events",
                 ],
             }
         ],
