@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 demo: setup  ## Backup then restore against an embedded moto S3 server and SQLite Airflow.
 	$(BIN)/python scripts/demo.py
 
+.PHONY: ui
+ui: setup  ## Serve the demo's Airflow (after make demo): runs, task logs, the Backups view; Ctrl-C stops it.
+	$(BIN)/python scripts/ui.py
+
 test: setup  ## The whole test suite (unit, integration against moto, whole DAG runs).
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 

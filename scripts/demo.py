@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts.ui import LOGIN, save_buckets  # noqa: E402
 from tests.support.s3 import (  # noqa: E402
     env_for_airflow,
     list_keys,
@@ -42,6 +44,7 @@ def main() -> int:
         env["AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION"] = "50"
         s3 = s3_client(endpoint)
         step(f"moto S3 server at {endpoint}; Airflow home {DEMO / 'airflow'} (SQLite)")
+        write_config(DEMO / "airflow", env)
         airflow(env, "db", "migrate")
         seed(s3)
         step("1. First backup of s3://demo-source into s3://demo-backup")
@@ -58,8 +61,43 @@ def main() -> int:
             "restore",
         )
         ok = side_by_side(s3)
+        save_buckets(s3, [SOURCE, BACKUP, RESTORED], DEMO / "s3")
     step(f"Done in {time.monotonic() - started:.0f} s. Logs: {DEMO}/*.log and {DEMO}/airflow/logs/")
+    how_to_look()
     return 0 if ok else 1
+
+
+def how_to_look() -> None:
+    user, password = LOGIN
+    print(
+        f"""
+== To look at what the demo did in the Airflow UI: make ui
+   then open http://127.0.0.1:8080 (login {user} / {password}): the DAG runs and their task logs,
+   the mapped partitions named by key range, the Backups view ("Backups" in the navigation,
+   or http://127.0.0.1:8080/s3br/), and s3_restore's Trigger form. Ctrl-C stops it.""",
+        flush=True,
+    )
+
+
+def write_config(home: Path, env: dict[str, str]) -> None:
+    """The demo home's airflow.cfg, so that ``airflow`` with only ``AIRFLOW_HOME`` set (``make ui``,
+    ``airflow dags test``) finds the demo's DAGs and database; and a known login for the UI."""
+    keys = {
+        "core": {
+            "dags_folder": "AIRFLOW__CORE__DAGS_FOLDER",
+            "load_examples": "AIRFLOW__CORE__LOAD_EXAMPLES",
+        },
+        "database": {"sql_alchemy_conn": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"},
+    }
+    lines = []
+    for section, options in keys.items():
+        lines.append(f"[{section}]")
+        lines += [f"{option} = {env[var]}" for option, var in options.items()]
+        if section == "core":
+            lines.append("simple_auth_manager_users = admin:admin")
+    (home / "airflow.cfg").write_text("\n".join(lines) + "\n")
+    user, password = LOGIN
+    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({user: password}) + "\n")
 
 
 def step(text: str) -> None:
@@ -75,10 +113,69 @@ def run(env: dict[str, str], dag_id: str, conf: dict[str, Any], name: str) -> No
     began = time.monotonic()
     airflow(env, "dags", "test", dag_id, "-c", json.dumps(conf), log=f"{name}.log")
     text = (DEMO / f"{name}.log").read_text()
+    write_task_logs(text, dag_id, DEMO / "airflow" / "logs")
     state = "success" if "state=success" in text.split("DagRun Finished")[-1] else "FAILED"
     print(f"   {dag_id}: {state} in {time.monotonic() - began:.0f} s (log: .demo/{name}.log)")
     if state != "success":
         raise SystemExit(f"{dag_id} failed: see {DEMO / f'{name}.log'}")
+
+
+# `airflow dags test` runs the tasks one after the other in its own process and logs them all to
+# its output; the UI reads a task's log from the file a worker would have written. Each task's
+# lines go to that file (Airflow's default log_filename_template), as JSON lines like a worker's.
+TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
+TASK_END = re.compile(r"\[DAG TEST\] end task task_id=")
+RUN_ID = re.compile(r"DagRun Finished: dag_id=[^,]+, .*?run_id=([^,]+),")
+LINE = re.compile(r"^(?P<timestamp>\S+Z) \[(?P<level>\w+)\s*\] (?P<rest>.*)$", re.S)
+TAIL = re.compile(r"^(?P<event>.*?) \[(?P<logger>[\w.]+)\](?: (?P<extra>\w+=.*))?$", re.S)
+
+
+def write_task_logs(text: str, dag_id: str, logs: Path) -> None:
+    run_id = RUN_ID.search(text)
+    if run_id is None:
+        return
+    attempts: dict[tuple[str, str], int] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if start := TASK_START.search(line):
+            key = start.groups()
+            attempts[key] = attempts.get(key, 0) + 1
+            current = []
+            task_id, map_index = key
+            folder = logs / f"dag_id={dag_id}" / f"run_id={run_id.group(1)}" / f"task_id={task_id}"
+            folder = folder / f"map_index={map_index}" if int(map_index) >= 0 else folder
+            path = folder / f"attempt={attempts[key]}.log"
+        elif current is not None and TASK_END.search(line):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(
+                "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in _entries(current))
+            )
+            current = None
+        elif current is not None:
+            current.append(line)
+
+
+def _entries(lines: list[str]) -> list[dict[str, str]]:
+    """One entry per log event; a line without a timestamp continues the event before it."""
+    events: list[str] = []
+    for line in lines:
+        if LINE.match(line) or not events:
+            events.append(line)
+        else:
+            events[-1] += "\n" + line
+    entries = []
+    for event in events:
+        match = LINE.match(event)
+        if match is None:
+            entries.append({"event": event})
+            continue
+        entry = {"timestamp": match["timestamp"], "level": match["level"], "event": match["rest"]}
+        if "[DAG TEST]" in entry["event"]:
+            continue
+        if tail := TAIL.match(match["rest"]):  # the key=value pairs after it are Airflow's ids
+            entry |= {"event": tail["event"].rstrip(), "logger": tail["logger"]}
+        entries.append(entry)
+    return entries
 
 
 def backup(env: dict[str, str], name: str) -> dict[str, Any]:

@@ -50,6 +50,7 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "plugins": [{"name": "s3br", "plugin-class": "s3br_provider.ui.plugin.S3brPlugin"}],
         "config": {
             "s3br": {
                 "description": "Tuning of the s3br backup and restore DAGs.",
@@ -60,7 +61,15 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "integer",
                         "example": "5000",
                         "default": "5000",
-                    }
+                    },
+                    "late_margin_minutes": {
+                        "description": "The Backups view shows a pair as late when its last successful "
+                        "backup is older than its DAG's schedule period plus this margin.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "60",
+                        "default": "60",
+                    },
                 },
             }
         },

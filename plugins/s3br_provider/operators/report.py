@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException
 
+from s3br_provider.core.backups_view import SUMMARY_XCOM_KEY, run_summary
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, join_partitions, missing_steps, partition_table, total
 from s3br_provider.core.settings import BACKUP_DEFAULTS
@@ -114,6 +115,7 @@ class S3BackupReportOperator(S3brBaseOperator):
             "skipped_archived": total(rows, "diff", "skipped_archived"),
             "archive_restores_requested": total(rows, "diff", "archive_restores_requested"),
             "bytes_to_copy": total(rows, "diff", "bytes_to_copy"),
+            "source_bytes": total(rows, "diff", "source_bytes"),
             "copied": total(rows, "copy", "copied"),
             "bytes_copied": total(rows, "copy", "bytes"),
             "vanished": total(rows, "diff", "vanished"),
@@ -159,6 +161,11 @@ class S3BackupReportOperator(S3brBaseOperator):
                 totals["archive_restores_requested"],
                 archived[:10],
             )
+        failures = [
+            f for row in rows for step in ("copy", "tag") for f in (row[step] or {}).get("failures", [])
+        ]
+        # Read by the Backups view (s3br_provider.ui), also when this run then fails.
+        context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=run_summary(settings, totals, missing, failures))
         self._publish(totals)
         if not self.dry_run:
             report_uri = f"{self.run_uri(context, self.backup_bucket, self.run_folder_uri)}/report.json"
@@ -169,9 +176,6 @@ class S3BackupReportOperator(S3brBaseOperator):
             self._keep_statistics(self.hook, rows)
         if missing:
             raise AirflowException(f"backup incomplete: no result from {', '.join(missing)}")
-        failures = [
-            f for row in rows for step in ("copy", "tag") for f in (row[step] or {}).get("failures", [])
-        ]
         if totals["failed"]:
             shown = ", ".join(f"{f['key']!r} ({f['error']})" for f in failures[:5])
             raise AirflowException(f"backup finished with {totals['failed']} failed object(s): {shown}")

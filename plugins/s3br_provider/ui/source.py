@@ -1,0 +1,127 @@
+"""Read the Backups view's rows from Airflow's metadata database (and a drill's report file)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from airflow.configuration import conf
+from airflow.models.dag import DagModel
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance
+from airflow.models.xcom import XComModel
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from s3br_provider.core.backups_view import (
+    DRILL_DAG_ID,
+    SUMMARY_XCOM_KEY,
+    BackupRun,
+    DrillRun,
+    backup_entries,
+    schedule_period_seconds,
+)
+
+log = logging.getLogger(__name__)
+MAX_REPORTS = 2000
+"""Newest backup reports read per request: 30 per pair for the chart, many pairs."""
+MAX_DRILLS = 50
+DRILL_REPORT = "_s3br/runs/{dag_id}/{run_id}/report.json"
+
+
+def collect_entries(session: Session, now: datetime) -> list[dict[str, Any]]:
+    """Every pair's entry, as ``GET /s3br/api/backups`` returns it."""
+    runs = load_backup_runs(session)
+    return backup_entries(
+        runs,
+        now=now,
+        periods=load_periods(session, {run.dag_id for run in runs}),
+        margin_seconds=conf.getint("s3br", "late_margin_minutes", fallback=60) * 60,
+        drills=load_drills(session),
+    )
+
+
+def load_backup_runs(session: Session, limit: int = MAX_REPORTS) -> list[BackupRun]:
+    """The summaries that backup report tasks pushed, with their report task's state and the
+    run's start (a run's duration is the backup's, from its start to its report)."""
+    query = (
+        select(XComModel, TaskInstance.state, TaskInstance.end_date, DagRun.start_date)
+        .join(DagRun, DagRun.id == XComModel.dag_run_id)
+        .join(
+            TaskInstance,
+            and_(
+                TaskInstance.dag_id == XComModel.dag_id,
+                TaskInstance.run_id == XComModel.run_id,
+                TaskInstance.task_id == XComModel.task_id,
+                TaskInstance.map_index == XComModel.map_index,
+            ),
+        )
+        .where(XComModel.key == SUMMARY_XCOM_KEY)
+        .order_by(XComModel.timestamp.desc())
+        .limit(limit)
+    )
+    runs = []
+    for xcom, state, ended, started in session.execute(query):
+        summary = XComModel.deserialize_value(xcom)
+        if not isinstance(summary, dict) or "backup_bucket" not in summary:
+            continue
+        runs.append(BackupRun(xcom.dag_id, xcom.run_id, str(state or "none"), started, ended, summary))
+    return runs
+
+
+def load_periods(session: Session, dag_ids: Iterable[str]) -> dict[str, float | None]:
+    """Each DAG's schedule period in seconds (``None``: not time-scheduled). A paused DAG keeps
+    its period: its backups stop, and the view should say so."""
+    query = select(DagModel.dag_id, DagModel.timetable_summary).where(DagModel.dag_id.in_(list(dag_ids)))
+    return {dag_id: schedule_period_seconds(summary) for dag_id, summary in session.execute(query)}
+
+
+def load_drills(session: Session, limit: int = MAX_DRILLS) -> list[DrillRun]:
+    """Runs of ``s3_restore_drill`` with their report: the newest of each backup bucket's is
+    looked up (an XCom holding the report's figures, else ``report.json`` in the backup)."""
+    query = (
+        select(DagRun.id, DagRun.run_id, DagRun.state, DagRun.start_date, DagRun.end_date, DagRun.conf)
+        .where(DagRun.dag_id == DRILL_DAG_ID)
+        .order_by(DagRun.run_after.desc())
+        .limit(limit)
+    )
+    drills, seen = [], set()
+    for row_id, run_id, state, started, ended, run_conf in session.execute(query):
+        run_conf = run_conf or {}
+        backup = run_conf.get("backup_bucket") or ""
+        report = None
+        if backup and backup not in seen:
+            seen.add(backup)
+            report = _drill_xcom(session, row_id) or _drill_report_file(run_id, run_conf)
+        drills.append(
+            DrillRun(run_id, str(state), started, ended, backup, run_conf.get("source_bucket") or "", report)
+        )
+    return drills
+
+
+def _drill_xcom(session: Session, dag_run_row_id: int) -> dict[str, Any] | None:
+    query = select(XComModel).where(XComModel.dag_run_id == dag_run_row_id).order_by(XComModel.timestamp)
+    found = None
+    for xcom in session.scalars(query):
+        value = XComModel.deserialize_value(xcom)
+        if isinstance(value, dict) and "sampled" in value:
+            found = value  # the last task's figures win
+    return found
+
+
+def _drill_report_file(run_id: str, run_conf: dict[str, Any]) -> dict[str, Any] | None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    bucket = run_conf["backup_bucket"]
+    key = DRILL_REPORT.format(dag_id=DRILL_DAG_ID, run_id=run_id)
+    try:
+        hook = S3Hook(aws_conn_id=run_conf.get("backup_aws_conn_id") or "aws_default")
+        if not hook.check_for_key(key, bucket):
+            return None
+        return json.loads(hook.read_key(key, bucket))
+    except Exception:
+        log.warning("Backups view: cannot read s3://%s/%s", bucket, key, exc_info=True)
+        return None
