@@ -12,9 +12,10 @@ answer as AWS documents. The one place s3br copes with moto's quirks in what it 
 - CreateMultipartUpload with ``x-amz-object-lock-mode`` / ``-retain-until-date``: AWS gives the
   completed object that retention; moto drops the headers. The completed object gets them here.
 - HeadObject with ``x-amz-checksum-mode: ENABLED``: AWS names the checksum's type
-  (``x-amz-checksum-type`` FULL_OBJECT or COMPOSITE) and gives a composite one as
-  ``<base64>-<parts>``; moto names no type and drops the suffix (its GetObject has both), which
-  would make a multipart copy's composite checksum look like a full-object one. Added here.
+  (``x-amz-checksum-type`` FULL_OBJECT, as for any single-part object, or COMPOSITE) and gives
+  a composite one as ``<base64>-<parts>``; moto names no type and drops the suffix (its
+  GetObject has both), which would make a multipart copy's composite checksum look like a
+  full-object one. Added here.
 - SSE-C: AWS reads an object stored with a customer-provided key only with that key (GetObject,
   HeadObject and a copy's source: "The object was stored using a form of Server Side
   Encryption. The correct parameters must be provided to retrieve the object.", 400); moto
@@ -131,7 +132,7 @@ def _key_response_as_aws(self: S3Response, request: Any, full_url: str) -> Any:
         self.backend.get_object(bucket, key).s3br_customer_key_md5 = headers.get(_SSE_C_MD5)
     if method == "HEAD" and headers.get("x-amz-checksum-mode") == "ENABLED" and answer[0] == 200:
         stored = self.backend.get_object(bucket, key, version_id=version)
-        kind = getattr(stored, "checksum_type", None)
+        kind = getattr(stored, "checksum_type", None) or "FULL_OBJECT"  # a single-part object's
         name = f"x-amz-checksum-{(getattr(stored, 'checksum_algorithm', None) or '').lower()}"
         if kind and name in answer[1]:
             answer[1]["x-amz-checksum-type"] = kind

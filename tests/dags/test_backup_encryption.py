@@ -1,0 +1,155 @@
+"""Encrypted sources in whole ``s3_backup`` runs: SSE-KMS objects (the bucket's default key or
+one per object) are copied on both copy paths; a source object under SSE-C fails alone, at
+once, named with its reason, while the rest of its partition is copied and tagged.
+
+moto serves SSE-C objects to anyone; ``tests/support/moto_aws.py`` refuses them without their
+key as AWS does. moto's S3 checks no KMS key of a copy; KMS itself (CreateKey, GenerateDataKey)
+it implements on the same endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from s3br_provider.core.s3_errors import CUSTOMER_KEY_REASON, CUSTOMER_KEY_REQUIRED
+from tests.dags.conftest import Obj, odd_objects, put, seed
+from tests.dags.test_backup_dag import assert_backup, assert_succeeded, backup_run
+from tests.reliability.conftest import task_tries
+from tests.support.fault_proxy import FaultProxy
+from tests.support.s3 import aws_conn_env, list_keys, local_client, snapshot
+
+pytestmark = pytest.mark.slow
+
+PROXY_CONN_ID = "s3br_encryption_proxy"
+MiB = 1024 * 1024
+SMALL_SSE_C, BIG_SSE_C = "m/customer-key.txt", "m/customer-key-big.bin"
+
+
+@pytest.fixture
+def kms(endpoint: str) -> Any:
+    return local_client("kms", endpoint)
+
+
+@pytest.fixture
+def proxy(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    with FaultProxy(endpoint) as running:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{PROXY_CONN_ID.upper()}", aws_conn_env(running.endpoint_url))
+        yield running
+
+
+def new_key(kms: Any) -> str:
+    return kms.create_key(Description="s3br test")["KeyMetadata"]["Arn"]
+
+
+def put_encrypted(s3: Any, bucket: str, key: str, obj: Obj, **encryption: Any) -> None:
+    """Put one object with its SSE parameters (SSE-KMS or SSE-C), then its tags."""
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=obj.body,
+        ContentType=obj.content_type,
+        Metadata=obj.metadata,
+        **encryption,
+    )
+    if obj.tags:
+        tag_set = [{"Key": k, "Value": v} for k, v in obj.tags.items()]
+        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
+
+
+def test_sse_kms_sources_are_copied_on_both_paths(s3: Any, buckets: tuple[str, str], kms: Any) -> None:
+    """The bucket's default key and a key per object; single-part and multipart copies."""
+    source, backup = buckets
+    default_key, object_key = new_key(kms), new_key(kms)
+    s3.put_bucket_encryption(
+        Bucket=source,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": default_key,
+                    }
+                }
+            ]
+        },
+    )
+    model = {key: obj for key, obj in odd_objects().items() if key.startswith(("a/", "b/"))}
+    seed(s3, source, model)  # under the bucket's default key
+    own = {
+        "k/own-key.txt": Obj(b"under a key of its own", "text/plain", {"k": "own"}, {"kms": "own"}),
+        "k/own-key-big.bin": Obj(os.urandom(6 * MiB), "application/x-big", {"k": "big"}, {"kms": "big"}),
+    }
+    for key, obj in own.items():
+        put_encrypted(s3, source, key, obj, ServerSideEncryption="aws:kms", SSEKMSKeyId=object_key)
+    assert s3.head_object(Bucket=source, Key="a/plain.txt")["SSEKMSKeyId"] in (
+        default_key,
+        default_key.split("/")[-1],
+    )
+
+    result = backup_run(s3, source, backup, multipart_threshold_mb=5, compare="checksum")
+    assert_succeeded(result)
+    assert_backup(s3, source, backup)
+    assert result.totals["copied"] == len(model) + len(own)
+
+    again = backup_run(s3, source, backup, multipart_threshold_mb=5, compare="checksum")
+    assert_succeeded(again)
+    assert again.totals["copied"] == 0, again.totals
+
+
+def test_sse_c_source_objects_fail_alone_at_once_named_with_the_reason(
+    s3: Any, buckets: tuple[str, str], proxy: FaultProxy
+) -> None:
+    source, backup = buckets
+    model = {key: obj for key, obj in odd_objects().items() if key.startswith(("a/", "c/"))}
+    seed(s3, source, model)
+    customer_key = os.urandom(32)
+    for key, size in ((SMALL_SSE_C, 100), (BIG_SSE_C, 6 * MiB)):
+        put_encrypted(
+            s3,
+            source,
+            key,
+            Obj(b"s" * size, "application/octet-stream"),
+            SSECustomerAlgorithm="AES256",
+            SSECustomerKey=customer_key,
+        )
+    gone = "m/gone.txt"  # a backup object whose source vanished, in the same partition
+    put(s3, backup, gone, Obj(b"source gone", "text/plain"))
+
+    result = backup_run(
+        s3,
+        source,
+        backup,
+        multipart_threshold_mb=5,
+        max_partitions=1,
+        source_aws_conn_id=PROXY_CONN_ID,
+        backup_aws_conn_id=PROXY_CONN_ID,
+    )
+
+    assert result.run.state == "failed"
+    assert result.run.failed_tasks() == ["partition.copy_batch[0]", "report"], result.run.tasks
+    assert task_tries("s3_backup", result.run.run_id)["partition.copy_batch[0]"] == 1  # not retried
+    tries = Counter(
+        (r.operation, r.key) for r in proxy.records if r.forwarded and r.key in (SMALL_SSE_C, BIG_SSE_C)
+    )
+    # One refused CopyObject; s3transfer's head of the source, which botocore's region
+    # redirector sends once more (it reads a bare 400 to HeadObject as a possible wrong region).
+    assert tries == Counter({("CopyObject", SMALL_SSE_C): 1, ("HeadObject", BIG_SSE_C): 2}), tries
+
+    assert sorted(list_keys(s3, backup)) == sorted([*model, gone])
+    for key, obj in model.items():
+        snap = snapshot(s3, backup, key)
+        assert (snap.body, snap.metadata, snap.tags) == (obj.body, obj.metadata, obj.tags), key
+    assert snapshot(s3, backup, gone).tags.get("Deleted") == "True"
+    assert result.report is not None
+    (copy_step,) = [row["copy"] for row in result.report["partitions"]]
+    named = sorted((f["key"], f["error"], f.get("reason")) for f in copy_step["failures"])
+    assert named == [
+        (BIG_SSE_C, CUSTOMER_KEY_REQUIRED, CUSTOMER_KEY_REASON),
+        (SMALL_SSE_C, CUSTOMER_KEY_REQUIRED, CUSTOMER_KEY_REASON),
+    ]
+    assert result.report["totals"]["failed"] == 2 and result.report["totals"]["copied"] == len(model)
