@@ -20,12 +20,16 @@ answer as AWS documents. The one place s3br copes with moto's quirks in what it 
   HeadObject and a copy's source: "The object was stored using a form of Server Side
   Encryption. The correct parameters must be provided to retrieve the object.", 400); moto
   ignores the key and serves the object to anyone. Such objects are refused here as AWS does.
+- ``S3BR_MOTO_REFUSED_CHECKSUMS=CRC64NVME`` (a test switch, not a quirk): copies that ask for
+  these checksum algorithms are refused with 400 InvalidArgument, as by an endpoint that
+  predates them.
 - Not coped with: without awscrt installed, moto's CRC64NVME is a CRC32 under that name. Only
   moto computes it in the tests (for the source and the copies alike), so it compares alike.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -96,6 +100,9 @@ _SSE_C_ALGORITHM = "x-amz-server-side-encryption-customer-algorithm"
 _SSE_C_MD5 = "x-amz-server-side-encryption-customer-key-MD5"
 _COPY_SSE_C_MD5 = "x-amz-copy-source-server-side-encryption-customer-key-MD5"
 _KEYLESS_READS = frozenset({"tagging", "acl", "uploadId", "retention", "legal-hold"})
+_REFUSED_CHECKSUMS = frozenset(
+    filter(None, os.environ.get("S3BR_MOTO_REFUSED_CHECKSUMS", "").upper().split(","))
+)
 _SSE_C_REFUSAL = (
     "The object was stored using a form of Server Side Encryption. "
     "The correct parameters must be provided to retrieve the object."
@@ -120,6 +127,10 @@ def _key_response_as_aws(self: S3Response, request: Any, full_url: str) -> Any:
     bucket, key = self.parse_bucket_name_from_url(request, full_url), self.parse_key_name()
     version = query.get("versionId", [None])[0]
     copy_source = headers.get("x-amz-copy-source")
+    checksum = (headers.get("x-amz-checksum-algorithm") or "").upper()
+    starts_copy = (method == "PUT" and copy_source and "uploadId" not in query) or "uploads" in query
+    if checksum in _REFUSED_CHECKSUMS and starts_copy:
+        raise S3ClientError("InvalidArgument", f"Checksum algorithm {checksum} is not supported")
     if method == "PUT" and copy_source:
         source = urlparse(copy_source)
         src_bucket, src_key = unquote(source.path).lstrip("/").split("/", 1)
