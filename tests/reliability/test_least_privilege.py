@@ -28,6 +28,7 @@ from tests.reliability.conftest import (
 )
 from tests.support import steps
 from tests.support.fault_proxy import FaultProxy, RequestRecord
+from tests.support.s3 import local_client
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +108,8 @@ def needs(record: RequestRecord) -> list[tuple[str, str]]:
     versioned = "versionId" in record.query
     if op == "PutMetricData":
         return [("cloudwatch:PutMetricData", "*")]
+    if op == "GenerateDataKey":
+        return []  # a KMS request: kms_needs knows which key it is for
     if op == "ListBuckets":
         return [("s3:ListAllMyBuckets", "*")]
     if op in BUCKET_ACTIONS:
@@ -278,3 +281,74 @@ def test_retried_restore_copy_stays_within_the_restore_policy(
     assert proxy.operations()["ListMultipartUploads"] >= 1  # the retry path ran
     statements = policy("restore-policy", BACKUP_BUCKET=backup, TARGET_BUCKET=target)
     assert missing_permissions(proxy.records, statements) == {}
+
+
+# SSE-KMS: what S3 asks of KMS on the caller's behalf ---------------------------------------------
+
+
+def kms_needs(
+    record: RequestRecord, encrypted: dict[str, str], source: str, backup: str, backup_key: str
+) -> list[tuple[str, str]]:
+    """The KMS actions (on a key's ARN) a request of an SSE-KMS backup needs, as AWS documents
+    them ("Using SSE-KMS", "Multipart upload and permissions"): reading an encrypted object
+    decrypts its data key, writing one under a key generates a data key, and completing a
+    multipart upload under a key decrypts the parts' data key; validate asks KMS itself."""
+    op = record.operation
+    if op == "GenerateDataKey":
+        return [("kms:GenerateDataKey", backup_key)]
+    pairs = []
+    if op in ("CopyObject", "UploadPartCopy"):
+        src_bucket, src_key, _ = split_copy_source(record.copy_source or "")
+        if src_bucket == source and src_key in encrypted:
+            pairs.append(("kms:Decrypt", encrypted[src_key]))
+    if record.bucket == backup and not (record.key or "").startswith("_s3br/"):
+        if op in ("CopyObject", "CreateMultipartUpload"):
+            pairs.append(("kms:GenerateDataKey", backup_key))
+        if op in ("UploadPartCopy", "CompleteMultipartUpload"):
+            pairs.append(("kms:Decrypt", backup_key))
+    return pairs
+
+
+def test_sse_kms_backup_stays_within_the_backup_policy(s3: Any, bucket_names: Any, proxy: FaultProxy) -> None:
+    """An SSE-KMS source (the bucket's default key) copied under a backup key, single-part
+    and in parts: the policy's two KMS actions, on the two keys, are all it needs."""
+    kms = local_client("kms", proxy.endpoint_url)
+    source_key, backup_key = (kms.create_key()["KeyMetadata"]["Arn"] for _ in range(2))
+    source, backup = bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": source_key}
+    s3.put_bucket_encryption(
+        Bucket=source,
+        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": default}]},
+    )
+    objects = {
+        "a/small.txt": Obj(b"small", TEXT, {"m": "1"}, {"t": "1"}),
+        "b/big.bin": Obj(os.urandom(6 * MiB), "application/x-big", {"m": "2"}, {"t": "2"}),
+    }
+    seed(s3, source, objects)
+    proxy.reset_records()
+
+    run = steps.validate(
+        source, backup, run_id="manual__kms", multipart_threshold_mb=5, **via(PROXY_CONN_ID, "s3_backup")
+    )
+    run["backup_kms_key_id"] = backup_key
+    steps.copy(run, steps.diff(run))
+
+    for key in objects:
+        head = s3.head_object(Bucket=backup, Key=key)
+        assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", backup_key), key
+    statements = policy(
+        "backup-policy",
+        SOURCE_BUCKET=source,
+        BACKUP_BUCKET=backup,
+        SOURCE_KMS_KEY_ARN=source_key,
+        BACKUP_KMS_KEY_ARN=backup_key,
+    )
+    encrypted = dict.fromkeys(objects, source_key)
+    needed = {pair for r in proxy.records for pair in kms_needs(r, encrypted, source, backup, backup_key)}
+    assert {action for action, _ in needed} == {"kms:Decrypt", "kms:GenerateDataKey"}, needed
+    assert [pair for pair in sorted(needed) if not allowed(statements, *pair)] == []
+    assert missing_permissions(proxy.records, statements) == {}
+    kms_actions = {a for st in statements for a in _listed(st["Action"]) if a.startswith("kms:")}
+    assert kms_actions == {"kms:Decrypt", "kms:GenerateDataKey"}

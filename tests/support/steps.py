@@ -98,6 +98,7 @@ def copy(
         prefix=run["prefix"],
         multipart_threshold_mb=run["multipart_threshold_mb"],
         verify_copies=run["verify"],
+        kms_key_id=run.get("backup_kms_key_id", ""),
         dry_run=run["dry_run"],
         source_aws_conn_id=run["source_aws_conn_id"],
         aws_conn_id=run["backup_aws_conn_id"],
