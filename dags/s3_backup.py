@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag
 
 from s3br_provider.params import (
     BACKUP_VARIABLE,
-    DEFAULT_ARGS,
+    DAILY_BACKUP,
     SOURCE_VARIABLE,
     as_templates,
     backup_params,
@@ -34,14 +33,10 @@ PARAMS = backup_params()
 @dag(
     dag_id="s3_backup",
     description="Back up an S3 bucket into a backup bucket; vanished objects are tagged, never deleted.",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     params=PARAMS,
     doc_md=DOC,
     tags=["s3br", "backup"],
-    default_args=DEFAULT_ARGS,
+    **DAILY_BACKUP,
 )
 def s3_backup() -> None:
     backup_group(

@@ -18,10 +18,9 @@ from __future__ import annotations
 import json
 import re
 
-import pendulum
 from airflow.sdk import Variable, dag
 
-from s3br_provider.params import DEFAULT_ARGS
+from s3br_provider.params import DAILY_BACKUP
 from s3br_provider.task_groups import backup_group
 
 PAIRS_VARIABLE = "s3br_backup_pairs"
@@ -44,12 +43,8 @@ def pairs() -> list[dict]:
 @dag(
     dag_id="multi_bucket_backup",
     description="Back up every bucket pair listed in the Variable s3br_backup_pairs.",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["s3br", "backup", "example"],
-    default_args=DEFAULT_ARGS,
+    **DAILY_BACKUP,
 )
 def multi_bucket_backup() -> None:
     for pair in pairs():

@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
+import pendulum
 from airflow.sdk import Param
 
 from s3br_provider.core.diff import Compare
@@ -26,174 +28,127 @@ from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 
 DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True}
 """Task retries of the ready DAGs: transient S3 trouble gets two more tries, backing off."""
+DAILY_BACKUP = {
+    "schedule": "@daily",
+    "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+}
+"""How the ready backup DAGs run (``@dag(..., **DAILY_BACKUP)``): daily, one run at a time, a
+missed day not caught up (the next run backs up everything that changed since)."""
 SOURCE_VARIABLE = "s3br_source_bucket"
 BACKUP_VARIABLE = "s3br_backup_bucket"
 
 
-def _shared(defaults: Any) -> dict[str, Param]:
-    """Params both DAGs have, with the same meaning."""
-    return {
-        "prefix": Param(defaults.prefix, type="string", description="Only keys under this prefix."),
-        "dry_run": Param(
-            defaults.dry_run, type="boolean", description="Plan and report only; write nothing."
-        ),
-        "multipart_threshold_mb": Param(
-            defaults.multipart_threshold_mb,
-            type="integer",
-            minimum=MIN_PART_MB,
-            maximum=MAX_COPY_OBJECT_MB,
-            description="Objects larger than this (MiB) are copied in parts (UploadPartCopy).",
-        ),
-        "max_partitions": Param(
-            defaults.max_partitions,
-            type="integer",
-            minimum=1,
-            description="Upper bound on mapped key partitions.",
-        ),
-        "cloudwatch_namespace": Param(
-            defaults.cloudwatch_namespace,
-            type="string",
-            description="CloudWatch namespace for metrics; empty turns them off.",
-        ),
-        "backup_aws_conn_id": Param(
-            defaults.backup_aws_conn_id, type="string", description="AWS connection for the backup bucket."
-        ),
-    }
+def _text(description: str, **schema: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **schema}
+
+
+def _choice(choices: Any, description: str) -> dict[str, Any]:
+    return {"type": "string", "enum": [str(choice) for choice in choices], "description": description}
+
+
+def _flag(description: str) -> dict[str, Any]:
+    return {"type": "boolean", "description": description}
+
+
+def _whole(minimum: int, description: str, **schema: Any) -> dict[str, Any]:
+    return {"type": "integer", "minimum": minimum, "description": description, **schema}
+
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "source_bucket": _text(
+        f"Bucket to back up. Empty: the Airflow Variable {SOURCE_VARIABLE}.", title="Source bucket"
+    ),
+    "backup_bucket": _text(
+        f"Bucket receiving the copies. Empty: the Airflow Variable {BACKUP_VARIABLE}.", title="Backup bucket"
+    ),
+    "target_bucket": _text(
+        "New bucket to restore into; created by the run. An existing bucket must be empty.",
+        title="Target bucket",
+        minLength=3,
+    ),
+    "prefix": _text("Only keys under this prefix."),
+    "compare": _choice(
+        Compare,
+        "size_mtime: copy when missing, size differs, or the source is newer than the copy. "
+        "checksum: also when ETags differ (single-part objects).",
+    ),
+    "tag_deleted": _flag("Tag backup objects whose source vanished."),
+    "dry_run": _flag("Plan and report only; write nothing."),
+    "multipart_threshold_mb": _whole(
+        MIN_PART_MB,
+        "Objects larger than this (MiB) are copied in parts (UploadPartCopy).",
+        maximum=MAX_COPY_OBJECT_MB,
+    ),
+    "max_partitions": _whole(1, "Upper bound on mapped key partitions."),
+    "cloudwatch_namespace": _text("CloudWatch namespace for metrics; empty turns them off."),
+    "source_aws_conn_id": _text("AWS connection for the source."),
+    "backup_aws_conn_id": _text("AWS connection for the backup bucket."),
+    "target_aws_conn_id": _text("AWS connection for the target bucket."),
+    "verify": _flag("After copying, compare size and fingerprint of each copy."),
+    "backup_storage_class": _choice(
+        BACKUP_STORAGE_CLASSES,
+        "Storage class of new backup copies; a class difference alone is never a change.",
+    ),
+    "archived_source": _choice(
+        ARCHIVED_SOURCE_CHOICES,
+        "Source objects in GLACIER / DEEP_ARCHIVE the backup lacks: skip (counted and named, the run "
+        "succeeds) or restore (a Bulk restore for 7 days is requested in the source; a later run "
+        "copies them once readable).",
+    ),
+    "retention_mode": _choice(
+        RETENTION_MODES, "S3 Object Lock mode of each copy (needs Object Lock on the bucket); empty: none."
+    ),
+    "retention_days": _whole(
+        0, "With a retention_mode: each copy is retained until its copy time plus these days."
+    ),
+    "include_deleted": _flag("Also restore objects tagged Deleted=True (their source was deleted)."),
+    "restore_tier": _choice(
+        TIERS,
+        "Glacier retrieval tier. GLACIER: Expedited 1-5 min, Standard 3-5 h, Bulk 5-12 h. "
+        "DEEP_ARCHIVE: Standard within 12 h, Bulk within 48 h (Expedited falls back to Standard).",
+    ),
+    "restore_days": _whole(1, "Days a restored archive copy stays readable."),
+    "as_of": {
+        "type": ["null", "string"],
+        "description": "ISO-8601 instant (e.g. 2026-01-31T12:00:00Z): restore the backup as it stood "
+        "then. Needs a versioned backup bucket. Empty: the latest state.",
+    },
+    "storage_class": _choice(STORAGE_CLASSES, "Storage class of restored objects."),
+    "copy_versioning": _flag("Enable versioning on the target when the backup bucket is versioned."),
+    "poll_interval_seconds": _whole(1, "How often the sensor checks restores."),
+    "restore_timeout_minutes": _whole(1, "Fail if archive restores take longer than this (minutes)."),
+}
+"""The JSON schema of every Param by name; a name means the same in each DAG that has it."""
+
+
+def _params(defaults: Any, **changes: dict[str, Any]) -> dict[str, Param]:
+    """One Param per option of ``defaults``, in its order; ``changes`` adjust a Param's schema
+    for this DAG, and ``"required": True`` leaves it without a default."""
+    params = {}
+    for field in fields(defaults):
+        schema = SCHEMAS[field.name] | changes.get(field.name, {})
+        if schema.pop("required", False):
+            params[field.name] = Param(**schema)
+        else:
+            params[field.name] = Param(getattr(defaults, field.name), **schema)
+    return params
 
 
 def backup_params() -> dict[str, Param]:
     """The Params of ``s3_backup`` (new objects each call: a DAG run may write into them)."""
-    return {
-        "source_bucket": Param(
-            B.source_bucket,
-            type="string",
-            title="Source bucket",
-            description=f"Bucket to back up. Empty: the Airflow Variable {SOURCE_VARIABLE}.",
-        ),
-        "backup_bucket": Param(
-            B.backup_bucket,
-            type="string",
-            title="Backup bucket",
-            description=f"Bucket receiving the copies. Empty: the Airflow Variable {BACKUP_VARIABLE}.",
-        ),
-        **_shared(B),
-        "compare": Param(
-            B.compare,
-            type="string",
-            enum=[rule.value for rule in Compare],
-            description=(
-                "size_mtime: copy when missing, size differs, or the source is newer than the copy. "
-                "checksum: also when ETags differ (single-part objects)."
-            ),
-        ),
-        "tag_deleted": Param(
-            B.tag_deleted, type="boolean", description="Tag backup objects whose source vanished."
-        ),
-        "source_aws_conn_id": Param(
-            B.source_aws_conn_id, type="string", description="AWS connection for the source."
-        ),
-        "backup_storage_class": Param(
-            B.backup_storage_class,
-            type="string",
-            enum=list(BACKUP_STORAGE_CLASSES),
-            description="Storage class of new backup copies; a class difference alone is never a change.",
-        ),
-        "archived_source": Param(
-            B.archived_source,
-            type="string",
-            enum=list(ARCHIVED_SOURCE_CHOICES),
-            description=(
-                "Source objects in GLACIER / DEEP_ARCHIVE the backup lacks: skip (counted and named, "
-                "the run succeeds) or restore (a Bulk restore for 7 days is requested in the source; "
-                "a later run copies them once readable)."
-            ),
-        ),
-        "retention_mode": Param(
-            B.retention_mode,
-            type="string",
-            enum=list(RETENTION_MODES),
-            description="S3 Object Lock mode of each copy (needs Object Lock on the bucket); empty: none.",
-        ),
-        "retention_days": Param(
-            B.retention_days,
-            type="integer",
-            minimum=0,
-            description="With a retention_mode: each copy is retained until its copy time plus these days.",
-        ),
-        "verify": Param(
-            B.verify,
-            type="boolean",
-            description="After copying, compare size and fingerprint of each copy.",
-        ),
-    }
+    return _params(B)
 
 
 def restore_params() -> dict[str, Param]:
-    """The Params of ``s3_restore`` (new objects each call)."""
-    return {
-        "backup_bucket": Param(
-            type="string", minLength=3, title="Backup bucket", description="Where the backup lives."
-        ),
-        "target_bucket": Param(
-            type="string",
-            minLength=3,
-            title="Target bucket",
-            description="New bucket to restore into; created by the run. An existing bucket must be empty.",
-        ),
-        **_shared(R),
-        "include_deleted": Param(
-            R.include_deleted,
-            type="boolean",
-            description="Also restore objects tagged Deleted=True (their source was deleted).",
-        ),
-        "restore_tier": Param(
-            R.restore_tier,
-            type="string",
-            enum=list(TIERS),
-            description=(
-                "Glacier retrieval tier. GLACIER: Expedited 1-5 min, Standard 3-5 h, Bulk 5-12 h. "
-                "DEEP_ARCHIVE: Standard within 12 h, Bulk within 48 h (Expedited falls back to Standard)."
-            ),
-        ),
-        "restore_days": Param(
-            R.restore_days,
-            type="integer",
-            minimum=1,
-            description="Days a restored archive copy stays readable.",
-        ),
-        "as_of": Param(
-            R.as_of,
-            type=["null", "string"],
-            description="ISO-8601 instant (e.g. 2026-01-31T12:00:00Z): restore the backup as it stood then. "
-            "Needs a versioned backup bucket. Empty: the latest state.",
-        ),
-        "storage_class": Param(
-            R.storage_class,
-            type="string",
-            enum=list(STORAGE_CLASSES),
-            description="Storage class of restored objects.",
-        ),
-        "copy_versioning": Param(
-            R.copy_versioning,
-            type="boolean",
-            description="Enable versioning on the target when the backup bucket is versioned.",
-        ),
-        "poll_interval_seconds": Param(
-            R.poll_interval_seconds,
-            type="integer",
-            minimum=1,
-            description="How often the sensor checks restores.",
-        ),
-        "restore_timeout_minutes": Param(
-            R.restore_timeout_minutes,
-            type="integer",
-            minimum=1,
-            description="Fail if archive restores take longer than this (minutes).",
-        ),
-        "target_aws_conn_id": Param(
-            R.target_aws_conn_id, type="string", description="AWS connection for the target bucket."
-        ),
-    }
+    """The Params of ``s3_restore`` (new objects each call); both buckets are required."""
+    return _params(
+        R,
+        backup_bucket={"required": True, "minLength": 3, "description": "Where the backup lives."},
+        target_bucket={"required": True},
+    )
 
 
 def as_templates(params: dict[str, Param]) -> dict[str, str]:

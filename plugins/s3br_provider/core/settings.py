@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from s3br_provider.core.diff import Compare
 from s3br_provider.core.keys import RESERVED_PREFIX
@@ -106,6 +106,46 @@ class RestoreSettings:
     @property
     def as_of_epoch(self) -> float | None:
         return as_of_epoch(self.as_of)
+
+
+class BackupArguments(TypedDict, total=False):
+    """The options of a backup as keyword arguments (``backup_group``, ``S3BackupValidateOperator``);
+    each may also be a template string. Defaults: ``BACKUP_DEFAULTS``."""
+
+    prefix: str
+    compare: str
+    tag_deleted: bool | str
+    dry_run: bool | str
+    multipart_threshold_mb: int | str
+    max_partitions: int | str
+    cloudwatch_namespace: str
+    source_aws_conn_id: str
+    backup_aws_conn_id: str
+    backup_storage_class: str
+    archived_source: str
+    retention_mode: str
+    retention_days: int | str
+
+
+class RestoreArguments(TypedDict, total=False):
+    """The options of a restore as keyword arguments (``restore_group``,
+    ``S3RestoreValidateOperator``). Defaults: ``RESTORE_DEFAULTS``."""
+
+    prefix: str
+    include_deleted: bool | str
+    restore_tier: str
+    restore_days: int | str
+    as_of: str | None
+    dry_run: bool | str
+    storage_class: str
+    copy_versioning: bool | str
+    poll_interval_seconds: int | str
+    restore_timeout_minutes: int | str
+    max_partitions: int | str
+    multipart_threshold_mb: int | str
+    cloudwatch_namespace: str
+    backup_aws_conn_id: str
+    target_aws_conn_id: str
 
 
 BACKUP_DEFAULTS = BackupSettings()

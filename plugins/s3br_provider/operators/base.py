@@ -48,9 +48,11 @@ class S3brBaseOperator(BaseOperator):
         defaults (standard retries, a connection pool as large as the requests in flight).
     :param run_scope: a sub-folder of the run folder for this flow's manifests and report
         (``backup_group`` sets its ``group_id``), so several flows in one DAG run keep apart.
+    :param run_folder_uri: where the run's manifests and report go, for operators that write
+        them; default ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>`` (see ``run_uri``).
     """
 
-    template_fields: Sequence[str] = AWS_TEMPLATE_FIELDS
+    template_fields: Sequence[str] = (*AWS_TEMPLATE_FIELDS, "run_folder_uri")
     ui_color = "#e8f1ff"
 
     def __init__(
@@ -61,10 +63,12 @@ class S3brBaseOperator(BaseOperator):
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
         run_scope: str | None = None,
+        run_folder_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.run_scope = run_scope
+        self.run_folder_uri = run_folder_uri
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
         self.verify = verify
@@ -105,9 +109,10 @@ class S3brBaseOperator(BaseOperator):
             )
         return hooks[aws_conn_id, hook_class]
 
-    def run_uri(self, context: Any, backup_bucket: str, run_folder_uri: str | None) -> str:
+    def run_uri(self, context: Any, backup_bucket: str, run_folder_uri: str | None = None) -> str:
         """Where this run keeps its manifests and report: ``run_folder_uri`` if given, else
         ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``, plus ``/<run_scope>`` if set."""
+        run_folder_uri = run_folder_uri or self.run_folder_uri
         if run_folder_uri:
             return run_folder_uri.rstrip("/")
         folder = run_folder(backup_bucket, self.dag_id, context["run_id"])
@@ -119,15 +124,26 @@ class S3brPartitionOperator(S3brBaseOperator):
 
     :param partition: ``{"index", "start_after", "end"}`` from the plan task; default: the
         whole key space as partition 0.
+    :param dry_run: count and log what the step would do; write nothing.
+    :param threads: requests in flight; default: the operator's ``default_threads``.
     """
 
-    template_fields: Sequence[str] = (*AWS_TEMPLATE_FIELDS, "partition")
-    threads: int = 16
+    template_fields: Sequence[str] = (*S3brBaseOperator.template_fields, "partition", "dry_run")
+    default_threads: int = 16
 
-    def __init__(self, *, partition: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        partition: dict[str, Any] | None = None,
+        dry_run: bool | str = False,
+        threads: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("map_index_template", "{{ partition_label }}")
         super().__init__(**kwargs)
         self.partition = partition
+        self.dry_run = dry_run
+        self.threads = threads or self.default_threads
 
     @property
     def key_range(self) -> KeyRange:

@@ -54,7 +54,7 @@ class S3CreateTargetBucketOperator(S3brBaseOperator):
         backup_bucket: str | None = None,
         copy_versioning: bool | str = R.copy_versioning,
         backup_aws_conn_id: str | None = None,
-        dry_run: bool | str = False,
+        dry_run: bool | str = R.dry_run,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 0)
@@ -105,31 +105,24 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
     :param prefix: only keys under this prefix.
     :param include_deleted: also select objects tagged ``Deleted=True``.
     :param as_of: ISO-8601 instant: select the backup as it stood then (versioned bucket).
-    :param dry_run: count, write nothing.
-    :param run_folder_uri: where manifests go; default ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``.
-    :param threads: tag reads in flight.
     """
 
+    default_threads = 32  # tag reads are small: more in flight
     template_fields: Sequence[str] = (
         *S3brPartitionOperator.template_fields,
         "backup_bucket",
         "prefix",
         "include_deleted",
         "as_of",
-        "dry_run",
-        "run_folder_uri",
     )
 
     def __init__(
         self,
         *,
         backup_bucket: str,
-        prefix: str = "",
+        prefix: str = R.prefix,
         include_deleted: bool | str = R.include_deleted,
         as_of: str | None = R.as_of,
-        dry_run: bool | str = False,
-        run_folder_uri: str | None = None,
-        threads: int = 32,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -138,9 +131,6 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         self.prefix = prefix
         self.include_deleted = include_deleted
         self.as_of = as_of
-        self.dry_run = dry_run
-        self.run_folder_uri = run_folder_uri
-        self.threads = threads
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
@@ -230,8 +220,6 @@ class S3RequestRestoreOperator(S3brPartitionOperator):
     :param manifest_uri: the manifest (``select``'s ``archived_manifest``); ``""``: nothing to do.
     :param restore_tier: ``Expedited``, ``Standard`` or ``Bulk``.
     :param restore_days: days a restored copy stays readable.
-    :param dry_run: request nothing.
-    :param threads: requests in flight.
     """
 
     template_fields: Sequence[str] = (
@@ -240,7 +228,6 @@ class S3RequestRestoreOperator(S3brPartitionOperator):
         "manifest_uri",
         "restore_tier",
         "restore_days",
-        "dry_run",
     )
 
     def __init__(
@@ -250,8 +237,6 @@ class S3RequestRestoreOperator(S3brPartitionOperator):
         manifest_uri: str | None,
         restore_tier: str = R.restore_tier,
         restore_days: int | str = R.restore_days,
-        dry_run: bool | str = False,
-        threads: int = 16,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -259,8 +244,6 @@ class S3RequestRestoreOperator(S3brPartitionOperator):
         self.manifest_uri = manifest_uri
         self.restore_tier = restore_tier
         self.restore_days = restore_days
-        self.dry_run = dry_run
-        self.threads = threads
 
     @property
     def restore_hook(self) -> GlacierRestoreHook:

@@ -43,7 +43,6 @@ class S3RestoreReportOperator(S3brBaseOperator):
     :param prefix, include_deleted, as_of, restore_tier, restore_days: recorded in the report.
     :param dry_run: report the plan; list and write nothing.
     :param cloudwatch_namespace: namespace for metrics; ``""`` turns them off.
-    :param run_folder_uri: where the report goes; default ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``.
     :param backup_aws_conn_id: connection of the backup bucket; default: ``aws_conn_id``.
     """
 
@@ -61,7 +60,6 @@ class S3RestoreReportOperator(S3brBaseOperator):
         "restore_days",
         "dry_run",
         "cloudwatch_namespace",
-        "run_folder_uri",
         "backup_aws_conn_id",
     )
 
@@ -73,14 +71,13 @@ class S3RestoreReportOperator(S3brBaseOperator):
         partitions: Any,
         select_results: Any,
         copy_results: Any,
-        prefix: str = "",
+        prefix: str = R.prefix,
         include_deleted: bool | str = R.include_deleted,
         as_of: str | None = R.as_of,
         restore_tier: str = R.restore_tier,
         restore_days: int | str = R.restore_days,
-        dry_run: bool | str = False,
+        dry_run: bool | str = R.dry_run,
         cloudwatch_namespace: str = R.cloudwatch_namespace,
-        run_folder_uri: str | None = None,
         backup_aws_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -99,7 +96,6 @@ class S3RestoreReportOperator(S3brBaseOperator):
         self.restore_days = restore_days
         self.dry_run = dry_run
         self.cloudwatch_namespace = cloudwatch_namespace
-        self.run_folder_uri = run_folder_uri
         self.backup_aws_conn_id = backup_aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -158,7 +154,7 @@ class S3RestoreReportOperator(S3brBaseOperator):
             "partitions": rows,
         }
         if not self.dry_run:
-            uri = f"{self.run_uri(context, self.backup_bucket, self.run_folder_uri)}/report.json"
+            uri = f"{self.run_uri(context, self.backup_bucket)}/report.json"
             self.hook_for(self.backup_aws_conn_id or self.aws_conn_id).put_json(
                 uri, json.dumps(report, ensure_ascii=False, indent=1, default=str).encode()
             )

@@ -9,6 +9,7 @@ from typing import Any
 from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.progress import Progress
+from s3br_provider.core.settings import BACKUP_DEFAULTS
 from s3br_provider.core.tags import mark_deleted
 from s3br_provider.operators.base import S3brPartitionOperator
 
@@ -27,8 +28,6 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         ``vanished_manifest``); ``""`` or None: nothing to tag.
     :param expected: number of objects in the manifest, for progress lines.
     :param tag_deleted: False: tag nothing (the option of ``s3_backup``).
-    :param dry_run: tag nothing.
-    :param threads: tag requests in flight.
     """
 
     template_fields: Sequence[str] = (
@@ -37,7 +36,6 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         "manifest_uri",
         "expected",
         "tag_deleted",
-        "dry_run",
     )
 
     def __init__(
@@ -46,9 +44,7 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         backup_bucket: str,
         manifest_uri: str | None,
         expected: int | str | None = None,
-        tag_deleted: bool | str = True,
-        dry_run: bool | str = False,
-        threads: int = 16,
+        tag_deleted: bool | str = BACKUP_DEFAULTS.tag_deleted,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -56,8 +52,6 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         self.manifest_uri = manifest_uri
         self.expected = expected
         self.tag_deleted = tag_deleted
-        self.dry_run = dry_run
-        self.threads = threads
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()

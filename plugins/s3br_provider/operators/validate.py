@@ -8,12 +8,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from s3br_provider.core.settings import (
-    BACKUP_DEFAULTS as B,
-)
-from s3br_provider.core.settings import (
-    RESTORE_DEFAULTS as R,
-)
+from s3br_provider.core.settings import BACKUP_DEFAULTS as B
+from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.core.settings import (
     BackupSettings,
     RestoreSettings,
@@ -67,17 +63,28 @@ def _empty_bucket(values: dict[str, Any], variables: dict[str, str | None]) -> N
 
 
 class _ValidateOperator(S3brBaseOperator):
-    """Shared steps of the two validate operators: arguments, then connections."""
+    """Shared steps of the two validate operators: arguments, then connections.
+
+    The options (``BackupArguments`` / ``RestoreArguments`` in ``core.settings``) are keyword
+    arguments declared once there, not again in each signature; every one is a template field
+    and is checked by its rule when the task runs. An unknown keyword fails in ``BaseOperator``.
+    """
 
     ui_color = "#fff3cd"
     options_class: type
+    defaults: Any  # BACKUP_DEFAULTS or RESTORE_DEFAULTS
+    declared: tuple[str, ...]  # options the subclass's own signature names
     connection_params: tuple[str, ...]
     check_options: Any  # the pure check of the whole set: backup_settings or restore_settings
 
     def __init__(self, *, known_params: Sequence[str] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("retries", 0)  # bad input does not get better by trying again
+        names = [name for name in self.options_class.__dataclass_fields__ if name not in self.declared]
+        options = {name: kwargs.pop(name, getattr(self.defaults, name)) for name in names}
         super().__init__(**kwargs)
         self.known_params = known_params
+        for name, value in options.items():
+            setattr(self, name, value)
 
     def check_run_params(self, context: Any) -> None:
         """With ``known_params``, a run whose conf names another Param fails (a typo in conf
@@ -112,18 +119,19 @@ class S3BackupValidateOperator(_ValidateOperator):
 
     :param source_bucket: bucket to back up.
     :param backup_bucket: bucket that receives the copies.
+    :param verify_copies: the backup's ``verify`` option (``verify`` is the base's TLS setting).
     :param source_bucket_variable: Airflow Variable the DAG falls back on when
         ``source_bucket`` renders empty; only named in the error message.
     :param backup_bucket_variable: the same for ``backup_bucket``.
     :param known_params: the DAG's Params: a run conf naming another one fails (the ready DAGs
         pass theirs).
-    :param prefix, compare, tag_deleted, dry_run, multipart_threshold_mb, max_partitions,
-        cloudwatch_namespace, source_aws_conn_id, backup_aws_conn_id, verify_copies,
-        backup_storage_class, archived_source, retention_mode, retention_days: the
-        backup's options, as ``backup_group`` takes them (``verify_copies`` is its ``verify``).
+    :param kwargs: the backup's options (``core.settings.BackupArguments``: prefix, compare,
+        tag_deleted, dry_run, ...), as ``backup_group`` takes them, and BaseOperator's.
     """
 
     options_class = BackupSettings
+    defaults = B
+    declared = ("source_bucket", "backup_bucket", "verify")
     connection_params = ("source_aws_conn_id", "backup_aws_conn_id")
     check_options = staticmethod(backup_settings)
     template_fields: Sequence[str] = (
@@ -137,42 +145,16 @@ class S3BackupValidateOperator(_ValidateOperator):
         *,
         source_bucket: str,
         backup_bucket: str,
-        prefix: str = B.prefix,
-        compare: str = B.compare,
-        tag_deleted: bool | str = B.tag_deleted,
-        dry_run: bool | str = B.dry_run,
-        multipart_threshold_mb: int | str = B.multipart_threshold_mb,
-        max_partitions: int | str = B.max_partitions,
-        cloudwatch_namespace: str = B.cloudwatch_namespace,
-        source_aws_conn_id: str = B.source_aws_conn_id,
-        backup_aws_conn_id: str = B.backup_aws_conn_id,
         verify_copies: bool | str = B.verify,
-        backup_storage_class: str = B.backup_storage_class,
-        archived_source: str = B.archived_source,
-        retention_mode: str = B.retention_mode,
-        retention_days: int | str = B.retention_days,
         source_bucket_variable: str | None = None,
         backup_bucket_variable: str | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("aws_conn_id", backup_aws_conn_id)
+        kwargs.setdefault("aws_conn_id", kwargs.get("backup_aws_conn_id", B.backup_aws_conn_id))
         super().__init__(**kwargs)
         self.source_bucket = source_bucket
         self.backup_bucket = backup_bucket
-        self.prefix = prefix
-        self.compare = compare
-        self.tag_deleted = tag_deleted
-        self.dry_run = dry_run
-        self.multipart_threshold_mb = multipart_threshold_mb
-        self.max_partitions = max_partitions
-        self.cloudwatch_namespace = cloudwatch_namespace
-        self.source_aws_conn_id = source_aws_conn_id
-        self.backup_aws_conn_id = backup_aws_conn_id
         self.verify_copies = verify_copies
-        self.backup_storage_class = backup_storage_class
-        self.archived_source = archived_source
-        self.retention_mode = retention_mode
-        self.retention_days = retention_days
         self.source_bucket_variable = source_bucket_variable
         self.backup_bucket_variable = backup_bucket_variable
 
@@ -211,14 +193,14 @@ class S3RestoreValidateOperator(_ValidateOperator):
 
     :param backup_bucket: where the backup lives.
     :param target_bucket: bucket to restore into; must not exist, or be empty.
-    :param prefix, include_deleted, restore_tier, restore_days, as_of, dry_run, storage_class,
-        copy_versioning, poll_interval_seconds, restore_timeout_minutes, max_partitions,
-        multipart_threshold_mb, cloudwatch_namespace, backup_aws_conn_id, target_aws_conn_id:
-        the restore's options, as ``restore_group`` takes them.
     :param known_params: the DAG's Params: a run conf naming another one fails.
+    :param kwargs: the restore's options (``core.settings.RestoreArguments``: prefix,
+        include_deleted, as_of, ...), as ``restore_group`` takes them, and BaseOperator's.
     """
 
     options_class = RestoreSettings
+    defaults = R
+    declared = ("backup_bucket", "target_bucket")
     connection_params = ("backup_aws_conn_id", "target_aws_conn_id")
     check_options = staticmethod(restore_settings)
     template_fields: Sequence[str] = (
@@ -226,47 +208,11 @@ class S3RestoreValidateOperator(_ValidateOperator):
         *RestoreSettings.__dataclass_fields__,
     )
 
-    def __init__(
-        self,
-        *,
-        backup_bucket: str,
-        target_bucket: str,
-        prefix: str = R.prefix,
-        include_deleted: bool | str = R.include_deleted,
-        restore_tier: str = R.restore_tier,
-        restore_days: int | str = R.restore_days,
-        as_of: str | None = R.as_of,
-        dry_run: bool | str = R.dry_run,
-        storage_class: str = R.storage_class,
-        copy_versioning: bool | str = R.copy_versioning,
-        poll_interval_seconds: int | str = R.poll_interval_seconds,
-        restore_timeout_minutes: int | str = R.restore_timeout_minutes,
-        max_partitions: int | str = R.max_partitions,
-        multipart_threshold_mb: int | str = R.multipart_threshold_mb,
-        cloudwatch_namespace: str = R.cloudwatch_namespace,
-        backup_aws_conn_id: str = R.backup_aws_conn_id,
-        target_aws_conn_id: str = R.target_aws_conn_id,
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("aws_conn_id", backup_aws_conn_id)
+    def __init__(self, *, backup_bucket: str, target_bucket: str, **kwargs: Any) -> None:
+        kwargs.setdefault("aws_conn_id", kwargs.get("backup_aws_conn_id", R.backup_aws_conn_id))
         super().__init__(**kwargs)
         self.backup_bucket = backup_bucket
         self.target_bucket = target_bucket
-        self.prefix = prefix
-        self.include_deleted = include_deleted
-        self.restore_tier = restore_tier
-        self.restore_days = restore_days
-        self.as_of = as_of
-        self.dry_run = dry_run
-        self.storage_class = storage_class
-        self.copy_versioning = copy_versioning
-        self.poll_interval_seconds = poll_interval_seconds
-        self.restore_timeout_minutes = restore_timeout_minutes
-        self.max_partitions = max_partitions
-        self.multipart_threshold_mb = multipart_threshold_mb
-        self.cloudwatch_namespace = cloudwatch_namespace
-        self.backup_aws_conn_id = backup_aws_conn_id
-        self.target_aws_conn_id = target_aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         settings: RestoreSettings = self.options(context, {})

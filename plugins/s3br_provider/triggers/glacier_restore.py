@@ -11,6 +11,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from s3br_provider.core.retrieval import TIERS
+from s3br_provider.core.settings import RESTORE_DEFAULTS
 
 CONCURRENT_HEADS = 32
 
@@ -35,6 +36,9 @@ class GlacierRestoreTrigger(BaseTrigger):
     :param deadline: epoch seconds after which a ``timeout`` event is sent; None waits forever.
     """
 
+    ARGUMENTS = ("bucket", "manifest_uri", "aws_conn_id", "region_name", "verify", "botocore_config")
+    ARGUMENTS += ("restore_tier", "restore_days", "poll_interval", "deadline")
+
     def __init__(
         self,
         *,
@@ -44,31 +48,22 @@ class GlacierRestoreTrigger(BaseTrigger):
         region_name: str | None = None,
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
-        restore_tier: str = "Standard",
-        restore_days: int = 1,
+        restore_tier: str = RESTORE_DEFAULTS.restore_tier,
+        restore_days: int = RESTORE_DEFAULTS.restore_days,
         poll_interval: float = 60.0,
         deadline: float | None = None,
     ) -> None:
         super().__init__()
         if restore_tier not in TIERS:
             raise ValueError(f"restore_tier {restore_tier!r} is not one of {', '.join(TIERS)}")
-        self.bucket = bucket
-        self.manifest_uri = manifest_uri
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.verify = verify
-        self.botocore_config = botocore_config
-        self.restore_tier = restore_tier
-        self.restore_days = restore_days
-        self.poll_interval = poll_interval
-        self.deadline = deadline
+        arguments = locals()
+        for name in self.ARGUMENTS:  # kept under their own names: serialize() returns them
+            setattr(self, name, arguments[name])
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        names = ("bucket", "manifest_uri", "aws_conn_id", "region_name", "verify", "botocore_config")
-        names += ("restore_tier", "restore_days", "poll_interval", "deadline")
         return (
             "s3br_provider.triggers.glacier_restore.GlacierRestoreTrigger",
-            {name: getattr(self, name) for name in names},
+            {name: getattr(self, name) for name in self.ARGUMENTS},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

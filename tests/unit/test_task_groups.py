@@ -1,0 +1,99 @@
+"""The factories' keyword contract: options declared once, each reaching every task that takes it."""
+
+from __future__ import annotations
+
+import pendulum
+import pytest
+from airflow.sdk import DAG
+
+from s3br_provider.core.settings import (
+    BACKUP_DEFAULTS,
+    RESTORE_DEFAULTS,
+    BackupArguments,
+    RestoreArguments,
+)
+from s3br_provider.params import backup_params, restore_params
+from s3br_provider.task_groups import backup_group, restore_group
+
+
+def _dag(dag_id: str) -> DAG:
+    return DAG(dag_id, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
+
+
+def test_the_typed_options_are_the_settings_fields_less_the_explicit_keywords() -> None:
+    backup_fields = set(BACKUP_DEFAULTS.to_dict())
+    restore_fields = set(RESTORE_DEFAULTS.to_dict())
+    assert set(BackupArguments.__annotations__) == backup_fields - {
+        "source_bucket",
+        "backup_bucket",
+        "verify",
+    }
+    assert set(RestoreArguments.__annotations__) == restore_fields - {"backup_bucket", "target_bucket"}
+    assert list(backup_params()) == list(BACKUP_DEFAULTS.to_dict())
+    assert list(restore_params()) == list(RESTORE_DEFAULTS.to_dict())
+
+
+def test_an_unknown_keyword_fails_when_the_dag_is_parsed() -> None:
+    with _dag("typo"), pytest.raises(TypeError, match="unexpected keyword argument.*retention_dayz"):
+        backup_group(group_id="g", source_bucket="a-src", backup_bucket="a-bak", retention_dayz=3)
+    with _dag("typo2"), pytest.raises(TypeError, match="unexpected keyword argument.*prefixx"):
+        restore_group(group_id="g", backup_bucket="a-bak", target_bucket="a-new", prefixx="x/")
+
+
+def test_a_backup_keyword_reaches_every_task_that_takes_it() -> None:
+    with _dag("reach") as dag:
+        backup_group(
+            group_id="orders",
+            source_bucket="{{ params.src }}",
+            backup_bucket="orders-backup",
+            prefix="2026/",
+            dry_run="{{ params.dry }}",
+            retention_mode="GOVERNANCE",
+            retention_days=7,
+            verify=True,
+            backup_aws_conn_id="aws_backup",
+            source_aws_conn_id="aws_source",
+        )
+    tasks = {task.task_id: task for task in dag.tasks}
+    for task_id in ("orders.validate", "orders.plan_partitions", "orders.partition.diff"):
+        assert tasks[task_id].prefix == "2026/", task_id
+    copy = tasks["orders.partition.copy_batch"]
+    assert (copy.prefix, copy.dry_run, copy.retention_mode, copy.retention_days) == (
+        "2026/",
+        "{{ params.dry }}",
+        "GOVERNANCE",
+        7,
+    )
+    assert (copy.source_bucket, copy.target_bucket) == ("{{ params.src }}", "orders-backup")
+    assert (copy.verify_copies, copy.verify) == (True, None)  # the copy check, not TLS
+    assert (copy.aws_conn_id, copy.source_aws_conn_id) == ("aws_backup", "aws_source")
+    assert tasks["orders.plan_partitions"].aws_conn_id == "aws_source"
+    assert tasks["orders.partition.tag_deleted"].dry_run == "{{ params.dry }}"
+    assert tasks["orders.validate"].retention_days == 7
+    assert tasks["orders.report"].source_bucket == "{{ params.src }}"
+    assert {task.run_scope for task in dag.tasks if hasattr(task, "run_scope")} == {"orders"}
+
+
+def test_a_restore_keyword_reaches_every_task_that_takes_it() -> None:
+    with _dag("reach_restore") as dag:
+        restore_group(
+            group_id="r",
+            backup_bucket="orders-backup",
+            target_bucket="orders-new",
+            as_of="2026-01-31T00:00:00Z",
+            restore_tier="Bulk",
+            restore_timeout_minutes=10,
+            target_aws_conn_id="aws_target",
+        )
+    tasks = {task.task_id: task for task in dag.tasks}
+    assert tasks["r.partition.select"].as_of == "2026-01-31T00:00:00Z"
+    assert tasks["r.verify_and_report"].as_of == "2026-01-31T00:00:00Z"
+    assert tasks["r.partition.request_restore"].restore_tier == "Bulk"
+    assert tasks["r.partition.wait_for_restore"].restore_timeout == 600
+    copy = tasks["r.partition.copy_batch"]
+    assert (copy.source_bucket, copy.target_bucket, copy.aws_conn_id) == (
+        "orders-backup",
+        "orders-new",
+        "aws_target",
+    )
+    assert tasks["r.create_target"].aws_conn_id == "aws_target"
