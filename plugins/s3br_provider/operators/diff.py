@@ -128,6 +128,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                 counts[action] += 1
                 if src is not None:
                     sampler.add(src.key)
+                    counts["source_bytes"] += src.size
                 if (action is Action.NEW or action is Action.CHANGED) and src.is_archived:
                     outcome = self._archived(src)
                     if outcome != "ready":
@@ -176,7 +177,6 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         )
         return result
 
-    def _archived(self, obj: ObjectInfo) -> str:
     def _checked(
         self, entries: Iterable[DiffEntry], source: S3BucketHook, backup: S3BucketHook, counts: Counter[str]
     ) -> Iterator[DiffEntry]:
@@ -219,6 +219,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                 unknown,
             )
 
+    def _archived(self, obj: ObjectInfo) -> str:
         """``skipped``, or with ``archived_source="restore"`` the restore's state in the source
         (``ready``: copy it now; ``requested``, ``in_progress``: a later run copies it)."""
         if self.archived_source != "restore" or self.dry_run:
@@ -257,9 +258,10 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             "skipped_archived": skipped_archived,
             "archive_restores_requested": counts["archived_requested"],
             "bytes_to_copy": counts["bytes_to_copy"],
-            # "" not None: Airflow reads a stored None XCom as missing, failing a template.
             "content_checked": counts["content_checked"],
             "content_unknown": counts["content_unknown"],
+            "source_bytes": counts["source_bytes"],
+            # "" not None: Airflow reads a stored None XCom as missing, failing a template.
             "copy_manifest": copy_uri if written and to_copy.count else "",
             "vanished_manifest": vanished_uri if written and vanished.count else "",
         }
