@@ -1,6 +1,6 @@
 """``compare="checksum"`` in whole ``s3_backup`` runs through the recording proxy: a backup copy
 changed in place is re-copied under ``checksum`` and kept under ``size_mtime``; copies carry a
-full-object checksum (single-part and multipart); a full backup is still one CopyObject per
+full-object checksum (the source's own, or CRC64NVME in parts); a full backup is still one CopyObject per
 object, and checksum mode heads only the keys size and time did not decide.
 
 moto differs from AWS here in two ways, coped with in ``tests/support/moto_aws.py``: its
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from s3br_provider.core.fingerprints import full_object_checksums
 from tests.dags.conftest import Obj, assert_source, odd_objects, put, seed
 from tests.dags.test_backup_dag import MTIME_TICK, assert_backup, assert_succeeded, backup_run
 from tests.support.fault_proxy import FaultProxy
@@ -79,9 +80,12 @@ def test_checksum_catches_a_copy_changed_in_place_and_heads_only_undecided_keys(
         key: Counter({("CopyObject", backup): 1}) for key in small
     }
     assert seen[BIG][("UploadPartCopy", backup)] == 2 and ("CopyObject", backup) not in seen[BIG]
-    for key in model:  # a full-object checksum on every copy, multipart included
-        head = s3.head_object(Bucket=backup, Key=key, ChecksumMode="ENABLED")
-        assert head.get("ChecksumCRC64NVME") and head.get("ChecksumType") == "FULL_OBJECT", (key, head)
+    for key in small:  # each copy keeps its source's full-object checksum (boto3's CRC32)
+        theirs = full_object_checksums(s3.head_object(Bucket=source, Key=key, ChecksumMode="ENABLED"))
+        ours = full_object_checksums(s3.head_object(Bucket=backup, Key=key, ChecksumMode="ENABLED"))
+        assert ours == theirs and list(ours) == ["CRC32"], (key, ours, theirs)
+    head = s3.head_object(Bucket=backup, Key=BIG, ChecksumMode="ENABLED")  # in parts: CRC64NVME
+    assert full_object_checksums(head) == {"CRC64NVME": head["ChecksumCRC64NVME"]}, head
 
     # 2. The backup copy changed in place: same size, newer, other bytes. size_mtime keeps it.
     time.sleep(MTIME_TICK)

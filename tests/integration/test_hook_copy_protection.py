@@ -1,6 +1,7 @@
 """What S3BucketHook.copy asks of every copy, on the direct path, through boto3 and in parts: a
-full-object checksum (CRC64NVME, CRC32C where an endpoint refuses it, found out once per hook)
-and, given a key, SSE-KMS encryption; and validate's check of that key."""
+full-object checksum (the source's own where its listing names one, else CRC64NVME, or CRC32C
+where an endpoint refuses that, found out once per hook) and, given a key, SSE-KMS encryption;
+and validate's check of that key."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from s3br_provider.core.fingerprints import full_object_checksums
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.hooks.s3_bucket import S3BucketHook
 from tests.support.fault_proxy import FaultProxy
@@ -51,10 +53,13 @@ def test_copies_carry_a_full_object_checksum_and_the_kms_key_on_every_path(
 
     copy_all(source, target, objects, kms_key_id=key)
 
+    assert {obj.checksum for obj in objects.values()} == {"CRC32"}  # boto3's, listed
     for name in objects:
         head = s3.head_object(Bucket=target, Key=name, ChecksumMode="ENABLED")
         assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == ("aws:kms", key), name
-        assert head.get("ChecksumCRC64NVME") and head.get("ChecksumType") == "FULL_OBJECT", name
+        kept = s3.head_object(Bucket=source, Key=name, ChecksumMode="ENABLED")["ChecksumCRC32"]
+        expected = {"CRC64NVME": head.get("ChecksumCRC64NVME")} if name == "big.bin" else {"CRC32": kept}
+        assert full_object_checksums(head) == expected, (name, head)
         body = s3.get_object(Bucket=target, Key=name)["Body"].read()
         assert body == s3.get_object(Bucket=source, Key=name)["Body"].read(), name
     assert s3.head_object(Bucket=target, Key="direct.txt")["Metadata"] == {"m": "1"}
@@ -77,6 +82,7 @@ def test_an_endpoint_without_crc64nvme_gets_crc32c_after_one_refusal(
     proxy.reset_records()
 
     for obj in objects.values():  # one after the other: one refusal, then none
+        obj.checksum = None  # as listed by an endpoint that names no checksum
         hook.copy(obj, source, target, multipart_threshold=5 * MiB)
 
     assert hook.copy_checksum == "CRC32C"

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from s3br_provider.core.fingerprints import content_differs, etag_is_md5, full_object_checksums
+from s3br_provider.core.fingerprints import (
+    content_differs,
+    etag_is_md5,
+    full_object_checksums,
+    source_checksum_to_keep,
+)
+from s3br_provider.core.list_page import parse_list_page
+from s3br_provider.core.objects import ObjectInfo, listed_checksum
 from s3br_provider.core.s3_errors import needs_customer_key, refuses_checksum
 
 MD5 = '"5d41402abc4b2a76b9719d911017c592"'
@@ -68,3 +75,31 @@ def test_a_refused_checksum_algorithm_is_known() -> None:
     assert refuses_checksum(501, "NotImplemented", "x-amz-checksum-algorithm is not implemented")
     assert not refuses_checksum(400, "InvalidArgument", "Invalid storage class")
     assert not refuses_checksum(503, "SlowDown", "checksum")
+
+
+def test_a_copy_keeps_the_source_algorithm_where_its_checksum_stays_full_object() -> None:
+    assert source_checksum_to_keep("CRC32", multipart=False) == "CRC32"
+    assert source_checksum_to_keep("SHA256", multipart=False) == "SHA256"
+    assert source_checksum_to_keep("CRC32", multipart=True) is None  # its parts: composite
+    assert source_checksum_to_keep("CRC64NVME", multipart=True) == "CRC64NVME"
+    assert source_checksum_to_keep(None, multipart=False) is None
+    assert source_checksum_to_keep("MD5", multipart=False) is None
+
+
+def test_listings_name_the_full_object_algorithm() -> None:
+    assert listed_checksum(["CRC32"], None) == "CRC32"
+    assert listed_checksum(["CRC32C"], "FULL_OBJECT") == "CRC32C"
+    assert listed_checksum(["CRC32C"], "COMPOSITE") is None
+    assert listed_checksum(None, None) is None
+    page = (
+        b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><IsTruncated>false</IsTruncated>'
+        b"<Contents><Key>a</Key><Size>1</Size><ETag>&quot;e&quot;</ETag>"
+        b"<LastModified>2026-01-01T00:00:00.000Z</LastModified><ChecksumAlgorithm>CRC32</ChecksumAlgorithm>"
+        b"<ChecksumType>FULL_OBJECT</ChecksumType></Contents>"
+        b"<Contents><Key>b</Key><Size>1</Size><ETag>&quot;e-2&quot;</ETag>"
+        b"<LastModified>2026-01-01T00:00:00.000Z</LastModified><ChecksumAlgorithm>SHA1</ChecksumAlgorithm>"
+        b"<ChecksumType>COMPOSITE</ChecksumType></Contents></ListBucketResult>"
+    )
+    first, second = parse_list_page(page).objects
+    assert (first.checksum, second.checksum) == ("CRC32", None)
+    assert ObjectInfo.from_record(first.to_record()).checksum == "CRC32"

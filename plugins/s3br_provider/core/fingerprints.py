@@ -59,3 +59,12 @@ def content_differs(source: Mapping[str, Any], backup: Mapping[str, Any]) -> boo
     if etag_is_md5(source) and etag_is_md5(backup):
         return str(source["ETag"]).strip('"') != str(backup["ETag"]).strip('"')
     return None
+
+
+def source_checksum_to_keep(listed: str | None, *, multipart: bool) -> str | None:
+    """The algorithm a copy asks for so that it carries the source's own full-object checksum,
+    comparable with it later: the listed one, but for a copy in parts only CRC64NVME (parts of
+    the others make a composite checksum). None: ask for ``COPY_CHECKSUM``."""
+    if listed not in CHECKSUM_ALGORITHMS or (multipart and listed != COPY_CHECKSUM):
+        return None
+    return listed

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 
-from s3br_provider.core.objects import ObjectInfo, epoch_seconds
+from s3br_provider.core.objects import ObjectInfo, epoch_seconds, listed_checksum
 
 
 class ListPage(NamedTuple):
@@ -29,6 +29,7 @@ def parse_list_page(body: bytes) -> ListPage:
     url_encoded = root.findtext(f"{ns}EncodingType") == "url"
     key_tag, size_tag, etag_tag = f"{ns}Key", f"{ns}Size", f"{ns}ETag"
     modified_tag, class_tag = f"{ns}LastModified", f"{ns}StorageClass"
+    checksum_tag, checksum_type_tag = f"{ns}ChecksumAlgorithm", f"{ns}ChecksumType"
     objects = []
     for item in root.iterfind(f"{ns}Contents"):
         key = item.findtext(key_tag) or ""
@@ -39,6 +40,7 @@ def parse_list_page(body: bytes) -> ListPage:
                 (item.findtext(etag_tag) or "").strip('"'),
                 epoch_seconds(item.findtext(modified_tag) or ""),
                 item.findtext(class_tag) or "STANDARD",
+                checksum=listed_checksum(item.findtext(checksum_tag), item.findtext(checksum_type_tag)),
             )
         )
     truncated = (root.findtext(f"{ns}IsTruncated") or "").strip().lower() == "true"

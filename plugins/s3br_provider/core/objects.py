@@ -12,7 +12,9 @@ ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
 @dataclass(slots=True)
 class ObjectInfo:
-    """One listed object. ``last_modified`` is seconds since the epoch (UTC)."""
+    """One listed object. ``last_modified`` is seconds since the epoch (UTC); ``checksum`` the
+    algorithm of its full-object checksum where the listing names one (``ChecksumAlgorithm``,
+    unless ``ChecksumType`` says COMPOSITE)."""
 
     key: str
     size: int
@@ -22,6 +24,7 @@ class ObjectInfo:
     version_id: str | None = None
     tags: dict[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    checksum: str | None = None
 
     @classmethod
     def from_listing(cls, item: dict[str, Any]) -> ObjectInfo:
@@ -33,6 +36,7 @@ class ObjectInfo:
             last_modified=epoch_seconds(item["LastModified"]),
             storage_class=item.get("StorageClass") or "STANDARD",
             version_id=item.get("VersionId"),
+            checksum=listed_checksum(item.get("ChecksumAlgorithm"), item.get("ChecksumType")),
         )
 
     @property
@@ -55,6 +59,8 @@ class ObjectInfo:
             record["t"] = self.tags
         if self.extra:
             record["x"] = self.extra
+        if self.checksum is not None:
+            record["a"] = self.checksum
         return record
 
     @classmethod
@@ -68,7 +74,15 @@ class ObjectInfo:
             version_id=record.get("v"),
             tags=record.get("t"),
             extra=record.get("x", {}),
+            checksum=record.get("a"),
         )
+
+
+def listed_checksum(algorithms: list[str] | str | None, kind: str | None) -> str | None:
+    """The full-object checksum algorithm a listing entry names, or None (none, or composite)."""
+    if not algorithms or kind == "COMPOSITE":
+        return None
+    return algorithms if isinstance(algorithms, str) else algorithms[0]
 
 
 def epoch_seconds(value: datetime | float | str) -> float:

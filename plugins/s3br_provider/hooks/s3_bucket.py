@@ -46,7 +46,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from s3br_provider.core.buckets import direct_path_supported
-from s3br_provider.core.fingerprints import COPY_CHECKSUM, FALLBACK_COPY_CHECKSUM
+from s3br_provider.core.fingerprints import COPY_CHECKSUM, FALLBACK_COPY_CHECKSUM, source_checksum_to_keep
 from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved
 from s3br_provider.core.manifest import split_s3_uri
 from s3br_provider.core.objects import ObjectInfo
@@ -536,11 +536,14 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         endpoint refused it, else none; found out once per hook, by the first refusal."""
         return _COPY_CHECKSUMS[self._checksum_choice]
 
-    def _checksum_refused(self, error: ClientError, asked: str | None) -> bool:
-        """Move to the next checksum algorithm if ``error`` refused ``asked`` (once per hook)."""
+    def _checksum_refused(self, error: ClientError, asked: str | None, kept: str | None = None) -> bool:
+        """Whether ``error`` refused the checksum asked for. The hook's own choice ``asked``
+        then moves on to the next algorithm (once per hook); a source's ``kept`` does not."""
         message = str(error.response.get("Error", {}).get("Message", ""))
-        if asked is None or not refuses_checksum(_status(error), error_code(error), message):
+        if (asked or kept) is None or not refuses_checksum(_status(error), error_code(error), message):
             return False
+        if kept is not None:
+            return True
         with self._managers_lock:
             if self.copy_checksum == asked:
                 self._checksum_choice += 1
@@ -595,19 +598,23 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         ``tags`` None copies the source's tags as they are; a dict replaces them.
         ``retention`` ``(mode, retain_until)`` writes the copy under S3 Object Lock.
         ``kms_key_id`` encrypts the copy with SSE-KMS under that key; None leaves it to the
-        target bucket's default encryption. Every copy asks for a full-object checksum
-        (``copy_checksum``). Objects larger than ``multipart_threshold`` bytes are copied in
-        parts. Thread-safe: call it from many threads; the hook's ``max_in_flight`` bounds the
-        requests. A source object under SSE-C raises ``CustomerKeyRequiredError`` at once.
+        target bucket's default encryption. Every copy asks for a full-object checksum: the
+        source's own algorithm where its listing named one (so both carry the same, and later
+        compares compare checksums), else ``copy_checksum``. Objects larger than
+        ``multipart_threshold`` bytes are copied in parts. Thread-safe: call it from many
+        threads; the hook's ``max_in_flight`` bounds the requests. A source object under SSE-C
+        raises ``CustomerKeyRequiredError`` at once.
         """
         copy_source: dict[str, str] = {"Bucket": source_bucket, "Key": source.key}
         if source.version_id:
             copy_source["VersionId"] = source.version_id
+        multipart = source.size > multipart_threshold
+        kept = source_checksum_to_keep(source.checksum, multipart=multipart)
         while True:
-            asked = self.copy_checksum
+            asked = kept or self.copy_checksum
             extra = _copy_fields(asked, kms_key_id)
             try:
-                if source.size > multipart_threshold:
+                if multipart:
                     self._copy_multipart(
                         copy_source, target_bucket, multipart_threshold, tags, storage_class, retention, extra
                     )
@@ -617,6 +624,9 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
                     )
                 return
             except ClientError as error:
+                if kept and self._checksum_refused(error, None, kept):
+                    kept = None  # then the hook's choice
+                    continue
                 if self._checksum_refused(error, asked):
                     continue
                 message = str(error.response.get("Error", {}).get("Message", ""))
