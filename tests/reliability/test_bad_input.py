@@ -42,12 +42,14 @@ EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception): .+$")
 
 @pytest.fixture
 def buckets(s3: Any, bucket_names: Any) -> dict[str, str]:
-    """A source with one object, an empty backup, a backup with one object, a target name."""
+    """A source with one object, an empty backup, a backup with one object (and a run file), a
+    target name."""
     names = {role: bucket_names(role) for role in ("src", "bak", "full", "new")}
     for role in ("src", "bak", "full"):
         s3.create_bucket(Bucket=names[role])
     put(s3, names["src"], "a.txt", Obj(b"a", TEXT))
     put(s3, names["full"], "a.txt", Obj(b"a", TEXT))
+    put(s3, names["full"], "_s3br/runs/s3_backup/old/report.json", Obj(b"{}", TEXT))  # a backup's
     return names
 
 
@@ -131,6 +133,7 @@ VALIDATE_CASES = {
     "backup-backup-missing": ("s3_backup", {"backup_bucket": "{new}"}, [], "{new}"),
     "backup-source-denied": ("s3_backup", {}, [("HeadBucket", "{src}")], "{src}"),
     "backup-source-is-backup": ("s3_backup", {"backup_bucket": "{src}"}, [], "{src}"),
+    "backup-source-holds-reserved": ("s3_backup", {"source_bucket": "{full}"}, [], "'_s3br/'"),
     "backup-connection-unknown": ("s3_backup", {"backup_aws_conn_id": "s3br_nowhere"}, [], "s3br_nowhere"),
     "restore-as_of-yesterday": ("s3_restore", {"as_of": "yesterday"}, [], "as_of"),
     "restore-unknown-param": ("s3_restore", {"max_partition": 3}, [], "max_partition"),

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved, s3_sort_key
+from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved, reaches_reserved, s3_sort_key
 
 # Characters chosen at the edges of UTF-8's 1-, 2-, 3- and 4-byte encodings, around the
 # surrogate gap (where UTF-16 order differs from code point order), and the characters that
@@ -97,3 +97,12 @@ def test_long_keys_sort_the_same_by_str_and_by_bytes() -> None:
 )
 def test_is_reserved(key: str, reserved: bool) -> None:
     assert is_reserved(key) is reserved
+
+
+@pytest.mark.parametrize(
+    ("prefix", "reaches"),
+    [("", True), ("_", True), ("_s3br", True), ("_s3br/", True), ("_s3br/x/", True), ("data/", False)]
+    + [("_s3bra", False), ("_t", False), ("a", False)],
+)
+def test_reaches_reserved(prefix: str, reaches: bool) -> None:
+    assert reaches_reserved(prefix) is reaches

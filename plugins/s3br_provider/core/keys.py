@@ -18,3 +18,8 @@ def s3_sort_key(key: str) -> bytes:
 def is_reserved(key: str) -> bool:
     """Return whether a key belongs to s3br's own bookkeeping."""
     return key.startswith(RESERVED_PREFIX)
+
+
+def reaches_reserved(prefix: str) -> bool:
+    """Return whether a listing under ``prefix`` would include keys of the reserved prefix."""
+    return RESERVED_PREFIX.startswith(prefix) or prefix.startswith(RESERVED_PREFIX)

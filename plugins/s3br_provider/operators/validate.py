@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from s3br_provider.core.keys import RESERVED_PREFIX, reaches_reserved
 from s3br_provider.core.settings import BACKUP_DEFAULTS as B
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.core.settings import (
@@ -52,6 +53,21 @@ def _same_endpoint(first: S3BucketHook, second: S3BucketHook, what: str) -> None
         raise InvalidRunError(
             f"{what} use different S3 endpoints ({first.endpoint_url or 'AWS'} and "
             f"{second.endpoint_url or 'AWS'}): server-side copies need one endpoint"
+        )
+
+
+def _check_no_reserved_keys(hook: S3BucketHook, bucket: str, prefix: str) -> None:
+    """A source key under ``_s3br/`` would never be copied (s3br lists that prefix as its own
+    run files): refuse the source rather than lose such keys silently. One LIST, MaxKeys=1."""
+    if not reaches_reserved(prefix):
+        return
+    listing = hook.conn.list_objects_v2(Bucket=bucket, Prefix=RESERVED_PREFIX, MaxKeys=1)
+    if listing.get("Contents"):
+        raise InvalidRunError(
+            f"source_bucket {bucket!r} holds keys under {RESERVED_PREFIX!r} (first: "
+            f"{listing['Contents'][0]['Key']!r}), the prefix where s3br keeps its run files, and "
+            "a backup never copies them. Is it an s3br backup bucket? Keep a second copy of a "
+            "backup with S3 Replication (see the README), or set prefix to the keys to back up."
         )
 
 
@@ -172,6 +188,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         _check_bucket(source, settings.source_bucket, "source_bucket")
         _check_bucket(backup, settings.backup_bucket, "backup_bucket")
         _same_endpoint(source, backup, "source_aws_conn_id and backup_aws_conn_id")
+        _check_no_reserved_keys(source, settings.source_bucket, settings.prefix)
         if settings.retention_mode and not backup.object_lock_enabled(settings.backup_bucket):
             raise InvalidRunError(
                 f"retention_mode {settings.retention_mode} needs S3 Object Lock, and backup_bucket "
