@@ -73,7 +73,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "compare": _choice(
         Compare,
         "size_mtime: copy when missing, size differs, or the source is newer than the copy. "
-        "checksum: also when ETags differ (single-part objects).",
+        "checksum: also when content fingerprints differ (full-object checksums, else "
+        "single-part ETags), so a copy changed in place is caught.",
     ),
     "tag_deleted": _flag("Tag backup objects whose source vanished."),
     "dry_run": _flag("Plan and report only; write nothing."),
@@ -103,6 +104,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "retention_days": _whole(
         0, "With a retention_mode: each copy is retained until its copy time plus these days."
+    ),
+    "backup_kms_key_id": _text(
+        "Encrypt new copies with SSE-KMS under this key of the backup account (key ID, ARN or "
+        "alias); empty: the backup bucket's default encryption."
     ),
     "include_deleted": _flag("Also restore objects tagged Deleted=True (their source was deleted)."),
     "restore_tier": _choice(

@@ -155,6 +155,7 @@ def backup_group(
                 "to_copy",
                 target_bucket=backup_bucket,
                 storage_class=shared["backup_storage_class"],
+                kms_key_id=shared["backup_kms_key_id"],
                 aws_conn_id=backup_conn,
             )
             tag = S3TagDeletedOperator(

@@ -1,6 +1,7 @@
-"""Encrypted sources in whole ``s3_backup`` runs: SSE-KMS objects (the bucket's default key or
-one per object) are copied on both copy paths; a source object under SSE-C fails alone, at
-once, named with its reason, while the rest of its partition is copied and tagged.
+"""Encryption in whole ``s3_backup`` runs: SSE-KMS objects (the bucket's default key or one per
+object) are copied on both copy paths, under ``backup_kms_key_id``, which validate checks first;
+a source object under SSE-C fails alone, at once, named with its reason, while the rest of its
+partition is copied and tagged.
 
 moto serves SSE-C objects to anyone; ``tests/support/moto_aws.py`` refuses them without their
 key as AWS does. moto's S3 checks no KMS key of a copy; KMS itself (CreateKey, GenerateDataKey)
@@ -61,10 +62,13 @@ def put_encrypted(s3: Any, bucket: str, key: str, obj: Obj, **encryption: Any) -
         s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
 
 
-def test_sse_kms_sources_are_copied_on_both_paths(s3: Any, buckets: tuple[str, str], kms: Any) -> None:
-    """The bucket's default key and a key per object; single-part and multipart copies."""
+def test_sse_kms_sources_are_copied_on_both_paths_under_the_backup_key(
+    s3: Any, buckets: tuple[str, str], kms: Any
+) -> None:
+    """The bucket's default key and a key per object; single-part and multipart copies, each
+    encrypted under ``backup_kms_key_id``."""
     source, backup = buckets
-    default_key, object_key = new_key(kms), new_key(kms)
+    default_key, object_key, backup_key = new_key(kms), new_key(kms), new_key(kms)
     s3.put_bucket_encryption(
         Bucket=source,
         ServerSideEncryptionConfiguration={
@@ -91,12 +95,16 @@ def test_sse_kms_sources_are_copied_on_both_paths(s3: Any, buckets: tuple[str, s
         default_key.split("/")[-1],
     )
 
-    result = backup_run(s3, source, backup, multipart_threshold_mb=5, compare="checksum")
+    conf = {"multipart_threshold_mb": 5, "compare": "checksum", "backup_kms_key_id": backup_key}
+    result = backup_run(s3, source, backup, **conf)
     assert_succeeded(result)
     assert_backup(s3, source, backup)
     assert result.totals["copied"] == len(model) + len(own)
+    for key in [*model, *own]:
+        head = s3.head_object(Bucket=backup, Key=key)
+        assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == ("aws:kms", backup_key), key
 
-    again = backup_run(s3, source, backup, multipart_threshold_mb=5, compare="checksum")
+    again = backup_run(s3, source, backup, **conf)
     assert_succeeded(again)
     assert again.totals["copied"] == 0, again.totals
 
@@ -153,3 +161,16 @@ def test_sse_c_source_objects_fail_alone_at_once_named_with_the_reason(
         (SMALL_SSE_C, CUSTOMER_KEY_REQUIRED, CUSTOMER_KEY_REASON),
     ]
     assert result.report["totals"]["failed"] == 2 and result.report["totals"]["copied"] == len(model)
+
+
+def test_a_backup_kms_key_that_cannot_encrypt_fails_validate_naming_it(
+    s3: Any, buckets: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, backup = buckets
+    seed(s3, source, {"k.txt": Obj(b"x")})
+    missing = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    result = backup_run(s3, source, backup, backup_kms_key_id=missing)
+    assert result.run.state == "failed" and result.run.tasks["validate"] == "failed", result.run.tasks
+    out = capsys.readouterr().out
+    assert f"backup_kms_key_id {missing!r} cannot encrypt copies" in out and "NotFoundException" in out
+    assert list_keys(s3, backup, include_reserved=True) == []

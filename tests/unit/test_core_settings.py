@@ -48,6 +48,7 @@ def test_backup_defaults() -> None:
         "archived_source": "skip",
         "retention_mode": "",
         "retention_days": 0,
+        "backup_kms_key_id": "",
     }
 
 
@@ -85,6 +86,7 @@ def test_backup_accepts_every_param() -> None:
         "archived_source": "restore",
         "retention_mode": "COMPLIANCE",
         "retention_days": 3650,
+        "backup_kms_key_id": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     }
     assert backup_settings(params).to_dict() == params
 
@@ -290,3 +292,24 @@ def test_storage_classes_of_backups_and_restores() -> None:
 def test_retention_mode_and_days_go_together(mode: str, days: int, problem: str) -> None:
     with pytest.raises(SettingsError, match=problem):
         backup_settings({**BACKUP, "retention_mode": mode, "retention_days": days})
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+        "mrk-1234abcd12ab34cd56ef1234567890ab",
+        "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "alias/backups",
+        "arn:aws-us-gov:kms:us-gov-west-1:123456789012:alias/backup/keys",
+    ],
+)
+def test_backup_kms_key_id_takes_every_form_s3_does(key: str) -> None:
+    assert backup_settings({**BACKUP, "backup_kms_key_id": key}).backup_kms_key_id == key
+
+
+@pytest.mark.parametrize("key", ["with space", "arn:aws:s3:::bucket", "alias/", 42])
+def test_backup_kms_key_id_must_name_a_key(key: object) -> None:
+    with pytest.raises(SettingsError, match="backup_kms_key_id .* is no KMS key"):
+        backup_settings({**BACKUP, "backup_kms_key_id": key})

@@ -73,6 +73,7 @@ class BackupSettings:
     archived_source: str = "skip"
     retention_mode: str = ""
     retention_days: int = 0
+    backup_kms_key_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,6 +126,7 @@ class BackupArguments(TypedDict, total=False):
     archived_source: str
     retention_mode: str
     retention_days: int | str
+    backup_kms_key_id: str
 
 
 class RestoreArguments(TypedDict, total=False):
@@ -221,6 +223,20 @@ def check_conn_id(value: Any, param: str) -> str:
     return value
 
 
+_KMS_KEY = re.compile(r"^(arn:[\w-]+:kms:[\w-]+:\d{12}:(key|alias)/[\w/-]+|alias/[\w/-]+|[\w-]+)$")
+
+
+def check_kms_key_id(value: Any, param: str) -> str:
+    """``""`` or a KMS key as S3 takes it: a key ID, a key ARN, an alias name or an alias ARN."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > 2048 or not _KMS_KEY.match(value):
+        raise SettingsError(
+            f"{param} {value!r} is no KMS key: give its key ID, key ARN, alias/<name> or alias ARN"
+        )
+    return value
+
+
 def check_namespace(value: Any) -> str:
     if value is None:
         return ""
@@ -294,6 +310,8 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "archived_source": _choice(ARCHIVED_SOURCE_CHOICES),
     "retention_mode": _choice(RETENTION_MODES),
     "retention_days": _bounded(0, 36_500),
+    "backup_kms_key_id": check_kms_key_id,
+    "kms_key_id": check_kms_key_id,
     "poll_interval_seconds": _bounded(1, 86_400),
     "restore_timeout_minutes": _bounded(1, 60 * 24 * 30),
     "verify_copies": check_bool,

@@ -194,6 +194,14 @@ class S3BackupValidateOperator(_ValidateOperator):
                 f"retention_mode {settings.retention_mode} needs S3 Object Lock, and backup_bucket "
                 f"{settings.backup_bucket!r} does not have it enabled (see the README: Object Lock)"
             )
+        if settings.backup_kms_key_id and not settings.dry_run:
+            problem = backup.kms_key_problem(settings.backup_kms_key_id)
+            if problem:
+                raise InvalidRunError(
+                    f"backup_kms_key_id {settings.backup_kms_key_id!r} cannot encrypt copies with "
+                    f"backup_aws_conn_id {settings.backup_aws_conn_id!r}: {problem} (it must be a "
+                    "key of the backup account: see the README, Encryption)"
+                )
         self.log.info(
             "Backing up s3://%s/%s into s3://%s/ (compare=%s, dry_run=%s)",
             settings.source_bucket,
