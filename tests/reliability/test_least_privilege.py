@@ -330,10 +330,15 @@ def test_sse_kms_backup_stays_within_the_backup_policy(s3: Any, bucket_names: An
     proxy.reset_records()
 
     run = steps.validate(
-        source, backup, run_id="manual__kms", multipart_threshold_mb=5, **via(PROXY_CONN_ID, "s3_backup")
+        source,
+        backup,
+        run_id="manual__kms",
+        multipart_threshold_mb=5,
+        backup_kms_key_id=backup_key,
+        **via(PROXY_CONN_ID, "s3_backup"),
     )
-    run["backup_kms_key_id"] = backup_key
     steps.copy(run, steps.diff(run))
+    assert proxy.operations()["GenerateDataKey"] == 1  # validate's check of the key
 
     for key in objects:
         head = s3.head_object(Bucket=backup, Key=key)
