@@ -95,7 +95,12 @@ def test_sse_kms_sources_are_copied_on_both_paths_under_the_backup_key(
         default_key.split("/")[-1],
     )
 
-    conf = {"multipart_threshold_mb": 5, "compare": "checksum", "backup_kms_key_id": backup_key}
+    conf = {
+        "multipart_threshold_mb": 5,
+        "compare": "checksum",
+        "backup_kms_key_id": backup_key,
+        "verify": True,
+    }
     result = backup_run(s3, source, backup, **conf)
     assert_succeeded(result)
     assert_backup(s3, source, backup)
