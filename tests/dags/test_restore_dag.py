@@ -18,6 +18,7 @@ import pytest
 from airflow.sdk.exceptions import ParamValidationError
 
 from s3br_provider.core.manifest import run_folder
+from s3br_provider.core.settings import BACKUP_STORAGE_CLASSES
 from tests.dags.conftest import Obj, odd_objects, put, user_tags
 from tests.support.dag_runs import RunResult, run_dag
 from tests.support.s3 import list_keys, set_restore_transition, snapshot, snapshot_bucket
@@ -249,6 +250,32 @@ def test_default_restore_brings_back_every_live_object(
     assert totals["bytes_restored"] == sum(len(backup.items[k].obj.body) for k in expected), totals
     assert totals["left_out_deleted"] == len(backup.items) - len(expected), totals
     assert totals["failed"] == 0, totals
+
+
+def test_a_backup_in_every_storage_class_is_restored(
+    s3: Any, restore_buckets: tuple[str, str], slow_restores: int
+) -> None:
+    """Each class a backup may write (``backup_storage_class``) comes back: GLACIER_IR and the
+    IA and tiering classes at once, GLACIER and DEEP_ARCHIVE after their restores."""
+    backup_name, target = restore_buckets
+    items = {
+        f"{storage_class.lower()}/obj é+1.bin": Item(
+            Obj(storage_class.encode() * 7, "application/x-c", {"class": storage_class}, {"c": "1"}),
+            storage_class,
+        )
+        for storage_class in BACKUP_STORAGE_CLASSES
+    }
+    backup = build_backup(s3, backup_name, items)
+    let_age(backup.created)
+
+    run = restore(backup_name, target)
+
+    assert_succeeded(run)
+    assert_restored(s3, backup, target, backup.keys())
+    classes = report_of(s3, backup_name, run)["classes"]
+    assert set(classes) == set(BACKUP_STORAGE_CLASSES), classes
+    requested = [k for k in backup.keys() if s3.head_object(Bucket=backup_name, Key=k).get("Restore")]
+    assert sorted(requested) == backup.archived_keys == ["deep_archive/obj é+1.bin", "glacier/obj é+1.bin"]
 
 
 def test_include_deleted_restores_marked_objects_without_the_marker(
