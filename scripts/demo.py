@@ -81,7 +81,8 @@ def how_to_look() -> None:
 
 def write_config(home: Path, env: dict[str, str]) -> None:
     """The demo home's airflow.cfg, so that ``airflow`` with only ``AIRFLOW_HOME`` set (``make ui``,
-    ``airflow dags test``) finds the demo's DAGs and database; and a known login for the UI."""
+    ``airflow dags test``) finds the demo's DAGs and database, and the api-server the Backups
+    view (a provider's plugin); and a known login for the UI."""
     keys = {
         "core": {
             "dags_folder": "AIRFLOW__CORE__DAGS_FOLDER",
@@ -95,6 +96,7 @@ def write_config(home: Path, env: dict[str, str]) -> None:
         lines += [f"{option} = {env[var]}" for option, var in options.items()]
         if section == "core":
             lines.append("simple_auth_manager_users = admin:admin")
+            lines.append("lazy_discover_providers = False")  # the api-server loads provider plugins
     (home / "airflow.cfg").write_text("\n".join(lines) + "\n")
     user, password = LOGIN
     (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({user: password}) + "\n")

@@ -369,6 +369,8 @@ def airflow_env(db_url: str, broker: str, endpoint: str, home: Path, api_port: i
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "false",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            # The api-server loads the provider's plugin (the Backups view) from its provider info.
+            "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS": "False",
             "AIRFLOW__API__BASE_URL": api,
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),

@@ -179,7 +179,8 @@ The demo's Airflow is up: {url}  (login {user} / {password})
   - mapped partitions:       a run's partition.copy_batch task, named by key range
   - the Backups view:        "Backups" in the navigation, or {url}/s3br/  (JSON: {url}/s3br/api/backups)
   - restore from the form:   {url}/dags/s3_restore -> Trigger, backup_bucket demo-backup,
-                             target_bucket a new name (e.g. demo-restored-2)
+                             target_bucket a new name (e.g. demo-restored-2); poll_interval_seconds 5
+                             (moto restores the 2 archived objects in {RESTORE_SECONDS} s; default 300)
   - the CLI on this home:    . .demo/ui.env && airflow dags list
 Ctrl-C stops everything.""",
         flush=True,

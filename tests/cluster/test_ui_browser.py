@@ -6,8 +6,10 @@ that change between releases. Screenshots go to ``artifacts/ui/``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import urllib.request
 from typing import Any
 from urllib.parse import quote
 
@@ -121,3 +123,36 @@ def test_backup_report_is_readable_in_the_task_log(page: Any, ui: UI, run_ids: d
     assert totals, "no 'Totals:' line"
     assert int(totals.group(1)) > 0
     assert totals.group(3) == "0", f"the report shows failures: {totals.group(0)}"
+
+
+def test_backups_view_lists_the_cluster_pair_with_its_counts_and_chart(
+    page: Any, ui: UI, run_ids: dict[str, str]
+) -> None:
+    run_id = run_ids["s3_backup"]
+    with urllib.request.urlopen(f"{ui.url}/s3br/api/backups", timeout=30) as response:
+        entries = json.loads(response.read())
+    (entry,) = [e for e in entries if run_id in [r["run_id"] for r in e["runs"]]]
+    counts = entry["last_run"]["counts"]
+    assert entry["last_run"]["state"] == "success" and counts["copied"] > 0 and counts["failed"] == 0
+    assert entry["objects"] == counts["source_objects"] - counts["skipped_archived"]
+
+    # From the navigation entry to the view, which the UI shows in a frame.
+    page.goto(f"{ui.url}/dags")
+    page.get_by_role("link", name="Backups").first.click()
+    view = page.frame_locator("iframe")
+    title = f"s3://{entry['source_bucket']} → s3://{entry['backup_bucket']}"
+    pair = view.locator("section.pair").filter(has=view.get_by_text(title))
+    pair.wait_for()
+    view.locator("svg.chart rect.copied").first.wait_for()
+    ui.shot(page, "07-backups-view")
+    text = pair.inner_text()
+    for label, value in (
+        ("Objects", entry["objects"]),
+        ("Deleted objects", entry["deleted_objects"]),
+        ("Source objects", counts["source_objects"]),
+        ("Copied", counts["copied"]),
+        ("Failed", counts["failed"]),
+    ):
+        assert re.search(rf"^{label}\s+{value:,}$", text, flags=re.MULTILINE), f"{label} {value:,} not shown"
+    assert pair.locator("svg.chart rect.copied").count() == len(entry["runs"])
+    assert "success" in text

@@ -1,7 +1,7 @@
 """The Backups view on a real ``airflow api-server``, after a whole ``s3_backup`` run.
 
 The api-server runs on a free port with the session's SQLite home and loads the plugin as any
-installation does (the package's ``airflow.plugins`` entry point).
+installation does: from the provider info, with ``[core] lazy_discover_providers = False``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def bucket_names() -> Any:
 def api(backed_up: tuple[str, str, str], airflow_db: str) -> Iterator[Api]:
     """``airflow api-server`` on a free port, stopped by PID at the end."""
     port = free_port()
-    env = {**os.environ, "AIRFLOW__API__PORT": str(port)}
+    # Airflow loads a provider's plugins only when it discovers providers eagerly.
+    env = {**os.environ, "AIRFLOW__API__PORT": str(port), "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS": "False"}
     log = tempfile.TemporaryFile()
     argv = [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen([*argv, "-w", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)

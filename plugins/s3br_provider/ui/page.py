@@ -65,7 +65,7 @@ def _pair(entry: dict[str, Any]) -> str:
         f'data-backup="{escape(entry["backup_bucket"])}"><h2>{title} {badge}</h2>'
         f'<div style="display:flex;gap:2rem;flex-wrap:wrap"><div>{summary}</div>'
         f"<div><b>Last run</b>{last}</div></div>"
-        f"<b>Last {len(entry['runs'])} run(s)</b>{render_chart(entry['runs'])}</section>"
+        f"<div><b>Last {len(entry['runs'])} run(s)</b></div>{render_chart(entry['runs'])}</section>"
     )
 
 

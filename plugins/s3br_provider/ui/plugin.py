@@ -31,7 +31,11 @@ class LazyApp:
 
 
 class S3brPlugin(AirflowPlugin):
-    """``GET /s3br/api/backups`` (JSON) and ``GET /s3br/`` (the page, "Backups" in the navigation)."""
+    """``GET /s3br/api/backups`` (JSON) and ``GET /s3br/`` (the page, "Backups" in the navigation).
+
+    Registered by the provider info (``plugins``), which Airflow reads with ``[core]
+    lazy_discover_providers = False``; found too when ``plugins/`` is Airflow's plugins folder.
+    """
 
     name = "s3br"
     fastapi_apps = [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "s3br Backups"}]
