@@ -20,6 +20,9 @@ answer as AWS documents. The one place s3br copes with moto's quirks in what it 
   HeadObject and a copy's source: "The object was stored using a form of Server Side
   Encryption. The correct parameters must be provided to retrieve the object.", 400); moto
   ignores the key and serves the object to anyone. Such objects are refused here as AWS does.
+- CopyObject with ``If-None-Match: *``: AWS copies "only if the object key name at the
+  destination does not already exist", else 412 Precondition Failed; moto ignores the header on
+  a copy (it honours it on PutObject and CompleteMultipartUpload) and overwrites. Refused here.
 - ``S3BR_MOTO_REFUSED_CHECKSUMS=CRC64NVME`` (a test switch, not a quirk): copies that ask for
   these checksum algorithms are refused with 400 InvalidArgument, as by an endpoint that
   predates them.
@@ -32,14 +35,18 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from moto.s3.exceptions import S3ClientError
+from moto.s3 import notifications as s3_notifications
+from moto.s3.exceptions import PreconditionFailed, S3ClientError
 from moto.s3.models import S3Backend
 from moto.s3.responses import S3Response
 from moto.server import main
+from moto.sqs.models import SQSBackend
 from werkzeug.datastructures import Headers
 
 _get_key = S3Response._get_key
@@ -59,6 +66,9 @@ _LOCK_CHECKED = ("Content-MD5", "x-amz-sdk-checksum-algorithm")
 
 def _key_response_put_as_aws(self: S3Response, query: dict, key_name: str) -> Any:
     copies = "x-amz-copy-source" in self.headers and not query.get("uploadId")
+    if copies and self.headers.get("If-None-Match") == "*" and not set(query) & {"tagging", "acl"}:
+        if self.backend.get_object(self.bucket_name, key_name) is not None:
+            raise PreconditionFailed("If-None-Match")
     if copies and not any(name in self.headers for name in _LOCK_CHECKED):
         # moto reads the request's headers for this check only: say a checksum was asked for.
         self.headers = Headers(self.headers)
@@ -153,6 +163,45 @@ def _key_response_as_aws(self: S3Response, request: Any, full_url: str) -> Any:
 
 
 S3Response._key_response = _key_response_as_aws
+
+
+# S3 event notifications into SQS (continuous backup) -------------------------------------------
+# - moto sends s3:ObjectTagging:Put for every PutObject, CopyObject and CompleteMultipartUpload
+#   (it sets their tags through the same backend method); AWS sends it for PutObjectTagging
+#   requests only ("s3:ObjectTagging:Put ... when an object tag is added or updated"). Only the
+#   PutObjectTagging request notifies here.
+# - Not a difference of answers, of cost: moto's ReceiveMessage computes every attribute of the
+#   queue (counting all its messages) for each message it hands out, so one receive from a
+#   queue of n messages costs O(n) attribute scans; the retention check reads the one
+#   attribute it needs here.
+_tagging_request = threading.local()
+_send_event = s3_notifications.send_event
+_put_object_tagging_request = S3Response.put_object_tagging
+
+
+def _send_event_as_aws(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+    tagging = event_name == s3_notifications.S3NotificationEvent.OBJECT_TAGGING_PUT_EVENT
+    if tagging and not getattr(_tagging_request, "active", False):
+        return
+    _send_event(account_id, event_name, bucket, key)
+
+
+def _put_object_tagging_request_as_aws(self: S3Response) -> Any:
+    _tagging_request.active = True
+    try:
+        return _put_object_tagging_request(self)
+    finally:
+        _tagging_request.active = False
+
+
+def _retained(self: SQSBackend, queue_name: str, message: Any) -> bool:
+    retention = int(self.get_queue(queue_name).message_retention_period)
+    return retention + message.sent_timestamp / 1000 > time.time()
+
+
+s3_notifications.send_event = _send_event_as_aws
+S3Response.put_object_tagging = _put_object_tagging_request_as_aws
+SQSBackend.is_message_valid_based_on_retention_period = _retained
 
 
 def server_argv(port: int, host: str = "127.0.0.1") -> list[str]:
