@@ -32,19 +32,19 @@ MAX_DRILLS = 50
 DRILL_REPORT = "_s3br/runs/{dag_id}/{run_id}/report.json"
 
 
-def collect_entries(session: Session, now: datetime) -> list[dict[str, Any]]:
-    """Every pair's entry, as ``GET /s3br/api/backups`` returns it."""
-    runs = load_backup_runs(session)
+def collect_entries(session: Session, now: datetime, dag_ids: set[str]) -> list[dict[str, Any]]:
+    """Every pair's entry from the runs of ``dag_ids``, as ``GET /s3br/api/backups`` returns it."""
+    runs = load_backup_runs(session, dag_ids)
     return backup_entries(
         runs,
         now=now,
         periods=load_periods(session, {run.dag_id for run in runs}),
         margin_seconds=conf.getint("s3br", "late_margin_minutes", fallback=60) * 60,
-        drills=load_drills(session),
+        drills=load_drills(session) if DRILL_DAG_ID in dag_ids else [],
     )
 
 
-def load_backup_runs(session: Session, limit: int = MAX_REPORTS) -> list[BackupRun]:
+def load_backup_runs(session: Session, dag_ids: set[str], limit: int = MAX_REPORTS) -> list[BackupRun]:
     """The summaries that backup report tasks pushed, with their report task's state and the
     run's start (a run's duration is the backup's, from its start to its report)."""
     query = (
@@ -59,7 +59,7 @@ def load_backup_runs(session: Session, limit: int = MAX_REPORTS) -> list[BackupR
                 TaskInstance.map_index == XComModel.map_index,
             ),
         )
-        .where(XComModel.key == SUMMARY_XCOM_KEY)
+        .where(XComModel.key == SUMMARY_XCOM_KEY, XComModel.dag_id.in_(sorted(dag_ids)))
         .order_by(XComModel.timestamp.desc())
         .limit(limit)
     )
