@@ -47,21 +47,6 @@ def new_key(kms: Any) -> str:
     return kms.create_key(Description="s3br test")["KeyMetadata"]["Arn"]
 
 
-def put_encrypted(s3: Any, bucket: str, key: str, obj: Obj, **encryption: Any) -> None:
-    """Put one object with its SSE parameters (SSE-KMS or SSE-C), then its tags."""
-    s3.put_object(
-        Bucket=bucket,
-        Key=key,
-        Body=obj.body,
-        ContentType=obj.content_type,
-        Metadata=obj.metadata,
-        **encryption,
-    )
-    if obj.tags:
-        tag_set = [{"Key": k, "Value": v} for k, v in obj.tags.items()]
-        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
-
-
 def test_sse_kms_sources_are_copied_on_both_paths_under_the_backup_key(
     s3: Any, buckets: tuple[str, str], kms: Any
 ) -> None:
@@ -89,7 +74,7 @@ def test_sse_kms_sources_are_copied_on_both_paths_under_the_backup_key(
         "k/own-key-big.bin": Obj(os.urandom(6 * MiB), "application/x-big", {"k": "big"}, {"kms": "big"}),
     }
     for key, obj in own.items():
-        put_encrypted(s3, source, key, obj, ServerSideEncryption="aws:kms", SSEKMSKeyId=object_key)
+        put(s3, source, key, obj, ServerSideEncryption="aws:kms", SSEKMSKeyId=object_key)
     assert s3.head_object(Bucket=source, Key="a/plain.txt")["SSEKMSKeyId"] in (
         default_key,
         default_key.split("/")[-1],
@@ -122,7 +107,7 @@ def test_sse_c_source_objects_fail_alone_at_once_named_with_the_reason(
     seed(s3, source, model)
     customer_key = os.urandom(32)
     for key, size in ((SMALL_SSE_C, 100), (BIG_SSE_C, 6 * MiB)):
-        put_encrypted(
+        put(
             s3,
             source,
             key,

@@ -95,9 +95,16 @@ class Obj:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def put(s3: Any, bucket: str, key: str, obj: Obj) -> None:
-    """Put one object; tags go through PutObjectTagging (XML, no URL-encoding ambiguity)."""
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": obj.body, "Metadata": obj.metadata}
+def put(s3: Any, bucket: str, key: str, obj: Obj, **extra: Any) -> None:
+    """Put one object (``extra``: more PutObject parameters, such as its encryption); tags go
+    through PutObjectTagging (XML, no URL-encoding ambiguity)."""
+    kwargs: dict[str, Any] = {
+        "Bucket": bucket,
+        "Key": key,
+        "Body": obj.body,
+        "Metadata": obj.metadata,
+        **extra,
+    }
     if obj.content_type is not None:
         kwargs["ContentType"] = obj.content_type
     s3.put_object(**kwargs)

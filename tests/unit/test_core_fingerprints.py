@@ -10,7 +10,14 @@ from s3br_provider.core.fingerprints import (
 )
 from s3br_provider.core.list_page import parse_list_page
 from s3br_provider.core.objects import ObjectInfo, listed_checksum
-from s3br_provider.core.s3_errors import needs_customer_key, refuses_checksum
+from s3br_provider.core.s3_errors import (
+    CUSTOMER_KEY_REASON,
+    CUSTOMER_KEY_REQUIRED,
+    KMS_REASON,
+    lasting_failure_reason,
+    needs_customer_key,
+    refuses_checksum,
+)
 
 MD5 = '"5d41402abc4b2a76b9719d911017c592"'
 SSE_C_MESSAGE = (
@@ -103,3 +110,12 @@ def test_listings_name_the_full_object_algorithm() -> None:
     first, second = parse_list_page(page).objects
     assert (first.checksum, second.checksum) == ("CRC32", None)
     assert ObjectInfo.from_record(first.to_record()).checksum == "CRC32"
+
+
+def test_lasting_failures_have_a_reason_and_transient_ones_none() -> None:
+    assert lasting_failure_reason(CUSTOMER_KEY_REQUIRED) == CUSTOMER_KEY_REASON
+    assert lasting_failure_reason("KMS.NotFoundException") == KMS_REASON
+    assert lasting_failure_reason("KMS.DisabledException") == KMS_REASON
+    assert lasting_failure_reason("KMS.ThrottlingException") is None
+    assert lasting_failure_reason("AccessDenied") is None  # a policy may be mended before a retry
+    assert lasting_failure_reason("SlowDown") is None

@@ -121,3 +121,20 @@ def refuses_checksum(status: int | None, code: str, message: str) -> bool:
         and code in ("InvalidArgument", "InvalidRequest", "NotImplemented")
         and ("checksum" in message.lower())
     )
+
+
+KMS_REASON = (
+    "S3 could not use a KMS key for it: the source object's key (kms:Decrypt) or "
+    "backup_kms_key_id (kms:GenerateDataKey) is missing, disabled or not allowed to the "
+    "connection (see the README: Encryption)"
+)
+
+
+def lasting_failure_reason(code: str) -> str | None:
+    """Why an object failed for a reason no retry mends (an SSE-C source, a KMS key S3 cannot
+    use), or None: then a later try may succeed."""
+    if code == CUSTOMER_KEY_REQUIRED:
+        return CUSTOMER_KEY_REASON
+    if code.startswith("KMS.") and "Throttl" not in code:
+        return KMS_REASON
+    return None

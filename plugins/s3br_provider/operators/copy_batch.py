@@ -14,7 +14,7 @@ from s3br_provider.core.manifest import read_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import prefetch
 from s3br_provider.core.progress import Progress, format_bytes
-from s3br_provider.core.s3_errors import CUSTOMER_KEY_REASON, CUSTOMER_KEY_REQUIRED
+from s3br_provider.core.s3_errors import lasting_failure_reason
 from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, SettingsError, check_retention
 from s3br_provider.core.sizes import MiB
 from s3br_provider.operators.base import DEFAULT_COPY_THREADS, InvalidArgumentsError, S3brPartitionOperator
@@ -173,20 +173,20 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         return result
 
     def _fail_on_failures(self, context: Any, result: dict[str, Any]) -> None:
-        """Fail naming the failed objects, each SSE-C source with its reason; without retries
-        when every failure is an SSE-C source (no try can read it), with them otherwise."""
+        """Fail naming the failed objects, with the reason of each that no retry mends (an
+        SSE-C source, a KMS key S3 cannot use); without retries when every failure is such."""
+        reasons = []
         for failure in result["failures"]:
-            if failure["error"] == CUSTOMER_KEY_REQUIRED:
-                failure["reason"] = CUSTOMER_KEY_REASON
+            reason = lasting_failure_reason(failure["error"])
+            if reason is not None:
+                failure["reason"] = reason
+                reasons.append(reason)
         what = f"could not be copied from s3://{self.source_bucket} to s3://{self.target_bucket}"
-        hopeless = len(result["failures"]) == result["failed"] and all(
-            failure["error"] == CUSTOMER_KEY_REQUIRED for failure in result["failures"]
-        )
         try:
             self.fail_on_failures(context, result, what)
         except AirflowException as error:
-            if hopeless:
-                raise AirflowFailException(f"{error} ({CUSTOMER_KEY_REASON})") from None
+            if reasons and len(reasons) == result["failed"]:
+                raise AirflowFailException(f"{error}: {reasons[0]}") from None
             raise
 
     def _copier(self, target: S3BucketHook, source: S3BucketHook) -> Callable[[ObjectInfo], None]:
