@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from copy import copy
 from dataclasses import fields
 from datetime import timedelta
 from typing import Any
@@ -19,9 +20,11 @@ from s3br_provider.core.settings import (
     ARCHIVED_SOURCE_CHOICES,
     BACKUP_STORAGE_CLASSES,
     MAX_COPY_OBJECT_MB,
+    MAX_RESTORE_KEYS,
     MIN_PART_MB,
     RETENTION_MODES,
     STORAGE_CLASSES,
+    TARGET_MODES,
 )
 from s3br_provider.core.settings import BACKUP_DEFAULTS as B
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
@@ -109,6 +112,17 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "Encrypt new copies with SSE-KMS under this key of the backup account (key ID, ARN or "
         "alias); empty: the backup bucket's default encryption."
     ),
+    "keys": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": f"Restore only these keys (at most {MAX_RESTORE_KEYS:,}, each in the backup, "
+        "one per line). Empty: every key under prefix.",
+    },
+    "target_mode": _choice(
+        TARGET_MODES,
+        "new_bucket: the target must be new or empty. missing_only: the target exists (the source "
+        "itself, say) and only the keys it lacks are written; an existing key is never overwritten.",
+    ),
     "include_deleted": _flag("Also restore objects tagged Deleted=True (their source was deleted)."),
     "restore_tier": _choice(
         TIERS,
@@ -138,7 +152,7 @@ def _params(defaults: Any, **changes: dict[str, Any]) -> dict[str, Param]:
         if schema.pop("required", False):
             params[field.name] = Param(**schema)
         else:
-            params[field.name] = Param(getattr(defaults, field.name), **schema)
+            params[field.name] = Param(copy(getattr(defaults, field.name)), **schema)
     return params
 
 
@@ -158,7 +172,12 @@ def restore_params() -> dict[str, Param]:
 
 def as_templates(params: dict[str, Param]) -> dict[str, str]:
     """Each Param as the template that renders it: the keyword arguments of a factory."""
-    return {name: f"{{{{ params.{name} }}}}" for name in params}
+    return {name: f"{{{{ {_param_expression(name)} }}}}" for name in params}
+
+
+def _param_expression(name: str) -> str:
+    """``params.name``, or ``params['name']`` where the name is a mapping's method (``keys``)."""
+    return f"params[{name!r}]" if hasattr(dict, name) else f"params.{name}"
 
 
 def param_or_variable(param: str, variable: str) -> str:

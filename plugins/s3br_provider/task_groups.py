@@ -25,6 +25,7 @@ from s3br_provider.operators.report import S3BackupReportOperator
 from s3br_provider.operators.restore import (
     S3CreateTargetBucketOperator,
     S3RequestRestoreOperator,
+    S3RestorePlanOperator,
     S3RestoreSelectOperator,
 )
 from s3br_provider.operators.restore_report import S3RestoreReportOperator
@@ -209,9 +210,7 @@ def restore_group(
             task_id="validate", known_params=known_params, **options
         ).as_setup()
         create_target = S3CreateTargetBucketOperator(task_id="create_target", aws_conn_id=target_conn)
-        plan = S3PlanPartitionsOperator(
-            task_id="plan_partitions", bucket=backup_bucket, aws_conn_id=backup_conn
-        )
+        plan = S3RestorePlanOperator(task_id="plan_partitions", bucket=backup_bucket, aws_conn_id=backup_conn)
 
         def restore_partition(partition: Any) -> dict[str, Any]:
             """One key partition: select, restore archived objects, wait, copy."""

@@ -5,9 +5,11 @@ rule is written once whichever operator or DAG uses it."""
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
@@ -46,6 +48,10 @@ COPY_STORAGE_CLASSES = tuple(dict.fromkeys(STORAGE_CLASSES + BACKUP_STORAGE_CLAS
 MAX_S3_PARTS = 10_000
 MIN_PART_MB = 5
 MAX_COPY_OBJECT_MB = 5 * 1024
+TARGET_MODES = ("new_bucket", "missing_only")
+"""Where a restore writes: a new (or empty) bucket, or an existing one, only the keys it lacks."""
+MAX_RESTORE_KEYS = 1000
+"""Keys a restore of named keys (``keys``) may name at most."""
 
 
 class SettingsError(ValueError):
@@ -86,6 +92,8 @@ class RestoreSettings:
     backup_bucket: str = ""
     target_bucket: str = ""
     prefix: str = ""
+    keys: list[str] = field(default_factory=list)
+    target_mode: str = TARGET_MODES[0]
     include_deleted: bool = False
     restore_tier: str = "Standard"
     restore_days: int = 1
@@ -134,6 +142,8 @@ class RestoreArguments(TypedDict, total=False):
     ``S3RestoreValidateOperator``). Defaults: ``RESTORE_DEFAULTS``."""
 
     prefix: str
+    keys: list[str] | str
+    target_mode: str
     include_deleted: bool | str
     restore_tier: str
     restore_days: int | str
@@ -173,6 +183,38 @@ def check_prefix(value: Any) -> str:
     if len(value.encode("utf-8")) > 1024:
         raise SettingsError("prefix is longer than S3's 1024-byte key limit")
     return value
+
+
+def check_keys(value: Any, param: str = "keys") -> list[str]:
+    """Return the named keys, sorted and without repeats; a rendered template (the text of a
+    list) counts as one. Empty (``[]``, ``""``, None): no keys named."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("", "None"):
+            return []
+        try:
+            value = json.loads(text)
+        except ValueError:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise SettingsError(f"{param} must be a list of keys, got {value!r:.200}") from None
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(k, str) and k for k in value):
+        raise SettingsError(f"{param} must be a list of non-empty keys, got {value!r:.200}")
+    keys = sorted(set(value))
+    if len(keys) > MAX_RESTORE_KEYS:
+        raise SettingsError(
+            f"{param} names {len(keys)} keys, more than {MAX_RESTORE_KEYS:,}: restore a prefix "
+            "instead, or split the keys over several runs"
+        )
+    reserved = [key for key in keys if key.startswith(RESERVED_PREFIX)]
+    if reserved:
+        raise SettingsError(
+            f"{param} names keys in s3br's reserved prefix {RESERVED_PREFIX!r}: {reserved[:5]}"
+        )
+    return keys
 
 
 def check_bool(value: Any, param: str) -> bool:
@@ -289,6 +331,8 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "bucket": check_bucket_name,
     "stats_bucket": check_bucket_name,
     "prefix": lambda value, name: check_prefix(value),
+    "keys": check_keys,
+    "target_mode": _choice(TARGET_MODES),
     "compare": _choice(tuple(Compare)),
     "tag_deleted": check_bool,
     "dry_run": check_bool,
@@ -357,4 +401,7 @@ def restore_settings(params: dict[str, Any]) -> RestoreSettings:
             f"target_bucket is the backup bucket {settings.backup_bucket!r}: restore into a new bucket"
         )
     check_choice(settings.storage_class, "storage_class", STORAGE_CLASSES)
+    outside = [key for key in settings.keys if not key.startswith(settings.prefix)]
+    if outside:
+        raise SettingsError(f"keys not under prefix {settings.prefix!r}: {outside[:5]}")
     return settings

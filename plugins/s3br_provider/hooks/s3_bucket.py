@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, TypeVar
@@ -49,9 +50,10 @@ from s3br_provider.core.buckets import direct_path_supported
 from s3br_provider.core.fingerprints import COPY_CHECKSUM, FALLBACK_COPY_CHECKSUM, source_checksum_to_keep
 from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved
 from s3br_provider.core.manifest import split_s3_uri
-from s3br_provider.core.objects import ObjectInfo
+from s3br_provider.core.objects import ObjectInfo, epoch_seconds, listed_checksum
 from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.pool import RequestSlots
+from s3br_provider.core.restore_state import ARCHIVE_STATUS
 from s3br_provider.core.retrieval import restore_request
 from s3br_provider.core.s3_errors import (
     CUSTOMER_KEY_REASON,
@@ -61,7 +63,7 @@ from s3br_provider.core.s3_errors import (
 )
 from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import from_tag_set, to_tag_set
-from s3br_provider.core.versions import VersionEntry
+from s3br_provider.core.versions import VersionEntry, version_as_of
 from s3br_provider.hooks.direct_s3 import DirectS3, NotDirectError, copy_source_header
 from s3br_provider.hooks.errors import error_code
 from s3br_provider.hooks.sdk_cache import FastClientSetupMixin
@@ -74,6 +76,10 @@ DEFAULT_MAX_IN_FLIGHT = 32
 UPLOAD_PART = 8 * MiB  # manifests: s3transfer's default part size and threshold
 DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 10}
 FAST_PATH_EXTRA = "s3br_fast_path"
+CONDITIONAL_WRITES_EXTRA = "s3br_conditional_writes"
+EXISTS_CODES = frozenset({"PreconditionFailed", "412"})
+"""What a conditional write (``If-None-Match: *``) answers when the key exists."""
+CONFLICT_RETRIES = 3
 _AFTER_RESERVED = RESERVED_PREFIX + "\U0010ffff"
 # CopyObject parameters as boto3 names them, and as HTTP headers for the direct path.
 _COPY_HEADERS = {
@@ -86,6 +92,7 @@ _COPY_HEADERS = {
     "ChecksumAlgorithm": "x-amz-checksum-algorithm",
     "ServerSideEncryption": "x-amz-server-side-encryption",
     "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
+    "IfNoneMatch": "If-None-Match",
 }
 # What new copies ask S3 to checksum, from the first choice to none at all.
 _COPY_CHECKSUMS: tuple[str | None, ...] = (COPY_CHECKSUM, FALLBACK_COPY_CHECKSUM, None)
@@ -188,10 +195,13 @@ class SlottedClient:
     same limit as everything else the hook sends.
     """
 
-    def __init__(self, client: Any, slots: RequestSlots) -> None:
+    def __init__(
+        self, client: Any, slots: RequestSlots, create_only: Callable[[str, str], bool] | None = None
+    ) -> None:
         self._client = client
         self._slots = slots
         self._operations = frozenset(client.meta.method_to_api_mapping)
+        self._create_only = create_only
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
@@ -202,9 +212,15 @@ class SlottedClient:
         # on to the PutObjectTagging that tags it, whose body botocore checksums itself: for
         # CRC64NVME or CRC32C only with awscrt installed. The tags get botocore's default.
         dropped = "ChecksumAlgorithm" if name == "put_object_tagging" else None
+        # s3transfer passes no If-None-Match to the CompleteMultipartUpload of a managed copy:
+        # a create-only copy (``S3BucketHook.copy``) gets it here, so S3 refuses to complete
+        # over an existing key (and s3transfer aborts the upload).
+        completes = name == "complete_multipart_upload" and self._create_only is not None
 
         def call(*args: Any, **kwargs: Any) -> Any:
             kwargs.pop(dropped, None)
+            if completes and self._create_only(kwargs.get("Bucket", ""), kwargs.get("Key", "")):  # type: ignore[misc]
+                kwargs["IfNoneMatch"] = "*"
             with slots:
                 return attribute(*args, **kwargs)
 
@@ -253,6 +269,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         self._managers: dict[int, Any] = {}
         self._managers_lock = threading.Lock()
         self._checksum_choice = 0  # index into _COPY_CHECKSUMS; moves on when refused
+        self._create_only: set[tuple[str, str]] = set()  # multipart copies that must not overwrite
 
     @property
     def config(self) -> Config:
@@ -275,7 +292,31 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
 
     @cached_property
     def _s3(self) -> SlottedClient:
-        return SlottedClient(self.client, self.slots)
+        return SlottedClient(self.client, self.slots, self._is_create_only)
+
+    def _is_create_only(self, bucket: str, key: str) -> bool:
+        with self._managers_lock:
+            return (bucket, key) in self._create_only
+
+    @property
+    def conditional_writes(self) -> bool:
+        """Whether the endpoint honours ``If-None-Match: *`` on CopyObject and
+        CompleteMultipartUpload: the connection extra ``s3br_conditional_writes``, else true for
+        AWS (no endpoint URL, or one of amazonaws.com), which documents it for both. An endpoint
+        that ignored the header would overwrite, so others must say so in the extra."""
+        endpoint = self.endpoint_url
+        aws = endpoint is None or ".amazonaws.com" in endpoint
+        return flag(self.conn_config.extra_config.get(CONDITIONAL_WRITES_EXTRA), aws)
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether ``key`` exists in ``bucket`` (HeadObject)."""
+        try:
+            self.head(bucket, key)
+        except ClientError as error:
+            if _status(error) == 404 or error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
 
     @cached_property
     def direct(self) -> DirectS3 | None:
@@ -509,6 +550,32 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
             kwargs["ChecksumMode"] = "ENABLED"
         return self._s3.head_object(**kwargs)
 
+    def object_info(self, bucket: str, key: str, as_of: float | None = None) -> ObjectInfo | None:
+        """One key as a listing would show it (HeadObject with checksums), or None if absent;
+        with ``as_of`` (seconds since the epoch) the version current then (ListObjectVersions
+        of that key), None if there was none or a delete marker."""
+        if as_of is not None:
+            return version_as_of((e for e in self._versions_of(bucket, key) if e.key == key), as_of)
+        try:
+            head = self.head(bucket, key, checksums=True)
+        except ClientError as error:
+            if _status(error) == 404 or error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        named = ("ChecksumMode", "ChecksumType")
+        algorithms = [n.removeprefix("Checksum") for n in head if n.startswith("Checksum") and n not in named]
+        obj = ObjectInfo(
+            key=key,
+            size=int(head.get("ContentLength", 0)),
+            etag=head.get("ETag", "").strip('"'),
+            last_modified=epoch_seconds(head["LastModified"]),
+            storage_class=head.get("StorageClass") or "STANDARD",
+            checksum=listed_checksum(algorithms, head.get("ChecksumType")),
+        )
+        if head.get("ArchiveStatus"):
+            obj.extra[ARCHIVE_STATUS] = head["ArchiveStatus"]
+        return obj
+
     def kms_key_problem(self, key_id: str) -> str | None:
         """Why copies cannot be encrypted under a KMS key, or None if they can (or if the
         connection may not ask: then the first copy tells). One GenerateDataKey, the very
@@ -592,7 +659,8 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         storage_class: str | None = None,
         retention: tuple[str, datetime] | None = None,
         kms_key_id: str | None = None,
-    ) -> None:
+        create_only: bool = False,
+    ) -> bool:
         """Copy one object server-side with its Content-Type, user metadata and tags.
 
         ``tags`` None copies the source's tags as they are; a dict replaces them.
@@ -604,7 +672,18 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         ``multipart_threshold`` bytes are copied in parts. Thread-safe: call it from many
         threads; the hook's ``max_in_flight`` bounds the requests. A source object under SSE-C
         raises ``CustomerKeyRequiredError`` at once.
+
+        ``create_only`` never overwrites: where the endpoint has ``conditional_writes`` the
+        write itself is conditional (``If-None-Match: *`` on the CopyObject, or on the
+        CompleteMultipartUpload of a copy in parts), else a HeadObject just before the copy
+        decides (a key written by someone else between the two is overwritten: that race is
+        what conditional writes close). Return False when the key existed (nothing written),
+        True when the copy was written.
         """
+        if create_only and not self.conditional_writes and self.exists(target_bucket, source.key):
+            return False
+        conditional = create_only and self.conditional_writes
+        conflicts = 0
         copy_source: dict[str, str] = {"Bucket": source_bucket, "Key": source.key}
         if source.version_id:
             copy_source["VersionId"] = source.version_id
@@ -615,15 +694,29 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
             extra = _copy_fields(asked, kms_key_id)
             try:
                 if multipart:
-                    self._copy_multipart(
-                        copy_source, target_bucket, multipart_threshold, tags, storage_class, retention, extra
-                    )
+                    with self._conditional_completion(target_bucket, source.key, conditional):
+                        self._copy_multipart(
+                            copy_source,
+                            target_bucket,
+                            multipart_threshold,
+                            tags,
+                            storage_class,
+                            retention,
+                            extra,
+                        )
                 else:
+                    extra |= {"IfNoneMatch": "*"} if conditional else {}
                     self._copy_object(
                         source_bucket, target_bucket, copy_source, tags, storage_class, retention, extra
                     )
-                return
+                return True
             except ClientError as error:
+                if conditional and error_code(error) in EXISTS_CODES:
+                    return False
+                if conditional and error_code(error) == "ConditionalRequestConflict":
+                    conflicts += 1  # a concurrent write of the key: S3 asks to try again
+                    if conflicts <= CONFLICT_RETRIES:
+                        continue
                 if kept and self._checksum_refused(error, None, kept):
                     kept = None  # then the hook's choice
                     continue
@@ -633,6 +726,21 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
                 if needs_customer_key(_status(error), error_code(error), message, error.operation_name):
                     raise CustomerKeyRequiredError(source_bucket, source.key, error) from error
                 raise
+
+    @contextmanager
+    def _conditional_completion(self, bucket: str, key: str, conditional: bool) -> Iterator[None]:
+        """While a copy in parts runs, its CompleteMultipartUpload carries ``If-None-Match: *``
+        (``SlottedClient``), if ``conditional``."""
+        if not conditional:
+            yield
+            return
+        with self._managers_lock:
+            self._create_only.add((bucket, key))
+        try:
+            yield
+        finally:
+            with self._managers_lock:
+                self._create_only.discard((bucket, key))
 
     def _copy_object(
         self,

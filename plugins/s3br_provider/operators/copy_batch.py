@@ -15,7 +15,7 @@ from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import prefetch
 from s3br_provider.core.progress import Progress, format_bytes
 from s3br_provider.core.s3_errors import lasting_failure_reason
-from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, SettingsError, check_retention
+from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, TARGET_MODES, SettingsError, check_retention
 from s3br_provider.core.sizes import MiB
 from s3br_provider.operators.base import DEFAULT_COPY_THREADS, InvalidArgumentsError, S3brPartitionOperator
 
@@ -74,6 +74,10 @@ class S3CopyBatchOperator(S3brPartitionOperator):
     :param retention_days: days each copy is retained (at least 1 with a mode).
     :param kms_key_id: encrypt each copy with SSE-KMS under this key (ID, ARN or alias of the
         target's account); ``""``: the target bucket's default encryption.
+    :param target_mode: ``new_bucket`` (the target is s3br's own: a retry skips finished copies
+        and aborts its leftover uploads) or ``missing_only`` (the target is someone's bucket:
+        a key it holds is never overwritten, counted in ``skipped_existing``; see
+        ``S3BucketHook.copy``'s ``create_only``; no upload there is ever aborted).
     :param dry_run: copy nothing.
     :param manifest_aws_conn_id: connection that reads the manifest; default: ``aws_conn_id``.
     :param source_aws_conn_id: connection of the source bucket; default: ``aws_conn_id``.
@@ -93,6 +97,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         "retention_mode",
         "retention_days",
         "kms_key_id",
+        "target_mode",
         "dry_run",
         "manifest_aws_conn_id",
         "source_aws_conn_id",
@@ -112,6 +117,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         retention_mode: str = "",
         retention_days: int | str = 0,
         kms_key_id: str = "",
+        target_mode: str = TARGET_MODES[0],
         dry_run: bool | str = False,
         manifest_aws_conn_id: str | None = None,
         source_aws_conn_id: str | None = None,
@@ -130,6 +136,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         self.retention_mode = retention_mode
         self.retention_days = retention_days
         self.kms_key_id = kms_key_id
+        self.target_mode = target_mode
         self.dry_run = dry_run
         self.manifest_aws_conn_id = manifest_aws_conn_id
         self.source_aws_conn_id = source_aws_conn_id
@@ -144,19 +151,26 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         self.label_partition(context)
         result: dict[str, Any] = {"index": self.index, "copied": 0, "bytes": 0, "skipped_done": 0}
         result |= {"failed": 0, "failures": []}
+        create_only = self.target_mode == "missing_only"
+        if create_only:
+            result["skipped_existing"] = 0
         if self.dry_run or not self.manifest_uri:
             self.log.info("%s: nothing to copy%s", self.label, " (dry run)" if self.dry_run else "")
             return result
         target = self.hook
         manifest_hook = self.hook_for(self.manifest_aws_conn_id or self.aws_conn_id)
         entries = (ObjectInfo.from_record(r) for r in read_manifest(manifest_hook, self.manifest_uri))
-        if context["ti"].try_number > 1:
+        if context["ti"].try_number > 1 and not create_only:
             self._abort_stale_uploads(target)
             entries = self._not_yet_copied(entries, target, result)
         progress = Progress(f"{self.label} copy", self.log.info, total=self.expected)
         copy_one = self._copier(target, self.hook_for(self.source_aws_conn_id or self.aws_conn_id))
         copies = self.run_each(copy_one, entries, result, "Copy", self.source_bucket, progress)
-        for obj, _ in copies:
+        for obj, written in copies:
+            if written is False:
+                result["skipped_existing"] += 1
+                progress.add()
+                continue
             result["copied"] += 1
             result["bytes"] += obj.size
             progress.add(obj.size)
@@ -169,6 +183,12 @@ class S3CopyBatchOperator(S3brPartitionOperator):
             result["skipped_done"],
             result["failed"],
         )
+        if create_only:
+            self.log.info(
+                "%s: %d key(s) the target already held, left as they are",
+                self.label,
+                result["skipped_existing"],
+            )
         self._fail_on_failures(context, result)
         return result
 
@@ -189,14 +209,15 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 raise AirflowFailException(f"{error}: {reasons[0]}") from None
             raise
 
-    def _copier(self, target: S3BucketHook, source: S3BucketHook) -> Callable[[ObjectInfo], None]:
+    def _copier(self, target: S3BucketHook, source: S3BucketHook) -> Callable[[ObjectInfo], bool]:
         threshold = self.multipart_threshold_mb * MiB
+        create_only = self.target_mode == "missing_only"
 
-        def copy_one(obj: ObjectInfo) -> None:
+        def copy_one(obj: ObjectInfo) -> bool:
             tags = obj.tags
             if obj.extra.get(REPLACE_TAGS):
                 tags = source.get_tags(self.source_bucket, obj.key)
-            target.copy(
+            written = target.copy(
                 obj,
                 self.source_bucket,
                 self.target_bucket,
@@ -205,9 +226,11 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 storage_class=self.storage_class or None,
                 retention=self._retention(),
                 kms_key_id=self.kms_key_id or None,
+                create_only=create_only,
             )
-            if self.verify_copies:
+            if written and self.verify_copies:
                 check_copy(target, self.target_bucket, source, self.source_bucket, obj)
+            return written
 
         return copy_one
 

@@ -20,7 +20,14 @@ from s3br_provider.core.settings import as_of_epoch
 from s3br_provider.core.tags import strip_marker
 from s3br_provider.core.versions import objects_as_of
 from s3br_provider.hooks.errors import error_code
-from s3br_provider.operators.base import InvalidArgumentsError, S3brBaseOperator, S3brPartitionOperator
+from s3br_provider.operators.base import (
+    MAX_REPORTED_FAILURES,
+    WHOLE_KEY_SPACE,
+    InvalidArgumentsError,
+    S3brBaseOperator,
+    S3brPartitionOperator,
+)
+from s3br_provider.operators.plan import S3PlanPartitionsOperator
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
     from s3br_provider.hooks.glacier_restore import GlacierRestoreHook
@@ -34,6 +41,8 @@ class S3CreateTargetBucketOperator(S3brBaseOperator):
     :param backup_bucket: the backup, whose versioning ``copy_versioning`` copies.
     :param copy_versioning: enable versioning on the target if the backup bucket is versioned.
     :param backup_aws_conn_id: connection of ``backup_bucket``; default: ``aws_conn_id``.
+    :param target_mode: ``new_bucket``; or ``missing_only``: the bucket must exist and may hold
+        objects; nothing is created or changed.
     :param dry_run: create nothing.
     """
 
@@ -44,6 +53,7 @@ class S3CreateTargetBucketOperator(S3brBaseOperator):
         "backup_bucket",
         "copy_versioning",
         "backup_aws_conn_id",
+        "target_mode",
         "dry_run",
     )
 
@@ -54,6 +64,7 @@ class S3CreateTargetBucketOperator(S3brBaseOperator):
         backup_bucket: str | None = None,
         copy_versioning: bool | str = R.copy_versioning,
         backup_aws_conn_id: str | None = None,
+        target_mode: str = R.target_mode,
         dry_run: bool | str = R.dry_run,
         **kwargs: Any,
     ) -> None:
@@ -63,11 +74,17 @@ class S3CreateTargetBucketOperator(S3brBaseOperator):
         self.backup_bucket = backup_bucket
         self.copy_versioning = copy_versioning
         self.backup_aws_conn_id = backup_aws_conn_id
+        self.target_mode = target_mode
         self.dry_run = dry_run
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
         target, bucket = self.hook, self.target_bucket
+        if self.target_mode == "missing_only":
+            if target.bucket_status(bucket) != "ok":
+                raise InvalidArgumentsError(f"target_bucket {bucket!r} is gone: nothing was restored")
+            self.log.info("s3://%s exists: restoring only the keys it lacks (missing_only)", bucket)
+            return {"created": False}
         if self.dry_run:
             self.log.info("dry run: would create s3://%s", bucket)
             return {"created": False}
@@ -92,6 +109,27 @@ class S3CreateTargetBucketOperator(S3brBaseOperator):
         return {"created": status != "ok"}
 
 
+class S3RestorePlanOperator(S3PlanPartitionsOperator):
+    """plan_partitions of a restore: ``S3PlanPartitionsOperator``, or, for a restore of named
+    keys (at most 1,000), one partition planned without listing anything.
+
+    :param keys: the named keys; empty: plan the backup's key space.
+    """
+
+    template_fields: Sequence[str] = (*S3PlanPartitionsOperator.template_fields, "keys")
+
+    def __init__(self, *, keys: list[str] | str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.keys = keys
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        self.check_arguments()
+        if not self.keys:
+            return super().execute(context)
+        self.log.info("Planned 1 partition for %d named key(s)", len(self.keys))
+        return [dict(WHOLE_KEY_SPACE)]
+
+
 class S3RestoreSelectOperator(S3brPartitionOperator):
     """select[p]: the backup objects of a partition that a restore brings back.
 
@@ -105,6 +143,10 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
     :param prefix: only keys under this prefix.
     :param include_deleted: also select objects tagged ``Deleted=True``.
     :param as_of: ISO-8601 instant: select the backup as it stood then (versioned bucket).
+    :param keys: select only these keys (those within the partition), each read by its name
+        (HeadObject, or its versions with ``as_of``) instead of listing the partition; a key the
+        backup lacks is counted in ``missing`` and named in ``missing_keys``, one left out as
+        deleted in ``deleted_keys`` (up to 50 of each).
     """
 
     default_threads = 32  # tag reads are small: more in flight
@@ -114,6 +156,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         "prefix",
         "include_deleted",
         "as_of",
+        "keys",
     )
 
     def __init__(
@@ -123,6 +166,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         prefix: str = R.prefix,
         include_deleted: bool | str = R.include_deleted,
         as_of: str | None = R.as_of,
+        keys: list[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -131,13 +175,17 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         self.prefix = prefix
         self.include_deleted = include_deleted
         self.as_of = as_of
+        self.keys = keys
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
         self.label_partition(context)
         backup, bucket = self.hook, self.backup_bucket
         as_of = as_of_epoch(self.as_of)
-        if as_of is None:
+        named = [key for key in self.keys or () if self.key_range.contains(key)]
+        if self.keys:
+            listing = iter([ObjectInfo(key, 0, "", 0.0, extra={NAMED: True}) for key in named])
+        elif as_of is None:
             listing = backup.iter_objects(bucket, self.prefix, self.key_range)
         else:
             listing = objects_as_of(backup.iter_versions(bucket, self.prefix, self.key_range), as_of)
@@ -148,8 +196,16 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         )
         classes: dict[str, dict[str, int]] = defaultdict(lambda: {"objects": 0, "bytes": 0})
         counts = {"selected": 0, "skipped_deleted": 0, "archived": 0, "bytes": 0}
+        named_keys: dict[str, list[str]] = {"missing_keys": [], "deleted_keys": []}
+        if self.keys:
+            counts["missing"] = 0
 
-        def inspect(obj: ObjectInfo) -> ObjectInfo:
+        def inspect(obj: ObjectInfo) -> ObjectInfo | None:
+            if obj.extra.pop(NAMED, False):
+                found = backup.object_info(bucket, obj.key, as_of)
+                if found is None:
+                    return None
+                obj = found
             return _inspect(backup, bucket, obj)
 
         with ExitStack() as stack:
@@ -159,13 +215,20 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
                     stack.enter_context(writing_manifest(backup, restore_uri)),
                     stack.enter_context(writing_manifest(backup, archived_uri)),
                 )
-            for obj, _, error in bounded_map_ordered(inspect, prefetch(listing), workers=self.threads):
+            for obj, found, error in bounded_map_ordered(inspect, prefetch(listing), workers=self.threads):
                 if error is not None:
                     raise AirflowException(
                         f"could not read s3://{bucket}/{obj.key}: {error_code(error)}: {error}"
                     ) from error
+                if found is None:
+                    counts["missing"] += 1
+                    _name(named_keys["missing_keys"], obj.key)
+                    continue
+                obj = found
                 if not is_selected(obj.tags or {}, include_deleted=self.include_deleted, as_of=as_of):
                     counts["skipped_deleted"] += 1
+                    if self.keys:
+                        _name(named_keys["deleted_keys"], obj.key)
                     continue
                 obj.tags = strip_marker(obj.tags or {})
                 archived = needs_restore(obj.storage_class, obj.extra.get(ARCHIVE_STATUS))
@@ -188,16 +251,37 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
             counts["skipped_deleted"],
             ", ".join(f"{c} {v['objects']} ({format_bytes(v['bytes'])})" for c, v in sorted(classes.items())),
         )
+        self._log_named(named_keys)
         return {
             "index": self.index,
             "label": self.key_range.label,
             "partition_name": self.label,
             **counts,
             "classes": dict(classes),
+            **(named_keys if self.keys else {}),
             # "" not None: Airflow reads a stored None XCom as missing, failing a template.
             "copy_manifest": restore_uri if written and counts["selected"] else "",
             "archived_manifest": archived_uri if written and counts["archived"] else "",
         }
+
+    def _log_named(self, named_keys: dict[str, list[str]]) -> None:
+        if named_keys["missing_keys"]:
+            self.log.warning("%s: keys not in the backup: %s", self.label, named_keys["missing_keys"])
+        if named_keys["deleted_keys"]:
+            self.log.warning(
+                "%s: keys left out, tagged Deleted=True (include_deleted restores them): %s",
+                self.label,
+                named_keys["deleted_keys"],
+            )
+
+
+NAMED = "named"
+"""Record flag of a key named in ``keys``: select reads it by name (it is not listed)."""
+
+
+def _name(names: list[str], key: str) -> None:
+    if len(names) < MAX_REPORTED_FAILURES:
+        names.append(key)
 
 
 def _inspect(backup: S3BucketHook, bucket: str, obj: ObjectInfo) -> ObjectInfo:

@@ -40,7 +40,10 @@ class S3RestoreReportOperator(S3brBaseOperator):
     :param partitions: the plan.
     :param select_results: results of the mapped select tasks.
     :param copy_results: results of the mapped copy tasks.
-    :param prefix, include_deleted, as_of, restore_tier, restore_days: recorded in the report.
+    :param prefix, include_deleted, as_of, restore_tier, restore_days, keys: recorded in the report.
+    :param target_mode: ``new_bucket``: the target must hold exactly what was restored;
+        ``missing_only``: it holds other objects too, and the keys it already held are counted
+        (``skipped_existing``), not checked.
     :param dry_run: report the plan; list and write nothing.
     :param cloudwatch_namespace: namespace for metrics; ``""`` turns them off.
     :param backup_aws_conn_id: connection of the backup bucket; default: ``aws_conn_id``.
@@ -58,6 +61,8 @@ class S3RestoreReportOperator(S3brBaseOperator):
         "as_of",
         "restore_tier",
         "restore_days",
+        "keys",
+        "target_mode",
         "dry_run",
         "cloudwatch_namespace",
         "backup_aws_conn_id",
@@ -76,6 +81,8 @@ class S3RestoreReportOperator(S3brBaseOperator):
         as_of: str | None = R.as_of,
         restore_tier: str = R.restore_tier,
         restore_days: int | str = R.restore_days,
+        keys: list[str] | str | None = None,
+        target_mode: str = R.target_mode,
         dry_run: bool | str = R.dry_run,
         cloudwatch_namespace: str = R.cloudwatch_namespace,
         backup_aws_conn_id: str | None = None,
@@ -94,6 +101,8 @@ class S3RestoreReportOperator(S3brBaseOperator):
         self.as_of = as_of
         self.restore_tier = restore_tier
         self.restore_days = restore_days
+        self.keys = keys
+        self.target_mode = target_mode
         self.dry_run = dry_run
         self.cloudwatch_namespace = cloudwatch_namespace
         self.backup_aws_conn_id = backup_aws_conn_id
@@ -115,7 +124,15 @@ class S3RestoreReportOperator(S3brBaseOperator):
             "bytes_restored": total(rows, "copy", "bytes"),
             "failed": total(rows, "copy", "failed"),
         }
+        if self.target_mode == "missing_only":
+            totals["skipped_existing"] = total(rows, "copy", "skipped_existing")
+        if self.keys:
+            totals["missing"] = total(rows, "select", "missing")
         failures = [f for row in rows for f in (row["copy"] or {}).get("failures", [])]
+        for name in ("missing_keys", "deleted_keys"):
+            named = [key for row in rows for key in (row["select"] or {}).get(name, [])]
+            if named:
+                totals[name] = named
         self.log.info(
             "Restore of s3://%s into s3://%s\n%s",
             self.backup_bucket,
@@ -125,6 +142,12 @@ class S3RestoreReportOperator(S3brBaseOperator):
         self.log.info("By storage class: %s", _classes_text(classes))
         if self.dry_run:
             self._log_plan(classes, totals)
+        elif self.target_mode == "missing_only":
+            self.log.info(
+                "missing_only: %d restored, %d the target already held (left as they were)",
+                totals["restored"],
+                totals["skipped_existing"],
+            )
         else:
             totals |= self._verify(totals)
         self.log.info(
@@ -141,6 +164,8 @@ class S3RestoreReportOperator(S3brBaseOperator):
             "as_of": self.as_of,
             "restore_tier": self.restore_tier,
             "restore_days": self.restore_days,
+            "keys": self.keys or [],
+            "target_mode": self.target_mode,
             "dry_run": self.dry_run,
             "cloudwatch_namespace": self.cloudwatch_namespace,
             "backup_aws_conn_id": self.backup_aws_conn_id or self.aws_conn_id,

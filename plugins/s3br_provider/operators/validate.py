@@ -9,6 +9,7 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
 from s3br_provider.core.keys import RESERVED_PREFIX, reaches_reserved
+from s3br_provider.core.pool import bounded_map_ordered
 from s3br_provider.core.settings import BACKUP_DEFAULTS as B
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.core.settings import (
@@ -18,6 +19,7 @@ from s3br_provider.core.settings import (
     backup_settings,
     restore_settings,
 )
+from s3br_provider.core.tags import is_marked_deleted
 from s3br_provider.operators.base import InvalidArgumentsError as InvalidRunError
 from s3br_provider.operators.base import S3brBaseOperator
 
@@ -256,18 +258,63 @@ class S3RestoreValidateOperator(_ValidateOperator):
                 f"target_bucket {settings.target_bucket!r} exists and connection "
                 f"{target.aws_conn_id!r} may not read it"
             )
-        if target_status == "ok" and target.has_objects(settings.target_bucket):
+        if settings.target_mode == "missing_only" and target_status != "ok":
+            raise InvalidRunError(
+                f"target_bucket {settings.target_bucket!r} does not exist: target_mode missing_only "
+                "restores into an existing bucket (new_bucket creates one)"
+            )
+        if settings.keys:
+            self._check_keys(backup, settings)
+        if (
+            settings.target_mode == "new_bucket"
+            and target_status == "ok"
+            and target.has_objects(settings.target_bucket)
+        ):
             raise InvalidRunError(
                 f"target_bucket {settings.target_bucket!r} exists and is not empty: "
                 "a restore never overwrites objects; choose a new bucket"
             )
         self.log.info(
-            "Restoring s3://%s/%s into s3://%s/ (as_of=%s, include_deleted=%s, dry_run=%s)",
+            "Restoring s3://%s/%s into s3://%s/ (as_of=%s, include_deleted=%s, dry_run=%s, %s, %s)",
             settings.backup_bucket,
             settings.prefix,
             settings.target_bucket,
             settings.as_of,
             settings.include_deleted,
             settings.dry_run,
+            settings.target_mode,
+            f"{len(settings.keys)} named key(s)" if settings.keys else "every key",
         )
         return settings.to_dict()
+
+    def _check_keys(self, backup: S3BucketHook, settings: RestoreSettings) -> None:
+        """Every named key must be in the backup (as of ``as_of``); those tagged deleted are
+        named in a warning (select leaves them out unless ``include_deleted``)."""
+        bucket, as_of = settings.backup_bucket, settings.as_of_epoch
+
+        def look_up(key: str) -> tuple[bool, bool]:
+            if backup.object_info(bucket, key, as_of) is None:
+                return False, False
+            return True, is_marked_deleted(backup.get_tags(bucket, key))
+
+        found = {}
+        for key, answer, error in bounded_map_ordered(look_up, settings.keys, workers=16):
+            if error is not None:
+                raise InvalidRunError(f"could not read s3://{bucket}/{key}: {error}") from error
+            found[key] = answer
+        missing = [key for key, (exists, _) in found.items() if not exists]
+        if missing:
+            raise InvalidRunError(
+                f"{len(missing)} of the keys are not in the backup s3://{bucket}"
+                f"{' as of ' + settings.as_of if settings.as_of else ''}: "
+                + ", ".join(repr(key) for key in missing[:20])
+                + (" ..." if len(missing) > 20 else "")
+            )
+        deleted = [key for key, (_, marked) in found.items() if marked]
+        if deleted and not settings.include_deleted:
+            self.log.warning(
+                "%d of the keys are tagged Deleted=True (their source was deleted) and will be left "
+                "out; set include_deleted to restore them: %s",
+                len(deleted),
+                ", ".join(repr(key) for key in deleted[:20]),
+            )
