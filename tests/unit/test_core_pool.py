@@ -9,7 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from s3br_provider.core.pool import RequestSlots, bounded_map, bounded_map_ordered, prefetch
+from s3br_provider.core.pool import (
+    RequestSlots,
+    bounded_map,
+    bounded_map_ordered,
+    map_where_ordered,
+    prefetch,
+)
 
 MapFn = Callable[..., Iterator[tuple[int, int | None, BaseException | None]]]
 MAPS = [pytest.param(bounded_map, id="unordered"), pytest.param(bounded_map_ordered, id="ordered")]
@@ -186,3 +192,29 @@ def test_waiters_holding_no_slot_let_their_parts_use_every_slot() -> None:
 def test_request_slots_need_a_positive_limit() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         RequestSlots(0)
+
+
+def test_map_where_ordered_keeps_the_order_and_maps_only_what_it_picks() -> None:
+    seen: list[int] = []
+
+    def slow_square(n: int) -> int:
+        seen.append(n)
+        time.sleep(0.001 * (n % 3))
+        return n * n
+
+    out = list(map_where_ordered(slow_square, range(200), lambda n: n % 7 == 0, workers=4, window=5))
+    assert out == [n * n if n % 7 == 0 else n for n in range(200)]
+    assert sorted(seen) == list(range(0, 200, 7))
+
+
+def test_map_where_ordered_raises_where_the_failed_item_would_come() -> None:
+    def fail_on_ten(n: int) -> int:
+        if n == 10:
+            raise ValueError("ten")
+        return n
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="ten"):
+        for n in map_where_ordered(fail_on_ten, range(20), lambda n: n % 5 == 0, workers=2, window=3):
+            got.append(n)
+    assert got == list(range(10))

@@ -114,6 +114,37 @@ def bounded_map_ordered(
             yield _result(*window.popleft())
 
 
+def map_where_ordered(
+    fn: Callable[[T], T], items: Iterable[T], where: Callable[[T], bool], *, workers: int, window: int
+) -> Iterator[T]:
+    """``items`` in their order, each one ``where`` picks replaced by ``fn(item)``, which runs on
+    ``workers`` threads; at most ``window`` items are held back behind a pending one. Items
+    ``where`` leaves alone never enter the pool, so a stream that picks few costs no more per
+    item than the stream itself. An error of ``fn`` is raised where its item would come."""
+    held: deque[T | Future[T]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3br") as pool:
+        for item in items:
+            if where(item):
+                held.append(pool.submit(fn, item))
+            elif not held:
+                yield item
+                continue
+            else:
+                held.append(item)
+            while held and (len(held) >= window or _settled(held[0])):
+                yield _taken(held.popleft())
+        while held:
+            yield _taken(held.popleft())
+
+
+def _settled(item: object) -> bool:
+    return not isinstance(item, Future) or item.done()
+
+
+def _taken(item: T | Future[T]) -> T:
+    return item.result() if isinstance(item, Future) else item
+
+
 def _result(item: T, future: Future[R]) -> tuple[T, R | None, BaseException | None]:
     error = future.exception()
     return item, (None if error else future.result()), error

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ from s3br_provider.core.diff import Action, Compare, DiffEntry, check_sorted, me
 from s3br_provider.core.fingerprints import content_differs
 from s3br_provider.core.manifest import ManifestWriter, writing_manifest
 from s3br_provider.core.objects import ObjectInfo
-from s3br_provider.core.pool import prefetch
+from s3br_provider.core.pool import map_where_ordered, prefetch
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
 from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE
@@ -209,7 +208,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                         unknown.append(src.key)
             return (Action.CHANGED if differs else Action.UNCHANGED), src, dst
 
-        yield from judged_in_order(entries, judge, workers=self.threads)
+        yield from map_where_ordered(judge, entries, _to_check, workers=self.threads, window=CHECK_WINDOW)
         if unknown:
             self.log.warning(
                 "%s: %d key(s) whose content could not be compared by checksum or ETag (size and "
@@ -267,31 +266,5 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         }
 
 
-def judged_in_order(
-    entries: Iterable[DiffEntry], judge: Callable[[DiffEntry], DiffEntry], *, workers: int
-) -> Iterator[DiffEntry]:
-    """``entries`` with ``judge`` applied to each CHECK on a pool of ``workers`` threads, in
-    their order (a manifest stays sorted by key), at most ``CHECK_WINDOW`` of them held back.
-    Other entries never enter the pool: a run that checks few keys costs no more per key."""
-    window: deque[DiffEntry | Future[DiffEntry]] = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3br-check") as pool:
-        for entry in entries:
-            if entry[0] is Action.CHECK:
-                window.append(pool.submit(judge, entry))
-            elif not window:
-                yield entry
-                continue
-            else:
-                window.append(entry)
-            while window and (len(window) >= CHECK_WINDOW or _ready(window[0])):
-                yield _taken(window.popleft())
-        while window:
-            yield _taken(window.popleft())
-
-
-def _ready(item: DiffEntry | Future[DiffEntry]) -> bool:
-    return not isinstance(item, Future) or item.done()
-
-
-def _taken(item: DiffEntry | Future[DiffEntry]) -> DiffEntry:
-    return item.result() if isinstance(item, Future) else item
+def _to_check(entry: DiffEntry) -> bool:
+    return entry[0] is Action.CHECK
