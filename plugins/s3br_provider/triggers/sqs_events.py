@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from functools import cached_property
 from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
@@ -64,21 +65,12 @@ class S3EventsQueueTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
 
-        from s3br_provider.hooks.sqs_events import S3EventsQueueHook
-
-        hook = S3EventsQueueHook(
-            aws_conn_id=self.aws_conn_id,
-            region_name=self.region_name,
-            verify=self.verify,
-            config=self.botocore_config,
-        )
         while True:
             try:
-                queue_url = await sync_to_async(self._queue_url)()
-                waiting = await sync_to_async(hook.visible_messages)(queue_url) if queue_url else 0
+                queue_url, waiting = await sync_to_async(self._poll)()
             except Exception:  # a poll that fails (throttling, a network blip) is retried
                 self.log.warning("Could not read the message count of the event queue", exc_info=True)
-                waiting = 0
+                queue_url, waiting = "", 0
             if waiting:
                 self.log.info("%d message(s) wait in %s", waiting, queue_url)
                 yield TriggerEvent({"status": "messages", "queue_url": queue_url, "waiting": waiting})
@@ -86,12 +78,26 @@ class S3EventsQueueTrigger(BaseEventTrigger):
             else:
                 await asyncio.sleep(self.poll_interval)
 
-    def _queue_url(self) -> str:
-        if self.queue_url:
-            return self.queue_url
-        from airflow.sdk import Variable
+    def _poll(self) -> tuple[str, int]:
+        """The queue's URL and its waiting messages; in a thread (the SDK's import, the
+        connection lookup and the request all block)."""
+        queue_url = self.queue_url
+        if not queue_url:
+            from airflow.sdk import Variable
 
-        url = Variable.get(self.queue_url_variable, default="")
-        if not url:
-            self.log.warning("Airflow Variable %s is not set: no queue to watch", self.queue_url_variable)
-        return url
+            queue_url = Variable.get(self.queue_url_variable, default="")
+            if not queue_url:
+                self.log.warning("Airflow Variable %s is not set: no queue to watch", self.queue_url_variable)
+                return "", 0
+        return queue_url, self._hook.visible_messages(queue_url)
+
+    @cached_property
+    def _hook(self) -> Any:
+        from s3br_provider.hooks.sqs_events import S3EventsQueueHook
+
+        return S3EventsQueueHook(
+            aws_conn_id=self.aws_conn_id,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
