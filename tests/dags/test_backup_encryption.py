@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from s3br_provider.core.s3_errors import CUSTOMER_KEY_REASON, CUSTOMER_KEY_REQUIRED
-from tests.dags.conftest import Obj, odd_objects, put, seed
-from tests.dags.test_backup_dag import assert_backup, assert_succeeded, backup_run
+from tests.dags.conftest import Obj, assert_copies, odd_objects, put, seed
+from tests.dags.test_backup_dag import assert_backup, assert_succeeded, backup_run, restore_defaults
 from tests.reliability.conftest import task_tries
+from tests.support.dag_runs import run_dag
 from tests.support.fault_proxy import FaultProxy
-from tests.support.s3 import aws_conn_env, list_keys, local_client, snapshot
+from tests.support.s3 import aws_conn_env, list_keys, local_client, snapshot, snapshot_bucket
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +49,10 @@ def new_key(kms: Any) -> str:
 
 
 def test_sse_kms_sources_are_copied_on_both_paths_under_the_backup_key(
-    s3: Any, buckets: tuple[str, str], kms: Any
+    s3: Any, buckets: tuple[str, str], kms: Any, bucket_names: Any
 ) -> None:
     """The bucket's default key and a key per object; single-part and multipart copies, each
-    encrypted under ``backup_kms_key_id``."""
+    encrypted under ``backup_kms_key_id``; a restore reads them back."""
     source, backup = buckets
     default_key, object_key, backup_key = new_key(kms), new_key(kms), new_key(kms)
     s3.put_bucket_encryption(
@@ -97,6 +98,12 @@ def test_sse_kms_sources_are_copied_on_both_paths_under_the_backup_key(
     again = backup_run(s3, source, backup, **conf)
     assert_succeeded(again)
     assert again.totals["copied"] == 0, again.totals
+
+    target = bucket_names("restored")  # a restore reads the copies under the backup key
+    restored = run_dag("s3_restore", {**restore_defaults(), "backup_bucket": backup, "target_bucket": target})
+    assert restored.state == "success", restored.failed_tasks()
+    src = snapshot_bucket(s3, source)
+    assert_copies(src, snapshot_bucket(s3, target), src)
 
 
 def test_sse_c_source_objects_fail_alone_at_once_named_with_the_reason(
