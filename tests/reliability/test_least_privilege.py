@@ -287,7 +287,7 @@ def test_retried_restore_copy_stays_within_the_restore_policy(
 
 
 def kms_needs(
-    record: RequestRecord, encrypted: dict[str, str], source: str, backup: str, backup_key: str
+    record: RequestRecord, encrypted: dict[str, str], source: str, backup: str, backup_key: str | None
 ) -> list[tuple[str, str]]:
     """The KMS actions (on a key's ARN) a request of an SSE-KMS backup needs, as AWS documents
     them ("Using SSE-KMS", "Multipart upload and permissions"): reading an encrypted object
@@ -295,13 +295,13 @@ def kms_needs(
     multipart upload under a key decrypts the parts' data key; validate asks KMS itself."""
     op = record.operation
     if op == "GenerateDataKey":
-        return [("kms:GenerateDataKey", backup_key)]
+        return [("kms:GenerateDataKey", backup_key or "no key")]
     pairs = []
     if op in ("CopyObject", "UploadPartCopy"):
         src_bucket, src_key, _ = split_copy_source(record.copy_source or "")
         if src_bucket == source and src_key in encrypted:
             pairs.append(("kms:Decrypt", encrypted[src_key]))
-    if record.bucket == backup and not (record.key or "").startswith("_s3br/"):
+    if backup_key and record.bucket == backup and not (record.key or "").startswith("_s3br/"):
         if op in ("CopyObject", "CreateMultipartUpload"):
             pairs.append(("kms:GenerateDataKey", backup_key))
         if op in ("UploadPartCopy", "CompleteMultipartUpload"):
@@ -309,9 +309,12 @@ def kms_needs(
     return pairs
 
 
-def test_sse_kms_backup_stays_within_the_backup_policy(s3: Any, bucket_names: Any, proxy: FaultProxy) -> None:
+def test_sse_kms_backup_and_restore_stay_within_their_policies(
+    s3: Any, bucket_names: Any, proxy: FaultProxy
+) -> None:
     """An SSE-KMS source (the bucket's default key) copied under a backup key, single-part
-    and in parts: the policy's two KMS actions, on the two keys, are all it needs."""
+    and in parts: the policy's two KMS actions, on the two keys, are all it needs; restoring
+    the copies needs the restore policy's kms:Decrypt of the backup key."""
     kms = local_client("kms", proxy.endpoint_url)
     source_key, backup_key = (kms.create_key()["KeyMetadata"]["Arn"] for _ in range(2))
     source, backup = bucket_names("src"), bucket_names("bak")
@@ -357,3 +360,23 @@ def test_sse_kms_backup_stays_within_the_backup_policy(s3: Any, bucket_names: An
     assert missing_permissions(proxy.records, statements) == {}
     kms_actions = {a for st in statements for a in _listed(st["Action"]) if a.startswith("kms:")}
     assert kms_actions == {"kms:Decrypt", "kms:GenerateDataKey"}
+
+    # A restore of those copies reads them under the backup key: kms:Decrypt, in its policy.
+    target = bucket_names("target")
+    proxy.reset_records()
+    restore = steps.validate_restore(
+        backup, target, run_id="manual__kmsr", multipart_threshold_mb=5, **via(PROXY_CONN_ID, "s3_restore")
+    )
+    steps.create_target(restore)
+    steps.restore_copy(restore, steps.select(restore))
+    assert sorted(k for k in objects) == sorted(
+        o["Key"] for o in s3.list_objects_v2(Bucket=target)["Contents"]
+    )
+    statements = policy(
+        "restore-policy", BACKUP_BUCKET=backup, TARGET_BUCKET=target, BACKUP_KMS_KEY_ARN=backup_key
+    )
+    encrypted = dict.fromkeys(objects, backup_key)
+    needed = {pair for r in proxy.records for pair in kms_needs(r, encrypted, backup, target, None)}
+    assert needed == {("kms:Decrypt", backup_key)}, needed
+    assert [pair for pair in sorted(needed) if not allowed(statements, *pair)] == []
+    assert missing_permissions(proxy.records, statements) == {}
