@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from s3br_provider.core.backups_view import DRILL_DAG_ID
 from tests.support.dag_runs import run_dag
 from tests.support.moto_server import free_port
 from tests.support.s3 import Obj, seed
@@ -149,6 +150,45 @@ def test_page_shows_the_pair_and_its_chart(api: Api, backed_up: tuple[str, str, 
     html = body.decode()
     assert f"s3://{source} &rarr; s3://{backup}" in html
     assert '<svg class="chart"' in html and '<rect class="copied"' in html
+
+
+DRILL_FIGURES = {"sampled": 3, "verified": 3, "mismatched": 0, "seconds": 1.5, "bytes_per_second": 800.0}
+
+
+STAND_IN_DRILL = f"""
+from airflow.sdk import DAG, task
+
+with DAG("{DRILL_DAG_ID}", schedule=None):
+
+    @task
+    def report():
+        return {DRILL_FIGURES!r}
+
+    report()
+"""
+
+
+def test_last_drill_comes_from_the_drills_xcom(
+    api: Api, backed_up: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """A stand-in ``s3_restore_drill`` (the real one is not this change's) whose last task
+    returns the report's figures, as the drill's report does."""
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+
+    source, backup, _ = backed_up
+    (tmp_path / "drill.py").write_text(STAND_IN_DRILL)
+    bag = DagBag(dag_folder=str(tmp_path))
+    assert not bag.import_errors, bag.import_errors
+    sync_bag_to_db(bag, "dags-folder", None)  # dag.test() runs serialized DAGs of a bundle only
+    run = bag.get_dag(DRILL_DAG_ID).test(run_conf={"backup_bucket": backup})
+    assert str(run.state) == "success"
+    status, body = api.get("/s3br/api/backups", token=api.token(os.environ["AIRFLOW_HOME"]))
+    assert status == 200, body
+    (entry,) = [e for e in json.loads(body) if (e["source_bucket"], e["backup_bucket"]) == (source, backup)]
+    drill = entry["last_drill"]
+    assert (drill["run_id"], drill["state"]) == (run.run_id, "success")
+    assert {k: drill[k] for k in DRILL_FIGURES} == DRILL_FIGURES
+    assert drill["estimated_full_restore_seconds"] is None  # not in this stand-in's figures
 
 
 def test_navigation_has_the_backups_entry(api: Api) -> None:
