@@ -45,3 +45,15 @@ def test_fires_while_messages_wait_and_leaves_them(sqs: Any, bucket_names: Any) 
         QueueUrl=url, MessageSystemAttributeNames=["ApproximateReceiveCount"], WaitTimeSeconds=1
     )["Messages"]
     assert message["Attributes"]["ApproximateReceiveCount"] == "1"  # the trigger received nothing
+
+
+def test_reads_the_queue_url_from_a_variable(
+    sqs: Any, bucket_names: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = sqs.create_queue(QueueName=bucket_names("trigger-var"))["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    trigger = S3EventsQueueTrigger(queue_url_variable="s3br_test_events_queue", poll_interval=0.2)
+    with pytest.raises(TimeoutError):
+        asyncio.run(first_event(trigger, timeout=1.0))  # no Variable yet: nothing to watch
+    monkeypatch.setenv("AIRFLOW_VAR_S3BR_TEST_EVENTS_QUEUE", url)
+    assert asyncio.run(first_event(trigger, timeout=10)).payload["queue_url"] == url

@@ -53,6 +53,7 @@ class S3EventsQueueTrigger(BaseEventTrigger):
         self.botocore_config = botocore_config
         self.poll_interval = poll_interval
         self.cooldown = cooldown
+        self._warned = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         names = ("queue_url", "queue_url_variable", "aws_conn_id", "region_name", "verify")
@@ -87,8 +88,13 @@ class S3EventsQueueTrigger(BaseEventTrigger):
 
             queue_url = Variable.get(self.queue_url_variable, default="")
             if not queue_url:
-                self.log.warning("Airflow Variable %s is not set: no queue to watch", self.queue_url_variable)
+                if not self._warned:  # once, not at every poll
+                    self.log.warning(
+                        "Airflow Variable %s is not set: no queue to watch", self.queue_url_variable
+                    )
+                self._warned = True
                 return "", 0
+            self._warned = False
         return queue_url, self._hook.visible_messages(queue_url)
 
     @cached_property
