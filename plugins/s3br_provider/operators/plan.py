@@ -7,14 +7,15 @@ from typing import Any
 
 from airflow.configuration import conf
 
+from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved
 from s3br_provider.core.partitions import (
     ASSUMED_COPY_FRACTION,
     KeyRange,
     keys_per_partition,
-    plan_from_prefix_counts,
     plan_from_samples,
 )
 from s3br_provider.core.pool import bounded_map_ordered
+from s3br_provider.core.probe_plan import Probe, plan_by_probing
 from s3br_provider.core.settings import BACKUP_DEFAULTS
 from s3br_provider.core.stats import decode_copy_fraction, decode_stats, stats_uri
 from s3br_provider.operators.base import S3brBaseOperator
@@ -22,7 +23,9 @@ from s3br_provider.operators.base import S3brBaseOperator
 TARGET_KEYS_PER_PARTITION = 5_000
 """Keys per mapped partition: enough work to outweigh a task's start-up (about a second),
 small enough to spread a large bucket over many workers."""
-MAX_PREFIX_DEPTH = 3
+PROBE_WORKERS = 16
+"""Planning probes in flight at once (the hook's request slots bound them too)."""
+_AFTER_RESERVED = RESERVED_PREFIX + "\U0010ffff"
 
 
 def map_in_threads(fn, items: list) -> list:
@@ -35,13 +38,38 @@ def map_in_threads(fn, items: list) -> list:
     return results
 
 
+def listing_probe(hook: Any, bucket: str, prefix: str) -> Probe:
+    """A probe for ``plan_by_probing``: one ListObjectsV2 request (``StartAfter``, ``MaxKeys``)
+    under ``prefix``, holding one of the hook's request slots. Keys under the reserved
+    ``_s3br/`` prefix are left out; a page that ends in them is filled from after the prefix
+    with a second request, so the reserved keys never look like the end of the key space."""
+
+    def page(start_after: str | None, max_keys: int) -> list[str]:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if start_after is not None:
+            kwargs["StartAfter"] = start_after
+        with hook.slots:
+            reply = hook.client.list_objects_v2(**kwargs)
+        return [item["Key"] for item in reply.get("Contents", [])]
+
+    def probe(start_after: str | None, max_keys: int) -> list[str]:
+        keys = page(start_after, max_keys)
+        kept = [key for key in keys if not is_reserved(key)]
+        if len(kept) < len(keys) == max_keys and (start_after or "") < _AFTER_RESERVED:
+            kept += page(_AFTER_RESERVED, max_keys - len(kept))
+        return kept
+
+    return probe
+
+
 class S3PlanPartitionsOperator(S3brBaseOperator):
     """Split the key space of ``bucket`` under ``prefix`` into at most ``max_partitions`` ranges.
 
     With statistics from an earlier run (key samples kept in ``stats_bucket``'s ``_s3br/stats/``),
-    partitions are sized to about ``target_keys`` keys each. Without them, common prefixes
-    (``/``-delimited, descending while there is a single one) are counted (up to
-    ``target_keys`` keys each, in parallel) and grouped into ranges of about ``target_keys`` keys.
+    partitions are sized to about ``target_keys`` keys each. Without them (a first run), the key
+    space is probed with short listings (``StartAfter`` and ``MaxKeys``, in parallel, at most two
+    requests per partition planned; see ``core/probe_plan.py``) and split into ranges of about
+    ``target_keys`` keys, however flat, hashed or skewed it is.
     Returns the partitions, ``[{"index", "start_after", "end"}, ...]``, to map over.
 
     :param bucket: the bucket whose key space is split (a backup's source, a restore's backup).
@@ -113,18 +141,12 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
                 how = f"; {measured} {shown:.1%} of keys to copy: about {target} keys each"
             ranges = plan_from_samples(samples, target_keys=target, max_partitions=limit)
             return ranges, f"statistics of {sum(w for _, w in samples)} keys{how}"
-        hook, bucket, prefix = self.hook, self.bucket, self.prefix
-        keys, more = hook.count_keys(bucket, prefix, limit=self.target_keys + 1)
-        if not more and keys <= self.target_keys:
-            return [KeyRange()], f"a count of {keys} keys"
-        prefixes: list[str] = []
-        for _ in range(MAX_PREFIX_DEPTH):
-            prefixes = hook.list_common_prefixes(bucket, prefix, limit=10_000)
-            if len(prefixes) != 1:
-                break
-            prefix = prefixes[0]
-        if not prefixes:
-            return [KeyRange()], "a flat key space"
-        counts = map_in_threads(lambda p: (p, *hook.count_keys(bucket, p, limit=self.target_keys)), prefixes)
-        ranges = plan_from_prefix_counts(counts, target_keys=self.target_keys, max_partitions=limit)
-        return ranges, f"{len(prefixes)} common prefixes"
+        probed = plan_by_probing(
+            listing_probe(self.hook, self.bucket, self.prefix),
+            target_keys=self.target_keys,
+            max_partitions=limit,
+            prefix=self.prefix,
+            workers=PROBE_WORKERS,
+        )
+        counted = "counted" if probed.exact else "estimated"
+        return probed.ranges, f"{probed.probes} listing probes ({counted}: {probed.estimated_keys} keys)"
