@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from s3br_provider.core.backups_view import DRILL_DAG_ID
+from s3br_provider.core.manifest import run_folder, split_s3_uri
 from tests.support.dag_runs import run_dag
 from tests.support.moto_server import free_port
 from tests.support.s3 import Obj, seed
@@ -168,11 +169,11 @@ with DAG("{DRILL_DAG_ID}", schedule=None):
 """
 
 
-def test_last_drill_comes_from_the_drills_xcom(
-    api: Api, backed_up: tuple[str, str, str], tmp_path: Path
+def test_last_drill_comes_from_its_report(
+    api: Api, backed_up: tuple[str, str, str], tmp_path: Path, s3: Any
 ) -> None:
-    """A stand-in ``s3_restore_drill`` (the real one is not this change's) whose last task
-    returns the report's figures, as the drill's report does."""
+    """A stand-in ``s3_restore_drill`` whose last task returns the figures, as the drill's
+    does; then its ``report.json``, as the drill writes it."""
     from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 
     source, backup, _ = backed_up
@@ -182,13 +183,28 @@ def test_last_drill_comes_from_the_drills_xcom(
     sync_bag_to_db(bag, "dags-folder", None)  # dag.test() runs serialized DAGs of a bundle only
     run = bag.get_dag(DRILL_DAG_ID).test(run_conf={"backup_bucket": backup})
     assert str(run.state) == "success"
-    status, body = api.get("/s3br/api/backups", token=api.token(os.environ["AIRFLOW_HOME"]))
-    assert status == 200, body
-    (entry,) = [e for e in json.loads(body) if (e["source_bucket"], e["backup_bucket"]) == (source, backup)]
-    drill = entry["last_drill"]
+    token = api.token(os.environ["AIRFLOW_HOME"])
+
+    def last_drill() -> dict[str, Any]:
+        status, body = api.get("/s3br/api/backups", token=token)
+        assert status == 200, body
+        (entry,) = [
+            e for e in json.loads(body) if (e["source_bucket"], e["backup_bucket"]) == (source, backup)
+        ]
+        return entry["last_drill"]
+
+    drill = last_drill()
     assert (drill["run_id"], drill["state"]) == (run.run_id, "success")
-    assert {k: drill[k] for k in DRILL_FIGURES} == DRILL_FIGURES
-    assert drill["estimated_full_restore_seconds"] is None  # not in this stand-in's figures
+    assert {k: drill[k] for k in DRILL_FIGURES} == DRILL_FIGURES  # from the XCom: no report file
+    assert drill["estimated_full_restore_seconds"] is None
+    # The report file in the backup's run folder has the whole report, and wins.
+    report = {**DRILL_FIGURES, "verified": 2, "mismatched": 1, "estimate": {"full_restore_seconds": 42.0}}
+    report["mismatches"] = [{"key": "a/one.csv", "problems": ["bytes differ"]}]
+    _, key = split_s3_uri(f"{run_folder(backup, DRILL_DAG_ID, run.run_id)}/report.json")
+    s3.put_object(Bucket=backup, Key=key, Body=json.dumps(report).encode())
+    drill = last_drill()
+    assert (drill["verified"], drill["mismatched"], drill["mismatched_keys"]) == (2, 1, ["a/one.csv"])
+    assert drill["estimated_full_restore_seconds"] == 42.0
 
 
 def test_navigation_has_the_backups_entry(api: Api) -> None:

@@ -126,12 +126,23 @@ def test_last_drill_is_the_newest_of_the_pairs_backup() -> None:
     def drill(hours: int, backup: str, source: str = "", report: dict | None = None) -> DrillRun:
         return DrillRun(f"d{hours}", "success", NOW - timedelta(hours=hours), NOW, backup, source, report)
 
-    report = {"sampled": 100, "verified": 100, "mismatched": 0, "seconds": 12.5, "other": "x"}
+    report = {
+        "sampled": 100,
+        "verified": 99,
+        "mismatched": 1,
+        "mismatches": [{"key": "k/1", "problems": ["bytes differ"]}],
+        "seconds": 12.5,
+        "estimate": {"full_restore_seconds": 3600.0},
+    }
     drills = [drill(5, "bak", report=report), drill(9, "bak"), drill(1, "bak2"), drill(2, "bak", "elsewhere")]
-    entry = backup_entries([run(3)], now=NOW, periods={}, margin_seconds=0, drills=drills)[0]
-    assert entry["last_drill"]["run_id"] == "d5"
-    assert (entry["last_drill"]["sampled"], entry["last_drill"]["mismatched"]) == (100, 0)
-    assert entry["last_drill"]["estimated_full_restore_seconds"] is None
+    drill_without = drill(1, "bak")  # running: no report yet
+    shown = backup_entries([run(3)], now=NOW, periods={}, margin_seconds=0, drills=drills)[0]["last_drill"]
+    assert shown["run_id"] == "d5"
+    figures = (shown["sampled"], shown["verified"], shown["mismatched"], shown["mismatched_keys"])
+    assert figures == (100, 99, 1, ["k/1"])
+    assert shown["estimated_full_restore_seconds"] == 3600.0 and shown["bytes_per_second"] is None
+    pending = backup_entries([run(3)], now=NOW, periods={}, margin_seconds=0, drills=[drill_without])
+    assert pending[0]["last_drill"]["sampled"] is None
 
 
 def test_page_shows_every_pair_its_counts_and_a_chart() -> None:

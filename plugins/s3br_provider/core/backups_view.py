@@ -26,14 +26,8 @@ COUNTS = (
     "skipped_archived",
     "failed",
 )
-DRILL_FIELDS = (
-    "sampled",
-    "verified",
-    "mismatched",
-    "seconds",
-    "bytes_per_second",
-    "estimated_full_restore_seconds",
-)
+DRILL_FIELDS = ("sampled", "verified", "mismatched", "seconds", "bytes_per_second")
+"""Figures of a drill's report (``report.json``) and of its last task's XCom."""
 
 
 def run_summary(
@@ -169,18 +163,19 @@ def chart_series(runs: Sequence[BackupRun], limit: int = CHART_RUNS) -> list[dic
 
 
 def drill_entry(drill: DrillRun | None) -> dict[str, Any] | None:
-    """The last drill's state and its report's figures (names as the drill's report gives them)."""
+    """The last drill's state and its report's figures (``None`` where the report lacks one)."""
     if drill is None:
         return None
     report = drill.report or {}
-    figures = {**(report.get("totals") or {}), **report}
     entry: dict[str, Any] = {
         "run_id": drill.run_id,
         "state": drill.state,
         "started": iso(drill.started),
         "ended": iso(drill.ended),
     }
-    entry |= {name: figures.get(name) for name in DRILL_FIELDS}
+    entry |= {name: report.get(name) for name in DRILL_FIELDS}
+    entry["estimated_full_restore_seconds"] = (report.get("estimate") or {}).get("full_restore_seconds")
+    entry["mismatched_keys"] = [m.get("key") for m in report.get("mismatches") or []][:MAX_FAILURES]
     return entry
 
 

@@ -24,12 +24,12 @@ from s3br_provider.core.backups_view import (
     backup_entries,
     schedule_period_seconds,
 )
+from s3br_provider.core.manifest import run_folder, split_s3_uri
 
 log = logging.getLogger(__name__)
 MAX_REPORTS = 2000
 """Newest backup reports read per request: 30 per pair for the chart, many pairs."""
 MAX_DRILLS = 50
-DRILL_REPORT = "_s3br/runs/{dag_id}/{run_id}/report.json"
 
 
 def collect_entries(session: Session, now: datetime, dag_ids: set[str]) -> list[dict[str, Any]]:
@@ -80,8 +80,8 @@ def load_periods(session: Session, dag_ids: Iterable[str]) -> dict[str, float | 
 
 
 def load_drills(session: Session, limit: int = MAX_DRILLS) -> list[DrillRun]:
-    """Runs of ``s3_restore_drill`` with their report: the newest of each backup bucket's is
-    looked up (an XCom holding the report's figures, else ``report.json`` in the backup)."""
+    """Runs of ``s3_restore_drill``, the newest of each backup bucket with its report:
+    ``report.json`` in the backup's run folder, else its last task's figures (XCom)."""
     query = (
         select(DagRun.id, DagRun.run_id, DagRun.state, DagRun.start_date, DagRun.end_date, DagRun.conf)
         .where(DagRun.dag_id == DRILL_DAG_ID)
@@ -90,38 +90,38 @@ def load_drills(session: Session, limit: int = MAX_DRILLS) -> list[DrillRun]:
     )
     drills, seen = [], set()
     for row_id, run_id, state, started, ended, run_conf in session.execute(query):
-        run_conf = run_conf or {}
-        backup = run_conf.get("backup_bucket") or ""
+        values = _xcom_values(session, row_id)
+        # The buckets: the run's conf, else what its validate task returned (the settings).
+        settings = {**next((v for v in values if "backup_bucket" in v), {}), **(run_conf or {})}
+        backup = settings.get("backup_bucket") or ""
         report = None
         if backup and backup not in seen:
             seen.add(backup)
-            report = _drill_xcom(session, row_id) or _drill_report_file(run_id, run_conf)
+            report = _drill_report_file(backup, run_id, settings) or next(
+                (v for v in reversed(values) if "verified" in v), None
+            )
         drills.append(
-            DrillRun(run_id, str(state), started, ended, backup, run_conf.get("source_bucket") or "", report)
+            DrillRun(run_id, str(state), started, ended, backup, settings.get("source_bucket") or "", report)
         )
     return drills
 
 
-def _drill_xcom(session: Session, dag_run_row_id: int) -> dict[str, Any] | None:
+def _xcom_values(session: Session, dag_run_row_id: int) -> list[dict[str, Any]]:
+    """A run's dict XCom values, oldest first."""
     query = select(XComModel).where(XComModel.dag_run_id == dag_run_row_id).order_by(XComModel.timestamp)
-    found = None
-    for xcom in session.scalars(query):
-        value = XComModel.deserialize_value(xcom)
-        if isinstance(value, dict) and "sampled" in value:
-            found = value  # the last task's figures win
-    return found
+    values = (XComModel.deserialize_value(xcom) for xcom in session.scalars(query))
+    return [value for value in values if isinstance(value, dict)]
 
 
-def _drill_report_file(run_id: str, run_conf: dict[str, Any]) -> dict[str, Any] | None:
+def _drill_report_file(backup: str, run_id: str, settings: dict[str, Any]) -> dict[str, Any] | None:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    bucket = run_conf["backup_bucket"]
-    key = DRILL_REPORT.format(dag_id=DRILL_DAG_ID, run_id=run_id)
+    bucket, key = split_s3_uri(f"{run_folder(backup, DRILL_DAG_ID, run_id)}/report.json")
     try:
-        hook = S3Hook(aws_conn_id=run_conf.get("backup_aws_conn_id") or "aws_default")
+        hook = S3Hook(aws_conn_id=settings.get("backup_aws_conn_id") or "aws_default")
         if not hook.check_for_key(key, bucket):
             return None
         return json.loads(hook.read_key(key, bucket))
     except Exception:
-        log.warning("Backups view: cannot read s3://%s/%s", bucket, key, exc_info=True)
+        log.warning("Backups view: cannot read the drill report s3://%s/%s", bucket, key, exc_info=True)
         return None
