@@ -85,7 +85,9 @@ def test_validate_returns_settings_and_writes_nothing(
     assert settings["compare"] == "checksum" and settings["dry_run"] is False
     assert run_uri(settings) == f"s3://{buckets.backup}/_s3br/runs/adhoc_airflow/manual__x"
     assert fault_proxy.writes() == []
-    assert set(fault_proxy.operations()) == {"HeadBucket"}
+    # Both buckets' HeadBucket, and one listing of the source's _s3br/ (a source holding s3br's
+    # reserved prefix is refused).
+    assert fault_proxy.operations() == {"HeadBucket": 2, "ListObjectsV2": 1}
 
 
 def test_validate_missing_source_bucket(buckets: SimpleNamespace, bucket_names: Callable[[str], str]) -> None:

@@ -51,7 +51,9 @@ def iter_records(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
 
 @contextmanager
 def writing_manifest(store: ManifestStore, uri: str) -> Iterator[ManifestWriter]:
-    """Stream records into a temporary file and upload it to ``uri`` on success."""
+    """Stream records into a temporary file and upload it to ``uri`` on success; a manifest
+    with no record is not uploaded (its producer hands on ``""``: one request less per empty
+    manifest, two per partition of a run with nothing to do)."""
     with tempfile.TemporaryDirectory(prefix="s3br-") as folder:
         path = os.path.join(folder, "manifest.jsonl.gz")
         with open(path, "wb") as stream:
@@ -60,7 +62,8 @@ def writing_manifest(store: ManifestStore, uri: str) -> Iterator[ManifestWriter]
                 yield writer
             finally:
                 writer.close()
-        store.upload(path, uri)
+        if writer.count:
+            store.upload(path, uri)
 
 
 def read_manifest(store: ManifestStore, uri: str) -> Iterator[dict[str, Any]]:
