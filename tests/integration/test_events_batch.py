@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from s3br_provider.operators.events_batch import S3EventsBatchOperator
 from s3br_provider.operators.events_setup import NOTIFICATION_ID, POLICY_SID, S3EventsSetupOperator
@@ -293,3 +293,33 @@ def test_a_lost_event_is_caught_by_s3_backup(s3: Any, sqs: Any, pair: dict[str, 
     rerun = validate(source, backup, run_id="manual__y")
     again = diff(rerun)
     assert again["to_copy"] == 0 and tag(rerun, again)["tagged"] == 0  # b: already tagged
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"queue_url": ""}, "s3br_events_queue_url"),
+        ({"backup": "same"}, "its own backup"),
+        ({"max_messages": 0}, "max_messages must be between 1 and 100000"),
+        ({"visibility_timeout": "soon"}, "visibility_timeout must be a whole number"),
+    ],
+)
+def test_bad_arguments_fail_before_any_request(
+    change: dict[str, Any], message: str, fault_proxy: FaultProxy
+) -> None:
+    pair = {"source": "same", "backup": "other", "queue_url": "http://127.0.0.1:1/123/q"}
+    pair |= {k: v for k, v in change.items() if k in pair}
+    options = {k: v for k, v in change.items() if k not in pair}
+    with pytest.raises(AirflowFailException, match=message):
+        batch(pair, conn_id=PROXY_CONN_ID, **options)
+    assert fault_proxy.records == []
+
+
+def test_setup_with_a_prefix_is_idempotent(s3: Any, bucket_names: Any) -> None:
+    source = bucket_names("setup-prefix")
+    s3.create_bucket(Bucket=source)
+    op = S3EventsSetupOperator(
+        task_id="setup", source_bucket=source, queue_name=f"q-{source}", prefix="data/"
+    )
+    assert op.execute(context())["changed"] == ["queue", "queue policy", "bucket notification"]
+    assert op.execute(context())["changed"] == []

@@ -29,7 +29,7 @@ from s3br_provider.core.events import (
 from s3br_provider.core.objects import ARCHIVE_CLASSES, ObjectInfo, epoch_seconds
 from s3br_provider.core.pool import bounded_map
 from s3br_provider.core.progress import format_bytes
-from s3br_provider.core.settings import MAX_COPY_OBJECT_MB
+from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, SettingsError, check_int
 from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import mark_deleted
 from s3br_provider.hooks.errors import error_code
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 MAX_LOGGED_UNKNOWN = 20
+RECEIVE_PAGE = 10  # SQS hands out at most 10 messages per ReceiveMessage
 OUTCOMES = ("copied", "tagged_deleted", "already_deleted", "tags_copied", "absent", "skipped_archived")
 
 
@@ -180,12 +181,16 @@ class S3EventsBatchOperator(S3brBaseOperator):
                 f"queue_url {self.queue_url!r} is not an SQS queue URL "
                 "(set the Airflow Variable s3br_events_queue_url)"
             )
-        for name, low, high in (("max_messages", 1, 100_000), ("visibility_timeout", 10, 43_200)):
-            value = int(getattr(self, name))
-            if not low <= value <= high:
-                raise InvalidArgumentsError(f"{name} must be between {low} and {high}, not {value}")
-            setattr(self, name, value)
-        self.wait_time_seconds = min(20, max(0, int(self.wait_time_seconds)))
+        bounds = {
+            "max_messages": (1, 100_000),
+            "visibility_timeout": (10, 43_200),
+            "wait_time_seconds": (0, 20),
+        }
+        try:
+            for name, (low, high) in bounds.items():
+                setattr(self, name, check_int(getattr(self, name), name, low, high))
+        except SettingsError as error:
+            raise InvalidArgumentsError(str(error)) from None
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
@@ -259,7 +264,7 @@ class S3EventsBatchOperator(S3brBaseOperator):
                 visibility_timeout=self.visibility_timeout,
             )
             messages |= {m["MessageId"]: m for m in page}  # a redelivery: its newest receipt
-            if len(page) < 10:
+            if len(page) < RECEIVE_PAGE:
                 break
             wait = 1
         return list(messages.values())

@@ -49,7 +49,9 @@ def same_configuration(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two queue configurations say the same (S3 may return events in another order)."""
 
     def normal(config: dict[str, Any]) -> Any:
-        return {**config, "Events": sorted(config.get("Events", []))}
+        rules = config.get("Filter", {}).get("Key", {}).get("FilterRules", [])
+        rules = sorted((rule["Name"].lower(), rule["Value"]) for rule in rules)  # AWS answers "Prefix"
+        return {**config, "Events": sorted(config.get("Events", [])), "Filter": rules}
 
     return normal(a) == normal(b)
 
