@@ -61,7 +61,9 @@ def main() -> int:
             "restore",
         )
         ok = side_by_side(s3)
-        save_buckets(s3, [SOURCE, BACKUP, RESTORED], DEMO / "s3")
+        began = time.monotonic()
+        saved = save_buckets(s3, [SOURCE, BACKUP, RESTORED], DEMO / "s3")
+        print(f"   {saved} objects kept in .demo/s3/ for make ui ({time.monotonic() - began:.1f} s)")
     step(f"Done in {time.monotonic() - started:.0f} s. Logs: {DEMO}/*.log and {DEMO}/airflow/logs/")
     how_to_look()
     return 0 if ok else 1

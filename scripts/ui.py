@@ -18,6 +18,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -195,14 +196,18 @@ def save_buckets(s3: Any, buckets: list[str], folder: Path) -> int:
     """Write every current object of ``buckets`` (bytes, type, metadata, tags, storage class)."""
     folder.mkdir(parents=True, exist_ok=True)
     listing, count = [], 0
-    for bucket in buckets:
-        versioning = s3.get_bucket_versioning(Bucket=bucket).get("Status", "")
-        objects = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for obj in page.get("Contents", []):
-                objects.append(_save_object(s3, bucket, obj, folder / f"{count}.bin"))
-                count += 1
-        listing.append({"bucket": bucket, "versioning": versioning, "objects": objects})
+    with ThreadPoolExecutor(8) as pool:
+        for bucket in buckets:
+            versioning = s3.get_bucket_versioning(Bucket=bucket).get("Status", "")
+            found = [
+                o
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                for o in page.get("Contents", [])
+            ]
+            files = [folder / f"{count + i}.bin" for i in range(len(found))]
+            objects = list(pool.map(lambda o, f, b=bucket: _save_object(s3, b, o, f), found, files))
+            count += len(found)
+            listing.append({"bucket": bucket, "versioning": versioning, "objects": objects})
     (folder / "buckets.json").write_text(json.dumps(listing, ensure_ascii=False, indent=1))
     return count
 
