@@ -33,6 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                     "s3br_provider.operators.report",
                     "s3br_provider.operators.restore",
                     "s3br_provider.operators.restore_report",
+                    "s3br_provider.operators.drill",
                     "s3br_provider.operators.events_setup",
                     "s3br_provider.operators.events_batch",
                 ],

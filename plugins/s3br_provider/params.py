@@ -19,7 +19,9 @@ from s3br_provider.core.retrieval import TIERS
 from s3br_provider.core.settings import (
     ARCHIVED_SOURCE_CHOICES,
     BACKUP_STORAGE_CLASSES,
+    DRILL_DEFAULTS,
     MAX_COPY_OBJECT_MB,
+    MAX_DRILL_SAMPLE,
     MAX_RESTORE_KEYS,
     MIN_PART_MB,
     RETENTION_MODES,
@@ -42,6 +44,7 @@ DAILY_BACKUP = {
 missed day not caught up (the next run backs up everything that changed since)."""
 SOURCE_VARIABLE = "s3br_source_bucket"
 BACKUP_VARIABLE = "s3br_backup_bucket"
+DRILL_VARIABLE = "s3br_drill_bucket"
 
 
 def _text(description: str, **schema: Any) -> dict[str, Any]:
@@ -139,6 +142,24 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "copy_versioning": _flag("Enable versioning on the target when the backup bucket is versioned."),
     "poll_interval_seconds": _whole(1, "How often the sensor checks restores."),
     "restore_timeout_minutes": _whole(1, "Fail if archive restores take longer than this (minutes)."),
+    "drill_bucket": _text(
+        "Scratch bucket the drill restores into, under s3br-drill/<run_id>/; it never deletes there. "
+        f"Empty: the Airflow Variable {DRILL_VARIABLE}.",
+        title="Drill bucket",
+    ),
+    "sample_size": _whole(
+        1, "Objects the drill restores and checks, drawn at random from the backup.", maximum=MAX_DRILL_SAMPLE
+    ),
+    "include_archived": _flag(
+        "Also sample objects in GLACIER / DEEP_ARCHIVE (they are restored first: hours); "
+        "otherwise they are skipped and counted."
+    ),
+    "drill_expiration_days": _whole(
+        0,
+        "0: validate requires a lifecycle rule expiring s3br-drill/ in the drill bucket. "
+        "N: validate adds one (objects expire after N days) if there is none.",
+    ),
+    "drill_aws_conn_id": _text("AWS connection for the drill bucket."),
 }
 """The JSON schema of every Param by name; a name means the same in each DAG that has it."""
 
@@ -167,6 +188,21 @@ def restore_params() -> dict[str, Param]:
         R,
         backup_bucket={"required": True, "minLength": 3, "description": "Where the backup lives."},
         target_bucket={"required": True},
+    )
+
+
+def drill_params() -> dict[str, Param]:
+    """The Params of ``s3_restore_drill`` (new objects each call). A scheduled DAG needs a
+    default for every Param: empty buckets fall back on the Airflow Variables."""
+    return _params(
+        DRILL_DEFAULTS,
+        backup_bucket={
+            "description": f"Where the backup lives. Empty: the Airflow Variable {BACKUP_VARIABLE}."
+        },
+        source_bucket={
+            "description": "The backed-up bucket: restored objects it still holds unchanged since their "
+            "backup are checked against it too. Empty: check against the backup only."
+        },
     )
 
 

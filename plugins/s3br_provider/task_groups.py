@@ -16,10 +16,17 @@ from typing import Any, Unpack
 from airflow.sdk import TaskGroup, task_group
 
 from s3br_provider.core.settings import BACKUP_DEFAULTS as B
+from s3br_provider.core.settings import DRILL_DEFAULTS as D
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
-from s3br_provider.core.settings import BackupArguments, RestoreArguments
+from s3br_provider.core.settings import BackupArguments, DrillArguments, RestoreArguments
 from s3br_provider.operators.copy_batch import S3CopyBatchOperator
 from s3br_provider.operators.diff import S3DiffPartitionOperator
+from s3br_provider.operators.drill import (
+    S3DrillChooseOperator,
+    S3DrillSampleOperator,
+    S3DrillValidateOperator,
+    S3DrillVerifyOperator,
+)
 from s3br_provider.operators.plan import S3PlanPartitionsOperator
 from s3br_provider.operators.report import S3BackupReportOperator
 from s3br_provider.operators.restore import (
@@ -244,4 +251,77 @@ def restore_group(
         report = S3RestoreReportOperator(task_id="verify_and_report", aws_conn_id=target_conn, **results)
         validate >> create_target >> plan
         partitions >> report
+    return group
+
+
+def drill_group(
+    *,
+    group_id: str,
+    backup_bucket: str,
+    drill_bucket: str,
+    backup_bucket_variable: str | None = None,
+    drill_bucket_variable: str | None = None,
+    prefix_group_id: bool = True,
+    region_name: str | None = None,
+    botocore_config: dict[str, Any] | None = None,
+    known_params: Sequence[str] | None = None,
+    **options: Unpack[DrillArguments],
+) -> TaskGroup:
+    """A restore drill of ``backup_bucket`` into ``drill_bucket``: ``validate -> plan_partitions
+    -> partition[p](sample) -> choose -> request_restore -> wait_for_restore ->
+    restore_and_verify``, inside the current DAG.
+
+    The keywords are ``s3_restore_drill``'s Params (``core.settings.DrillArguments``, defaults
+    ``DRILL_DEFAULTS``), plus ``group_id``, ``prefix_group_id``, ``region_name``,
+    ``botocore_config``, ``known_params`` and the ``*_bucket_variable`` names as for
+    :func:`backup_group`.
+    :return: the TaskGroup.
+    """
+    _check_keywords("drill_group", options, DrillArguments)
+    shared = D.to_dict() | dict(options) | {"backup_bucket": backup_bucket, "drill_bucket": drill_bucket}
+    shared |= {"region_name": region_name, "botocore_config": botocore_config}
+    backup_conn = shared["backup_aws_conn_id"]
+    tooltip = f"s3br restore drill {group_id}: validate, plan, sample, restore and verify"
+    with _group(group_id, prefix_group_id, tooltip, shared) as group:
+        validate = S3DrillValidateOperator(
+            task_id="validate",
+            backup_bucket_variable=backup_bucket_variable,
+            drill_bucket_variable=drill_bucket_variable,
+            known_params=known_params,
+            **options,
+        ).as_setup()
+        plan = S3PlanPartitionsOperator(
+            task_id="plan_partitions", bucket=backup_bucket, aws_conn_id=backup_conn
+        )
+
+        def sample_partition(partition: Any) -> dict[str, Any]:
+            """One key partition: its candidates for the drill's sample."""
+            return {
+                "sample": S3DrillSampleOperator(
+                    task_id="sample", partition=partition, aws_conn_id=backup_conn
+                )
+            }
+
+        partitions, results = _over_partitions(sample_partition, plan)
+        choose = S3DrillChooseOperator(
+            task_id="choose", sample_results=results["sample_results"], aws_conn_id=backup_conn
+        )
+        archived = choose.output["archived_manifest"]
+        request = S3RequestRestoreOperator(
+            task_id="request_restore", manifest_uri=archived, aws_conn_id=backup_conn
+        )
+        wait = GlacierRestoreSensor(
+            task_id="wait_for_restore",
+            bucket=backup_bucket,
+            manifest_uri=archived,
+            aws_conn_id=backup_conn,
+            poll_interval=shared["poll_interval_seconds"],
+            restore_timeout=_times_60(shared["restore_timeout_minutes"]),
+            partition_name=choose.output["partition_name"],
+        )
+        verify = S3DrillVerifyOperator(
+            task_id="restore_and_verify", chosen=choose.output, aws_conn_id=shared["drill_aws_conn_id"]
+        )
+        validate >> plan
+        partitions >> choose >> request >> wait >> verify
     return group

@@ -14,7 +14,9 @@ from tests.support.dag_runs import DAGS_FOLDER
 HEAVY = ("boto3", "airflow.providers.amazon.aws.hooks.base_aws", "aiobotocore")
 
 
-@pytest.mark.parametrize("dag_file", ["s3_backup.py", "s3_restore.py", "s3_continuous_backup.py"])
+@pytest.mark.parametrize(
+    "dag_file", ["s3_backup.py", "s3_restore.py", "s3_continuous_backup.py", "s3_restore_drill.py"]
+)
 def test_parsing_a_dag_file_loads_no_aws_sdk(dag_file: str, tmp_path) -> None:
     """boto3 alone costs about 0.3 s to import; a task with nothing to do (copy_batch of an
     unchanged partition, tag_deleted with nothing vanished) must not pay it. Hooks load it

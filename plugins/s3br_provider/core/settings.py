@@ -117,6 +117,26 @@ class RestoreSettings:
         return as_of_epoch(self.as_of)
 
 
+@dataclass(frozen=True, slots=True)
+class DrillSettings:
+    """The options of a restore drill (``s3_restore_drill``); ``DRILL_DEFAULTS`` holds each default."""
+
+    backup_bucket: str = ""
+    source_bucket: str = ""
+    drill_bucket: str = ""
+    sample_size: int = 100
+    include_archived: bool = False
+    drill_expiration_days: int = 0
+    poll_interval_seconds: int = 300
+    restore_timeout_minutes: int = 48 * 60
+    backup_aws_conn_id: str = "aws_default"
+    source_aws_conn_id: str = "aws_default"
+    drill_aws_conn_id: str = "aws_default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class BackupArguments(TypedDict, total=False):
     """The options of a backup as keyword arguments (``backup_group``, ``S3BackupValidateOperator``);
     each may also be a template string. Defaults: ``BACKUP_DEFAULTS``."""
@@ -160,8 +180,25 @@ class RestoreArguments(TypedDict, total=False):
     target_aws_conn_id: str
 
 
+class DrillArguments(TypedDict, total=False):
+    """The options of a drill as keyword arguments (``drill_group``, ``S3DrillValidateOperator``).
+    Defaults: ``DRILL_DEFAULTS``."""
+
+    source_bucket: str
+    sample_size: int | str
+    include_archived: bool | str
+    drill_expiration_days: int | str
+    poll_interval_seconds: int | str
+    restore_timeout_minutes: int | str
+    backup_aws_conn_id: str
+    source_aws_conn_id: str
+    drill_aws_conn_id: str
+
+
 BACKUP_DEFAULTS = BackupSettings()
 RESTORE_DEFAULTS = RestoreSettings()
+DRILL_DEFAULTS = DrillSettings()
+MAX_DRILL_SAMPLE = 100_000
 
 
 def check_bucket_name(value: Any, param: str) -> str:
@@ -357,6 +394,10 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "backup_kms_key_id": check_kms_key_id,
     "kms_key_id": check_kms_key_id,
     "poll_interval_seconds": _bounded(1, 86_400),
+    "sample_size": _bounded(1, MAX_DRILL_SAMPLE),
+    "include_archived": check_bool,
+    "drill_expiration_days": _bounded(0, 36_500),
+    "drill_aws_conn_id": check_conn_id,
     "restore_timeout_minutes": _bounded(1, 60 * 24 * 30),
     "verify_copies": check_bool,
     "expected": lambda value, name: check_count(value, name),
@@ -369,15 +410,16 @@ def check_argument(name: str, value: Any) -> Any:
     return RULES[name](value, name)
 
 
-def _checked(cls: type, params: dict[str, Any]) -> Any:
+def _checked(cls: type, params: dict[str, Any], optional: tuple[str, ...] = ()) -> Any:
+    """Check every option of ``cls`` by its rule; an ``optional`` one may be empty (``""``)."""
     unknown = sorted(set(params) - set(cls.__dataclass_fields__))
     if unknown:
         raise SettingsError(f"unknown Param(s): {', '.join(unknown)}")
     defaults = cls()
-    values = {
-        name: check_argument(name, params.get(name, getattr(defaults, name)))
-        for name in cls.__dataclass_fields__
-    }
+    values = {}
+    for name in cls.__dataclass_fields__:
+        value = params.get(name, getattr(defaults, name))
+        values[name] = "" if name in optional and value in ("", None) else check_argument(name, value)
     return cls(**values)
 
 
@@ -404,4 +446,19 @@ def restore_settings(params: dict[str, Any]) -> RestoreSettings:
     outside = [key for key in settings.keys if not key.startswith(settings.prefix)]
     if outside:
         raise SettingsError(f"keys not under prefix {settings.prefix!r}: {outside[:5]}")
+    return settings
+
+
+def drill_settings(params: dict[str, Any]) -> DrillSettings:
+    """Validate the options of a restore drill; ``source_bucket`` may be empty (no source check)."""
+    settings = _checked(DrillSettings, params, optional=("source_bucket",))
+    buckets = {"backup_bucket": settings.backup_bucket, "source_bucket": settings.source_bucket}
+    for param, bucket in buckets.items():
+        if bucket == settings.drill_bucket:
+            raise SettingsError(
+                f"drill_bucket is the {param.split('_')[0]} bucket {bucket!r}: a drill writes into a "
+                "scratch bucket of its own"
+            )
+    if settings.source_bucket == settings.backup_bucket:
+        raise SettingsError(f"source_bucket and backup_bucket are both {settings.backup_bucket!r}")
     return settings

@@ -660,6 +660,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         retention: tuple[str, datetime] | None = None,
         kms_key_id: str | None = None,
         create_only: bool = False,
+        target_key: str | None = None,
     ) -> bool:
         """Copy one object server-side with its Content-Type, user metadata and tags.
 
@@ -678,9 +679,10 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         CompleteMultipartUpload of a copy in parts), else a HeadObject just before the copy
         decides (a key written by someone else between the two is overwritten: that race is
         what conditional writes close). Return False when the key existed (nothing written),
-        True when the copy was written.
+        True when the copy was written. ``target_key``: the copy's key; default the source's.
         """
-        if create_only and not self.conditional_writes and self.exists(target_bucket, source.key):
+        key = target_key or source.key
+        if create_only and not self.conditional_writes and self.exists(target_bucket, key):
             return False
         conditional = create_only and self.conditional_writes
         conflicts = 0
@@ -694,7 +696,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
             extra = _copy_fields(asked, kms_key_id)
             try:
                 if multipart:
-                    with self._conditional_completion(target_bucket, source.key, conditional):
+                    with self._conditional_completion(target_bucket, key, conditional):
                         self._copy_multipart(
                             copy_source,
                             target_bucket,
@@ -703,11 +705,19 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
                             storage_class,
                             retention,
                             extra,
+                            key=key,
                         )
                 else:
                     extra |= {"IfNoneMatch": "*"} if conditional else {}
                     self._copy_object(
-                        source_bucket, target_bucket, copy_source, tags, storage_class, retention, extra
+                        source_bucket,
+                        target_bucket,
+                        copy_source,
+                        tags,
+                        storage_class,
+                        retention,
+                        extra,
+                        key=key,
                     )
                 return True
             except ClientError as error:
@@ -751,8 +761,9 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         storage_class: str | None,
         retention: tuple[str, datetime] | None,
         extra: dict[str, Any],
+        key: str | None = None,
     ) -> None:
-        """One CopyObject, through the direct path where it applies."""
+        """One CopyObject (into ``key``, default the source's), through the direct path where it applies."""
         fields: dict[str, Any] = {
             "MetadataDirective": "COPY",
             "TaggingDirective": "COPY" if tags is None else "REPLACE",
@@ -769,12 +780,12 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
                     source_bucket, copy_source["Key"], copy_source.get("VersionId")
                 )
                 try:
-                    self.direct.copy(target_bucket, copy_source["Key"], headers)  # type: ignore[union-attr]
+                    self.direct.copy(target_bucket, key or copy_source["Key"], headers)  # type: ignore[union-attr]
                     return
                 except NotDirectError as error:
                     self.log.debug("%s; copying through boto3", error)
             self.client.copy_object(
-                Bucket=target_bucket, Key=copy_source["Key"], CopySource=copy_source, **fields
+                Bucket=target_bucket, Key=key or copy_source["Key"], CopySource=copy_source, **fields
             )
 
     def _copy_multipart(
@@ -786,6 +797,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         storage_class: str | None,
         retention: tuple[str, datetime] | None = None,
         fields: dict[str, Any] | None = None,
+        key: str | None = None,
     ) -> None:
         """s3transfer's managed copy; this thread waits holding no slot while the parts run."""
         extra: dict[str, Any] = {
@@ -798,7 +810,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         if storage_class:
             extra["StorageClass"] = storage_class
         future = self._transfers(part_size(threshold)).copy(
-            copy_source, target_bucket, copy_source["Key"], extra_args=extra
+            copy_source, target_bucket, key or copy_source["Key"], extra_args=extra
         )
         future.result()
 
