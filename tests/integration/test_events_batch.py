@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -323,3 +324,36 @@ def test_setup_with_a_prefix_is_idempotent(s3: Any, bucket_names: Any) -> None:
     )
     assert op.execute(context())["changed"] == ["queue", "queue policy", "bucket notification"]
     assert op.execute(context())["changed"] == []
+
+
+def test_metrics_of_a_batch(s3: Any, pair: dict[str, str], endpoint: str) -> None:
+    cloudwatch, namespace = local_client("cloudwatch", endpoint), f"s3br-events-{pair['source']}"
+    batch(pair)
+    for key in ("m/1", "m/2", "m/3"):
+        put(s3, pair["source"], key, Obj(b"x"))
+    s3.delete_object(Bucket=pair["source"], Key="m/3")
+    result = batch(pair, cloudwatch_namespace=namespace)
+    assert (result["copied"], result["absent"]) == (2, 1)
+    now = datetime.now(UTC)
+    dimensions = [
+        {"Name": "SourceBucket", "Value": pair["source"]},
+        {"Name": "BackupBucket", "Value": pair["backup"]},
+    ]
+
+    def point(name: str) -> dict[str, Any]:
+        (found,) = cloudwatch.get_metric_statistics(
+            Namespace=namespace,
+            MetricName=name,
+            Dimensions=dimensions,
+            StartTime=now - timedelta(minutes=10),
+            EndTime=now + timedelta(minutes=10),
+            Period=3600,
+            Statistics=["Maximum"],
+        )["Datapoints"]
+        return found
+
+    assert (point("ObjectsBackedUp")["Maximum"], point("ObjectsBackedUp")["Unit"]) == (2.0, "Count")
+    assert point("ObjectsTaggedDeleted")["Maximum"] == 0.0
+    lag = point("ReplicationLagSeconds")
+    assert (lag["Maximum"], lag["Unit"]) == (pytest.approx(result["lag_p95"]), "Seconds")
+    assert 0 < result["lag_p50"] <= result["lag_p95"] <= result["lag_max"]
