@@ -88,3 +88,20 @@ def test_first_backup_of_two_prefixes_spreads_over_target_sized_partitions(
     # Object by object: same keys, sizes and ETags (single-part MD5s: the same bytes).
     assert listing(s3, backup) == listing(s3, source)
     assert len(listing(s3, backup)) == len(keys)
+
+
+def test_probes_leave_the_reserved_prefix_out(s3: Any, bucket_names: Any, airflow_db: str) -> None:
+    """A restore plans over the backup bucket: its ``_s3br/`` keys are neither counted nor taken
+    for the end of the key space, even when a page holds nothing else."""
+    from s3br_provider.hooks.s3_bucket import S3BucketHook
+    from s3br_provider.operators.plan import listing_probe
+
+    bucket = bucket_names("probe")
+    s3.create_bucket(Bucket=bucket)
+    data = ["_a", "_s3br.txt", "_s3brz", "b"]
+    for key in [*data, *(f"_s3br/runs/{i}" for i in range(5))]:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"")
+    probe = listing_probe(S3BucketHook(), bucket, "")
+    assert probe(None, 3) == ["_a", "_s3br.txt"] + ["_s3brz"]  # the page ended in _s3br/: refilled
+    assert probe("_s3br.txt", 3) == ["_s3brz", "b"]
+    assert probe("_s3br.txt", 1) == ["_s3brz"]
