@@ -64,8 +64,10 @@ def test_locked_backups_are_never_deleted_and_restore_as_of(
 
     assert_succeeded(backup_run(source, backup, **lock, **via(PROXY_CONN_ID, "s3_backup")))
     time.sleep(MTIME_TICK)
-    between = datetime.now(UTC).isoformat()
-    time.sleep(MTIME_TICK)
+    between = datetime.now(UTC)
+    # DeletedAt has minutes only, and as_of counts an object marked deleted in its own minute
+    # as deleted: the second run must tag in a later minute than ``between``.
+    time.sleep(60.2 - between.second - between.microsecond / 1e6)
     s3.delete_object(Bucket=source, Key=GONE)
     put(s3, source, REWRITTEN, Obj(b"version two, longer", "text/csv", {"v": "2"}))
     second = backup_run(source, backup, **lock, **via(PROXY_CONN_ID, "s3_backup"))
@@ -84,7 +86,7 @@ def test_locked_backups_are_never_deleted_and_restore_as_of(
 
     then, latest = bucket_names("asof"), bucket_names("latest")
     proxy_conf = {**via(PROXY_CONN_ID, "s3_restore"), "multipart_threshold_mb": 5}
-    assert_succeeded(restore_run(backup, then, as_of=between, **proxy_conf))
+    assert_succeeded(restore_run(backup, then, as_of=between.isoformat(), **proxy_conf))
     assert_succeeded(restore_run(backup, latest, **proxy_conf))
 
     assert list_keys(s3, then) == sorted(first) and differences(s3, then, first) == {}

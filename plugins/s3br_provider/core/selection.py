@@ -6,9 +6,6 @@ from datetime import UTC, datetime
 
 from s3br_provider.core.tags import DELETED_AT_TAG, is_marked_deleted
 
-DELETED_AT_RESOLUTION = 60.0
-"""Seconds a ``DeletedAt`` value spans (``YYYY-MM-DDTHH:MM``)."""
-
 
 def deleted_at_epoch(tags: dict[str, str]) -> float | None:
     """Return the ``DeletedAt`` tag as seconds since the epoch, or None if absent/unreadable."""
@@ -26,13 +23,11 @@ def is_selected(tags: dict[str, str], *, include_deleted: bool, as_of: float | N
 
     Objects marked deleted are left out unless ``include_deleted``. With ``as_of``, an object
     marked deleted only after that instant still existed then, so it is restored; one whose
-    ``DeletedAt`` is unreadable counts as deleted. ``DeletedAt`` has minutes only: the run that
-    saw the object gone ran at some second of that minute, so within it an ``as_of`` restores
-    the object (a restore with one object too many loses nothing; one too few would).
+    ``DeletedAt`` is unreadable counts as deleted.
     """
     if include_deleted or not is_marked_deleted(tags):
         return True
     if as_of is None:
         return False
     deleted_at = deleted_at_epoch(tags)
-    return deleted_at is not None and deleted_at + DELETED_AT_RESOLUTION > as_of
+    return deleted_at is not None and deleted_at > as_of
