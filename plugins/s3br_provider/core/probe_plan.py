@@ -41,7 +41,10 @@ SKEW = 4
 SKEWED_POINTS = 3
 """Points probed at once, at least, in a skewed gap (at doubling distances from its dense end)."""
 MAX_DIGITS = 128
-"""Characters (after the common prefix) that positions are resolved over."""
+"""Characters (after the plan's prefix) that positions are resolved over."""
+NEIGHBOURS = 2
+"""A varying character position may hold what varying positions this close to it hold."""
+DIGITS = "0123456789"
 
 
 @dataclass(frozen=True)
@@ -116,10 +119,6 @@ class _Scale:
             if shorter > low and self.position(shorter) >= position - tolerance:
                 return shorter
         return text
-
-
-DIGITS = "0123456789"
-NEIGHBOURS = 2
 
 
 def _widened(seen: list[set[str]]) -> list[list[str]]:
