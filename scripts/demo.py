@@ -31,6 +31,8 @@ from tests.support.s3 import (  # noqa: E402
 
 DEMO = ROOT / ".demo"
 SOURCE, BACKUP, RESTORED = "demo-source", "demo-backup", "demo-restored"
+DRILL = "demo-drill"
+DELETED = ("logs/2026/11/part-003.csv", "logs/2026/11/part-004.csv", "images/2026/11/part-005.csv")
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 
@@ -61,8 +63,10 @@ def main() -> int:
             "restore",
         )
         ok = side_by_side(s3)
+        ok = drill(env, s3) and ok
+        ok = put_back_deleted(env, s3) and ok
         began = time.monotonic()
-        saved = save_buckets(s3, [SOURCE, BACKUP, RESTORED], DEMO / "s3")
+        saved = save_buckets(s3, [SOURCE, BACKUP, RESTORED, DRILL], DEMO / "s3")
         print(f"   {saved} objects kept in .demo/s3/ for make ui ({time.monotonic() - began:.1f} s)")
     step(f"Done in {time.monotonic() - started:.0f} s. Logs: {DEMO}/*.log and {DEMO}/airflow/logs/")
     how_to_look()
@@ -251,8 +255,58 @@ def change(s3: Any) -> None:
     )
     s3.put_object(Bucket=SOURCE, Key="reports/2026/12/new-1.csv", Body=b"new\n", ContentType="text/csv")
     s3.put_object(Bucket=SOURCE, Key="reports/2026/12/new-2.csv", Body=b"new\n", ContentType="text/csv")
-    for key in ("logs/2026/11/part-003.csv", "logs/2026/11/part-004.csv", "images/2026/11/part-005.csv"):
+    for key in DELETED:
         s3.delete_object(Bucket=SOURCE, Key=key)
+
+
+def report_of(s3: Any, dag_id: str) -> dict[str, Any]:
+    """The newest report.json of a DAG's runs in the backup bucket."""
+    prefix = f"_s3br/runs/{dag_id}/"
+    found = [o for o in s3.list_objects_v2(Bucket=BACKUP, Prefix=prefix).get("Contents", [])]
+    newest = max((o for o in found if o["Key"].endswith("/report.json")), key=lambda o: o["LastModified"])
+    return json.loads(s3.get_object(Bucket=BACKUP, Key=newest["Key"])["Body"].read())
+
+
+def drill(env: dict[str, str], s3: Any) -> bool:
+    """A restore drill: 20 random backup objects restored into demo-drill and checked."""
+    step(f"4. Restore drill: 20 random objects of s3://{BACKUP} restored into s3://{DRILL} and checked")
+    s3.create_bucket(Bucket=DRILL)
+    conf = {"backup_bucket": BACKUP, "source_bucket": SOURCE, "drill_bucket": DRILL}
+    run(env, "s3_restore_drill", {**conf, "sample_size": 20, "drill_expiration_days": 7}, "drill")
+    r = report_of(s3, "s3_restore_drill")
+    print(
+        f"   sampled {r['sampled']}, verified {r['verified']}, mismatched {r['mismatched']}, "
+        f"{r['skipped_archived']} archived skipped, {r['source_compared']} also compared with the source; "
+        f"{r['bytes'] / 1024:.1f} KiB in {r['seconds']:.2f} s ({r['bytes_per_second'] / 1024:.0f} KiB/s)"
+    )
+    estimate = r["estimate"]
+    print(
+        f"   a full restore of {estimate['backup_objects']} objects would take about "
+        f"{estimate['full_restore_seconds'] / 3600:.1f} h ({estimate['copy_seconds']:.0f} s of copies "
+        f"+ {estimate['retrieval_seconds'] / 3600:.0f} h of archive retrieval, tier Standard)"
+    )
+    return r["mismatched"] == 0
+
+
+def put_back_deleted(env: dict[str, str], s3: Any) -> bool:
+    """An item-level, in-place restore: the 3 deleted objects back into the source itself."""
+    step(f"5. Put the 3 objects deleted in step 2 back into s3://{SOURCE} (keys, missing_only)")
+    conf = {
+        "backup_bucket": BACKUP,
+        "target_bucket": SOURCE,
+        "keys": [*DELETED, "billing/2026/11/part-001.csv"],
+        "target_mode": "missing_only",
+        "include_deleted": True,
+        "poll_interval_seconds": 2,
+    }
+    run(env, "s3_restore", conf, "put-back")
+    t = report_of(s3, "s3_restore")["totals"]
+    back = [key for key in DELETED if key in set(list_keys(s3, SOURCE))]
+    print(
+        f"   {t['restored']} restored, {t['skipped_existing']} already in the source and left as it is "
+        f"(billing/2026/11/part-001.csv, rewritten in step 2, keeps its new bytes); back: {', '.join(back)}"
+    )
+    return len(back) == len(DELETED)
 
 
 def archive_some(s3: Any, endpoint: str) -> None:
