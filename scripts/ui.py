@@ -214,15 +214,15 @@ def save_buckets(s3: Any, buckets: list[str], folder: Path) -> int:
 
 def _save_object(s3: Any, bucket: str, obj: dict[str, Any], path: Path) -> dict[str, Any]:
     key = obj["Key"]
-    head = s3.head_object(Bucket=bucket, Key=key)
     # An archived object is readable here: the demo's restore has restored it.
-    path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    got = s3.get_object(Bucket=bucket, Key=key)
+    path.write_bytes(got["Body"].read())
     tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
     return {
         "key": key,
         "file": path.name,
-        "content_type": head.get("ContentType", ""),
-        "metadata": head.get("Metadata", {}),
+        "content_type": got.get("ContentType", ""),
+        "metadata": got.get("Metadata", {}),
         "tags": {t["Key"]: t["Value"] for t in tags},
         "storage_class": obj.get("StorageClass", "STANDARD"),
     }
