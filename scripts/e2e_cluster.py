@@ -4,7 +4,8 @@ Run with ``scripts/e2e-cluster``. It starts, on loopback ports, a moto S3 server
 3 cluster (api-server, scheduler, dag-processor, triggerer, two Celery workers) on a fresh
 PostgreSQL database and a Redis database, runs ``s3_backup`` then ``s3_restore`` through the REST
 API, checks the buckets object by object, checks from the task instances that the partitions
-ran on both workers, in parallel, and that the archive wait deferred to the triggerer, then
+ran on both workers, in parallel, and that the archive wait deferred to the triggerer, runs
+``s3_continuous_backup`` twice on a bucket whose notifications go to an SQS queue, then
 drives the UI in a headless Chromium (``tests/cluster/test_ui_browser.py``). Everything it
 started is stopped by PID at the end, also on failure or Ctrl-C, and the database is dropped.
 
@@ -45,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.moto_aws import server_argv  # noqa: E402
 from tests.support.moto_server import free_port  # noqa: E402
-from tests.support.s3 import aws_conn_env, s3_client  # noqa: E402
+from tests.support.s3 import aws_conn_env, local_client, s3_client  # noqa: E402
 
 ARTIFACTS = ROOT / "artifacts" / "e2e-cluster"
 SCREENSHOTS = ROOT / "artifacts" / "ui"
@@ -54,6 +55,8 @@ AIRFLOW = str(BIN / "airflow")
 CHROMIUM = "/usr/bin/chromium"
 WORKERS = ("s3br-worker-a", "s3br-worker-b")
 SOURCE, BACKUP, TARGET = "e2e-source", "e2e-backup", "e2e-restored"
+LIVE_SOURCE, LIVE_BACKUP = "e2e-live-source", "e2e-live-backup"  # s3_continuous_backup's
+DAG_CONTINUOUS = "s3_continuous_backup"
 PREFIXES = ("analytics", "billing", "crm", "datasets", "exports", "finance", "images", "logs")
 OBJECTS_PER_PREFIX = 150
 ARCHIVED = {
@@ -423,7 +426,7 @@ def start_airflow(cluster: Cluster, env: dict[str, str], api_port: int) -> str:
         cluster.start(name, argv, worker_env)
     api = f"http://127.0.0.1:{api_port}"
     wait_for("the api-server", lambda: http_ok(f"{api}/api/v2/monitor/health"), cluster, timeout=STARTUP)
-    for dag_id in ("s3_backup", "s3_restore"):
+    for dag_id in ("s3_backup", "s3_restore", DAG_CONTINUOUS):
         wait_for(
             f"{dag_id} parsed and unpaused", lambda d=dag_id: dag_ready(api, d), cluster, timeout=STARTUP
         )
@@ -587,6 +590,53 @@ def print_worker_table(
 # The browser test
 
 
+def check_continuous(api: str, cluster: Cluster, endpoint: str) -> dict[str, Any]:
+    """s3_continuous_backup on the cluster: a bucket notifying an SQS queue; two runs (on a Celery
+    worker) apply new objects, then deletes and tag changes; the queue ends empty. (Event-driven
+    runs need the scheduler's job schedule, off here: tests/dags/test_continuous_backup.py runs
+    the AssetWatcher on a LocalExecutor cluster.)"""
+    step("s3_continuous_backup: the source's notifications through SQS, two runs")
+    s3, sqs = s3_client(endpoint), local_client("sqs", endpoint)
+    for bucket in (LIVE_SOURCE, LIVE_BACKUP):
+        s3.create_bucket(Bucket=bucket)
+    queue = sqs.create_queue(QueueName=f"{LIVE_SOURCE}-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*", "s3:ObjectTagging:*"]
+    s3.put_bucket_notification_configuration(
+        Bucket=LIVE_SOURCE,
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": events}]},
+    )
+    variables = {
+        "s3br_source_bucket": LIVE_SOURCE,
+        "s3br_backup_bucket": LIVE_BACKUP,
+        "s3br_events_queue_url": queue,
+    }
+    for key, value in variables.items():
+        http_json("POST", f"{api}/api/v2/variables", {"key": key, "value": value})
+    keys = [f"live/{n:02d} é+%.txt" for n in range(20)]
+    for key in keys:
+        s3.put_object(Bucket=LIVE_SOURCE, Key=key, Body=key.encode(), Metadata={"k": "v"}, Tagging="t=1")
+    first = wait_for_run(api, DAG_CONTINUOUS, trigger(api, DAG_CONTINUOUS, {}), cluster)
+    for key in keys[:5]:
+        s3.delete_object(Bucket=LIVE_SOURCE, Key=key)
+    for key in keys[5:8]:
+        s3.put_object_tagging(Bucket=LIVE_SOURCE, Key=key, Tagging={"TagSet": [{"Key": "t", "Value": "2"}]})
+    second = wait_for_run(api, DAG_CONTINUOUS, trigger(api, DAG_CONTINUOUS, {}), cluster)
+    live = {key: observe(s3, LIVE_SOURCE, key, read_body=True) for key in keys[5:]}
+    for key, want in live.items():
+        if observe(s3, LIVE_BACKUP, key, read_body=True) != want:
+            raise E2EFailure(f"s3://{LIVE_BACKUP}/{key} differs from its source")
+    for key in keys[:5]:
+        if observe(s3, LIVE_BACKUP, key, read_body=False)[3].get("Deleted") != "True":
+            raise E2EFailure(f"s3://{LIVE_BACKUP}/{key}: deleted in the source, not tagged Deleted")
+    counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    left = int(counts["ApproximateNumberOfMessages"]) + int(counts["ApproximateNumberOfMessagesNotVisible"])
+    if left:
+        raise E2EFailure(f"{left} message(s) left in the event queue after the runs")
+    print(f"   {len(live)} live objects equal, 5 deleted tagged Deleted, queue empty after two runs")
+    return {"continuous_seconds": [first["seconds"], second["seconds"]]}
+
+
 def run_ui_test(api: str, backup_run: str, restore_run: str) -> None:
     step("UI in headless Chromium: tests/cluster/test_ui_browser.py")
     junit = ARTIFACTS / "ui-junit.xml"
@@ -672,6 +722,8 @@ def run(cluster: Cluster, args: argparse.Namespace) -> bool:
         "s3_restore", restore_tis, ("select", "request_restore", "wait_for_restore", "copy_batch")
     )
 
+    continuous = check_continuous(api, cluster, endpoint)
+
     if args.no_ui:
         print("\n   --no-ui: browser test skipped, so this run does not count as a pass")
     else:
@@ -685,6 +737,7 @@ def run(cluster: Cluster, args: argparse.Namespace) -> bool:
         "wall_seconds": round(time.monotonic() - STARTED, 1),
         "backup_partitions": backup_rows,
         "restore_partitions": restore_rows,
+        **continuous,
     }
     (ARTIFACTS / "summary.json").write_text(json.dumps(summary, indent=2))
     step(
