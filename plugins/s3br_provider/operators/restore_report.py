@@ -187,6 +187,11 @@ class S3RestoreReportOperator(S3brBaseOperator):
         missing = missing_steps(rows, ("select", "copy"))
         if missing:
             raise AirflowException(f"restore incomplete: no result from {', '.join(missing)}")
+        if totals.get("missing"):
+            raise AirflowException(
+                f"restore incomplete: {totals['missing']} named key(s) not in the backup: "
+                f"{totals.get('missing_keys', [])[:20]}"
+            )
         if failures or totals.get("mismatch"):
             raise AirflowException(
                 f"restore finished with problems: {totals.get('mismatch') or failures[:5]}"
