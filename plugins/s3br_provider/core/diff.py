@@ -94,15 +94,21 @@ def merge_listings(
         dst = step(dst_iter, None)
 
 
+class ListingNotSortedError(ValueError):
+    """A listing came out of S3's UTF-8 byte order (some S3-compatible endpoints, SeaweedFS
+    among them, list directory by directory: ``a/b`` before ``a-``)."""
+
+
 def check_sorted(objects: Iterable[ObjectInfo], what: str) -> Iterator[ObjectInfo]:
-    """Pass objects through, raising if keys are not strictly increasing.
+    """Pass objects through, raising ``ListingNotSortedError`` if keys are not strictly
+    increasing.
 
     A merge-join over an unsorted listing would silently misclassify keys; an endpoint that
-    lists out of order must fail loudly instead.
+    lists out of order must be noticed (diff then sorts the partition's listings instead).
     """
     previous: str | None = None
     for obj in objects:
         if previous is not None and obj.key <= previous:
-            raise ValueError(f"{what} listing is not sorted: {obj.key!r} came after {previous!r}")
+            raise ListingNotSortedError(f"{what} listing is not sorted: {obj.key!r} came after {previous!r}")
         previous = obj.key
         yield obj

@@ -34,6 +34,7 @@ Transport policy, in one place:
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -439,6 +440,20 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
                 yield from page
 
         return outside_reserved(listing, key_range, lambda obj: obj.key)
+
+    def iter_objects_any_order(self, bucket: str, prefix: str, key_range: KeyRange) -> Iterator[ObjectInfo]:
+        """Yield the objects of ``bucket`` under ``prefix`` within ``key_range`` in the order the
+        endpoint lists them, for endpoints that do not list in S3's byte order (``StartAfter`` and
+        stopping past the range's end both assume it): the whole listing under the range's common
+        prefix is read and filtered, reserved ``_s3br/`` keys left out."""
+        narrowest = prefix
+        if key_range.start_after is not None and key_range.end is not None:
+            common = os.path.commonprefix([key_range.start_after, key_range.end])
+            narrowest = common if common.startswith(prefix) else prefix
+        for page in self._object_pages(bucket, narrowest, None):
+            for obj in page:
+                if key_range.contains(obj.key) and not is_reserved(obj.key):
+                    yield obj
 
     def _object_pages(self, bucket: str, prefix: str, start_after: str | None) -> Iterator[list[ObjectInfo]]:
         """ListObjectsV2 page by page, through the fast path where it applies."""

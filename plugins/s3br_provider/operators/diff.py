@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from s3br_provider.core.diff import Action, Compare, DiffEntry, check_sorted, merge_listings
+from s3br_provider.core.diff import (
+    Action,
+    Compare,
+    DiffEntry,
+    ListingNotSortedError,
+    check_sorted,
+    merge_listings,
+)
+from s3br_provider.core.external_sort import sorted_objects
 from s3br_provider.core.fingerprints import content_differs
 from s3br_provider.core.manifest import ManifestWriter, writing_manifest
 from s3br_provider.core.objects import ObjectInfo
@@ -101,14 +109,73 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         self.label_partition(context)
         source = self.hook_for(self.source_aws_conn_id or self.aws_conn_id)
         backup = self.hook
-        source_listing = check_sorted(
-            prefetch(source.iter_objects(self.source_bucket, self.prefix, self.key_range)), "source"
-        )
-        backup_listing = check_sorted(
-            prefetch(backup.iter_objects(self.backup_bucket, self.prefix, self.key_range)), "backup"
-        )
         run_uri = self.run_uri(context, self.backup_bucket, self.run_folder_uri)
         copy_uri, vanished_uri = self.manifest_uri(run_uri, "copy"), self.manifest_uri(run_uri, "vanished")
+        try:
+            joined = self._join(source, backup, copy_uri, vanished_uri, sort=False)
+        except ListingNotSortedError as error:
+            # Nothing of the failed walk is kept: writing_manifest uploads only on success.
+            self.log.warning(
+                "%s: %s: the endpoint does not list keys in S3's UTF-8 byte order; listing the "
+                "partition again and sorting both listings (bounded in memory, spilled to disk)",
+                self.label,
+                error,
+            )
+            joined = self._join(source, backup, copy_uri, vanished_uri, sort=True)
+        counts, archived_keys, sampler, to_copy, vanished = joined
+        result = self._result(counts, to_copy, vanished, copy_uri, vanished_uri)
+        result |= {"archived_keys": archived_keys}
+        if archived_keys:
+            self.log.warning(
+                "%s: %d archived source object(s) not copied (archived_source=%s: %d skipped, "
+                "%d restore(s) requested, %d in progress), e.g. %s",
+                self.label,
+                result["skipped_archived"],
+                self.archived_source,
+                counts["archived_skipped"],
+                counts["archived_requested"],
+                counts["archived_in_progress"],
+                archived_keys[:5],
+            )
+        if not self.dry_run:
+            samples_uri = self.manifest_uri(run_uri, "samples").replace(".jsonl.gz", ".json")
+            backup.put_json(samples_uri, json.dumps(sampler.samples(), ensure_ascii=False).encode())
+            result["samples_uri"] = samples_uri
+        self.log.info(
+            "%s: %d source, %d backup objects; %d new, %d changed (%s to copy), %d unchanged, %d vanished%s",
+            self.label,
+            result["source_objects"],
+            result["backup_objects"],
+            result["new"],
+            result["changed"],
+            format_bytes(result["bytes_to_copy"]),
+            result["unchanged"],
+            result["vanished"],
+            " (dry run: nothing written)" if self.dry_run else "",
+        )
+        return result
+
+    def _listings(
+        self, source: S3BucketHook, backup: S3BucketHook, *, sort: bool
+    ) -> tuple[Iterator[ObjectInfo], ...]:
+        """Both listings of the partition, fetched concurrently: as listed, checked to be in
+        order; or, with ``sort``, listed whole in any order and sorted (``core.external_sort``)."""
+        sides = ((source, self.source_bucket, "source"), (backup, self.backup_bucket, "backup"))
+        if sort:
+            return tuple(
+                prefetch(sorted_objects(hook.iter_objects_any_order(bucket, self.prefix, self.key_range)))
+                for hook, bucket, _ in sides
+            )
+        return tuple(
+            check_sorted(prefetch(hook.iter_objects(bucket, self.prefix, self.key_range)), what)
+            for hook, bucket, what in sides
+        )
+
+    def _join(
+        self, source: S3BucketHook, backup: S3BucketHook, copy_uri: str, vanished_uri: str, *, sort: bool
+    ) -> tuple[Counter[str], list[str], KeySampler, ManifestWriter | _NoWrite, ManifestWriter | _NoWrite]:
+        """Merge-join the partition's listings into the copy and vanished manifests."""
+        source_listing, backup_listing = self._listings(source, backup, sort=sort)
         counts: Counter[str] = Counter()
         archived_keys: list[str] = []
         sampler = KeySampler()
@@ -144,37 +211,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                 elif action is Action.VANISHED:
                     vanished.write(dst.to_record())
                     self._example(action, dst.key, counts)
-        result = self._result(counts, to_copy, vanished, copy_uri, vanished_uri)
-        result |= {"archived_keys": archived_keys}
-        if archived_keys:
-            self.log.warning(
-                "%s: %d archived source object(s) not copied (archived_source=%s: %d skipped, "
-                "%d restore(s) requested, %d in progress), e.g. %s",
-                self.label,
-                result["skipped_archived"],
-                self.archived_source,
-                counts["archived_skipped"],
-                counts["archived_requested"],
-                counts["archived_in_progress"],
-                archived_keys[:5],
-            )
-        if not self.dry_run:
-            samples_uri = self.manifest_uri(run_uri, "samples").replace(".jsonl.gz", ".json")
-            backup.put_json(samples_uri, json.dumps(sampler.samples(), ensure_ascii=False).encode())
-            result["samples_uri"] = samples_uri
-        self.log.info(
-            "%s: %d source, %d backup objects; %d new, %d changed (%s to copy), %d unchanged, %d vanished%s",
-            self.label,
-            result["source_objects"],
-            result["backup_objects"],
-            result["new"],
-            result["changed"],
-            format_bytes(result["bytes_to_copy"]),
-            result["unchanged"],
-            result["vanished"],
-            " (dry run: nothing written)" if self.dry_run else "",
-        )
-        return result
+        return counts, archived_keys, sampler, to_copy, vanished
 
     def _checked(
         self, entries: Iterable[DiffEntry], source: S3BucketHook, backup: S3BucketHook, counts: Counter[str]
