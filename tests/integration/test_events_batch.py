@@ -357,3 +357,24 @@ def test_metrics_of_a_batch(s3: Any, pair: dict[str, str], endpoint: str) -> Non
     lag = point("ReplicationLagSeconds")
     assert (lag["Maximum"], lag["Unit"]) == (pytest.approx(result["lag_p95"]), "Seconds")
     assert 0 < result["lag_p50"] <= result["lag_p95"] <= result["lag_max"]
+
+
+def test_a_versioned_source(s3: Any, sqs: Any, pair: dict[str, str]) -> None:
+    """Delete markers mark the backup deleted; removing the marker (a versioned delete) brings
+    the object back, and removing an old version copies what is current."""
+    source, backup = pair["source"], pair["backup"]
+    s3.put_bucket_versioning(Bucket=source, VersioningConfiguration={"Status": "Enabled"})
+    old = s3.put_object(Bucket=source, Key="v", Body=b"one")["VersionId"]
+    s3.put_object(Bucket=source, Key="v", Body=b"two", Tagging="n=2")
+    drain(pair)
+    assert s3.get_object(Bucket=backup, Key="v")["Body"].read() == b"two"
+    marker = s3.delete_object(Bucket=source, Key="v")["VersionId"]
+    assert batch(pair)["tagged_deleted"] == 1
+    s3.delete_object(Bucket=source, Key="v", VersionId=marker)  # undelete
+    assert batch(pair)["copied"] == 1
+    assert live_state(s3, backup, "v") == live_state(s3, source, "v")
+    assert snapshot(s3, backup, "v", body=False).tags == {"n": "2"}
+    s3.delete_object(Bucket=source, Key="v", VersionId=old)  # an old version: v stays as it is
+    assert batch(pair)["copied"] == 1
+    assert live_state(s3, backup, "v") == live_state(s3, source, "v")
+    assert waiting(sqs, pair["queue_url"]) == 0

@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -170,11 +171,18 @@ S3Response._key_response = _key_response_as_aws
 #   (it sets their tags through the same backend method); AWS sends it for PutObjectTagging
 #   requests only ("s3:ObjectTagging:Put ... when an object tag is added or updated"). Only the
 #   PutObjectTagging request notifies here.
+# - DeleteObject in a versioned bucket: AWS sends s3:ObjectRemoved:DeleteMarkerCreated for a
+#   delete that leaves a delete marker and s3:ObjectRemoved:Delete for the removal of one version;
+#   moto sends nothing, or an ObjectRemoved:Delete once the key's last version is gone. Sent here
+#   as AWS does (still in moto's record format: no versionId, no sequencer).
 # - Not a difference of answers, of cost: moto's ReceiveMessage computes every attribute of the
 #   queue (counting all its messages) for each message it hands out, so one receive from a
 #   queue of n messages costs O(n) attribute scans; the retention check reads the one
 #   attribute it needs here.
 _tagging_request = threading.local()
+_versioned_delete = threading.local()
+_delete_object = S3Backend.delete_object
+_EVENTS = s3_notifications.S3NotificationEvent
 _send_event = s3_notifications.send_event
 _put_object_tagging_request = S3Response.put_object_tagging
 
@@ -183,7 +191,31 @@ def _send_event_as_aws(account_id: str, event_name: Any, bucket: Any, key: Any) 
     tagging = event_name == s3_notifications.S3NotificationEvent.OBJECT_TAGGING_PUT_EVENT
     if tagging and not getattr(_tagging_request, "active", False):
         return
+    if event_name == _EVENTS.OBJECT_REMOVED_DELETE_EVENT and getattr(_versioned_delete, "active", False):
+        return
     _send_event(account_id, event_name, bucket, key)
+
+
+def _delete_object_as_aws(
+    self: S3Backend, bucket_name: str, key_name: str, version_id: str | None = None, bypass: bool = False
+) -> Any:
+    bucket = self.get_bucket(bucket_name)
+    if not bucket.is_versioned:
+        return _delete_object(self, bucket_name, key_name, version_id, bypass)
+    _versioned_delete.active = True
+    try:
+        deleted, meta = _delete_object(self, bucket_name, key_name, version_id, bypass)
+    finally:
+        _versioned_delete.active = False
+    if deleted:
+        event = (
+            _EVENTS.OBJECT_REMOVED_DELETE_EVENT
+            if version_id
+            else _EVENTS.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT
+        )
+        removed = SimpleNamespace(name=key_name, size=0, etag="", version_id=meta.get("version-id"))
+        _send_event(self.account_id, event, bucket, removed)
+    return deleted, meta
 
 
 def _put_object_tagging_request_as_aws(self: S3Response) -> Any:
@@ -201,6 +233,7 @@ def _retained(self: SQSBackend, queue_name: str, message: Any) -> bool:
 
 s3_notifications.send_event = _send_event_as_aws
 S3Response.put_object_tagging = _put_object_tagging_request_as_aws
+S3Backend.delete_object = _delete_object_as_aws
 SQSBackend.is_message_valid_based_on_retention_period = _retained
 
 
