@@ -2,12 +2,13 @@
 
 A first run's plan (``plan_by_probing`` over a virtual sorted listing that answers probes
 arithmetically, so no key list is held), then per planned partition, each in a fresh process
-(forked from a small server) as a mapped task gets: the diff task (two listings of ``ObjectInfo`` built on the fly,
-``check_sorted`` on both, ``merge_listings``, the key sampler, the copy and vanished manifests
-written as gzip JSON Lines to a temporary folder), then the copy task's reading of its manifest
-(``iter_records`` and ``ObjectInfo.from_record``, no copy sent). Also the pure merge-join of
-``bench/merge_join.py`` on 1M pairs. Prints a table and one JSON line: keys per CPU-second per
-core, peak RSS per task, manifest bytes per key, XCom bytes per run.
+(forked from a small server) as a mapped task gets: the diff task (two listings of
+``ObjectInfo`` built on the fly, ``check_sorted`` on both, ``merge_listings``, the key
+sampler, the copy and vanished manifests written as gzip JSON Lines to a temporary folder),
+then the copy task's reading of its manifest (``iter_records`` and ``ObjectInfo.from_record``,
+no copy sent). Also the pure merge-join of ``bench/merge_join.py`` on 1M pairs. Prints a table
+and one JSON line: keys per CPU-second per core, peak RSS per task, manifest bytes per key,
+XCom bytes per run.
 
     python -m bench.scale [--keys 10000000] [--scenario first|incremental] [--workers 2]
 
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # Each task in a fresh process forked from a small server, as a mapped task starts: its peak
     # RSS is its own, not this process's (which held the plan's probe results).
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["bench.scale"])
+    context.set_forkserver_preload(["s3br_provider.core.diff", "s3br_provider.core.manifest"])
     with tempfile.TemporaryDirectory(prefix="s3br-scale-") as folder:
         jobs = [(i, args.keys, low, high, args.scenario, folder) for i, (low, high) in enumerate(bounds)]
         with context.Pool(args.workers, maxtasksperchild=1) as pool:

@@ -259,15 +259,22 @@ def _gap_points(segment: _Segment, count: int, spacing: float, continue_listing:
     return found
 
 
+def _may_be_large(segment: _Segment, target: int) -> bool:
+    """Whether a gap may hold more keys than a partition should: an even gap's estimate above
+    the target; a skewed gap's at its denser end above twice the target (a gap that may hold
+    less ends in a partition of at most about twice the target anyway)."""
+    return segment.most > 2 * target if segment.skew else segment.gap > target
+
+
 def _next_points(segments: list[_Segment], target: int, page: int, limit: int) -> list[str]:
     """Where to probe next: the gaps estimated to hold the most keys first, at most ``limit``."""
     exact = target < page
     spacing = CONTINUATION_SPACING * page if exact else target
-    # Skewed gaps first (their estimate is least sure), then by estimate; the open end always,
-    # as where the key space ends is not known.
+    # The largest first (a skewed gap by half of what it may hold); the open end always, as
+    # where the key space ends is not known.
     open_gaps = sorted(
-        (s for s in segments if s.gap > 0 and (exact or s.most > target or s.end is None)),
-        key=lambda s: (s.skew != 0, s.gap),
+        (s for s in segments if s.gap > 0 and (exact or s.end is None or _may_be_large(s, target))),
+        key=lambda s: s.most / 2 if s.skew else s.gap,
         reverse=True,
     )
     chosen: list[str] = []
@@ -290,9 +297,9 @@ def _sizes(segments: list[_Segment]) -> Iterable[tuple[str | None, float]]:
             yield segment.end, segment.gap
 
 
-def _cut(segments: list[_Segment], target: int, max_partitions: int) -> list[KeyRange]:
-    """Cut the pieces into ranges of about ``target`` keys (none above ``2 * target`` unless a
-    single unseen gap is), at most ``max_partitions``."""
+def _boundaries(segments: list[_Segment], target: int) -> list[str]:
+    """Where to cut the pieces into ranges of about ``target`` keys: none above ``2 * target``
+    unless a single unseen gap is."""
     boundaries: list[str] = []
     filled, last_end = 0.0, None
     for end, keys in _sizes(segments):
@@ -302,7 +309,7 @@ def _cut(segments: list[_Segment], target: int, max_partitions: int) -> list[Key
             filled = 0.0
         filled += keys
         last_end = end
-    return ranges_from_boundaries(even_boundaries(boundaries, max_partitions))
+    return boundaries
 
 
 def _probe_all(probe: Probe, points: list[str], page: int, workers: int) -> dict[str | None, list[str]]:
@@ -365,4 +372,5 @@ def plan_by_probing(
         probes += len(new)
         round_size *= 2
     exact = all(not s.gap for s in segments)
-    return ProbedPlan(_cut(segments, target, max_partitions), probes, round(total), exact)
+    ranges = ranges_from_boundaries(even_boundaries(_boundaries(segments, target), max_partitions))
+    return ProbedPlan(ranges, probes, round(total), exact)
