@@ -22,6 +22,7 @@ from tests.reliability.conftest import (
     run,
 )
 from tests.support.fault_proxy import FaultProxy
+from tests.support.iam import missing_permissions, policy
 from tests.support.s3 import Obj, aws_conn_env, list_keys, seed, snapshot
 
 pytestmark = pytest.mark.slow
@@ -83,6 +84,13 @@ def parts(s3: Any, bucket: str, key: str) -> tuple[Any, ...]:
     return snap.body, snap.content_type, snap.metadata, snap.tags
 
 
+def drill_policy(names: dict[str, str]) -> list[dict[str, Any]]:
+    """iam/drill-policy.json for these buckets: every request of a drill must be allowed by it."""
+    return policy(
+        "drill-policy", BACKUP_BUCKET=names["bak"], SOURCE_BUCKET=names["src"], DRILL_BUCKET=names["drill"]
+    )
+
+
 def deletes(proxy: FaultProxy) -> list[tuple[str, str | None, str | None]]:
     return [(r.operation, r.bucket, r.key) for r in proxy.records if r.method == "DELETE"]
 
@@ -125,6 +133,7 @@ def test_drill_checks_a_seeded_sample_and_names_a_backup_object_changed_in_place
     assert any(p.startswith("source:") for p in report["mismatches"][0]["problems"]), report["mismatches"]
     assert drilled(s3, names, caught.run_id) == sorted(objects())
     assert deletes(proxy) == []
+    assert missing_permissions(proxy.records, drill_policy(names)) == {}
 
 
 def test_archived_objects_are_skipped_unless_include_archived(
@@ -156,3 +165,4 @@ def test_archived_objects_are_skipped_unless_include_archived(
     )
     assert drilled(s3, names, including.run_id) == sorted(objects())
     assert deletes(proxy) == []
+    assert missing_permissions(proxy.records, drill_policy(names)) == {}

@@ -29,6 +29,7 @@ from tests.reliability.conftest import (
     via,
 )
 from tests.support.fault_proxy import FaultProxy
+from tests.support.iam import missing_permissions, policy
 from tests.support.s3 import DUMMY_KEY, REGION, Obj, list_keys, seed, snapshot
 
 pytestmark = pytest.mark.slow
@@ -112,6 +113,8 @@ def test_missing_only_restores_deleted_objects_into_the_source(
     large = [("CompleteMultipartUpload", "big/changed.bin")]
     assert refused == sorted([("CopyObject", key) for key in before if not key.startswith("big/")] + large)
     assert not [r for r in writes if r.operation.startswith("Delete")]
+    statements = policy("restore-policy", BACKUP_BUCKET=backup, TARGET_BUCKET=source)
+    assert missing_permissions(proxy.records, statements) == {}
     # The one upload aborted is the refused one of ours (s3transfer aborts what it could not complete).
     assert [(r.operation, r.key) for r in writes if r.method == "DELETE"] == [
         ("AbortMultipartUpload", "big/changed.bin")

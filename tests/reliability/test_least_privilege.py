@@ -9,8 +9,6 @@ SOURCE_BUCKET, BACKUP_BUCKET and TARGET_BUCKET filled in.
 
 from __future__ import annotations
 
-import fnmatch
-import json
 import os
 from types import SimpleNamespace
 from typing import Any
@@ -28,124 +26,13 @@ from tests.reliability.conftest import (
 )
 from tests.support import steps
 from tests.support.fault_proxy import FaultProxy, RequestRecord
+from tests.support.iam import allowed, listed, missing_permissions, policy, split_copy_source, used
 from tests.support.s3 import local_client
 
 pytestmark = pytest.mark.slow
 
-IAM = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "iam")
 WHOLE = {"index": 0, "start_after": None, "end": None}
 DELETES = {"DeleteObject", "DeleteObjects", "DeleteBucket", "DeleteObjectTagging"}
-BUCKET_ACTIONS = {
-    "ListObjectsV2": "s3:ListBucket",
-    "ListObjects": "s3:ListBucket",
-    "HeadBucket": "s3:ListBucket",
-    "ListObjectVersions": "s3:ListBucketVersions",
-    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
-    "CreateBucket": "s3:CreateBucket",
-    "GetBucketVersioning": "s3:GetBucketVersioning",
-    "PutBucketVersioning": "s3:PutBucketVersioning",
-    "GetBucketLocation": "s3:GetBucketLocation",
-}
-# operation -> (action, action with a versionId)
-OBJECT_ACTIONS = {
-    "GetObject": ("s3:GetObject", "s3:GetObjectVersion"),
-    "HeadObject": ("s3:GetObject", "s3:GetObjectVersion"),
-    "GetObjectTagging": ("s3:GetObjectTagging", "s3:GetObjectVersionTagging"),
-    "PutObjectTagging": ("s3:PutObjectTagging", "s3:PutObjectVersionTagging"),
-    "PutObject": ("s3:PutObject", "s3:PutObject"),
-    "CreateMultipartUpload": ("s3:PutObject", "s3:PutObject"),
-    "CompleteMultipartUpload": ("s3:PutObject", "s3:PutObject"),
-    "UploadPart": ("s3:PutObject", "s3:PutObject"),
-    "AbortMultipartUpload": ("s3:AbortMultipartUpload", "s3:AbortMultipartUpload"),
-    "ListParts": ("s3:ListMultipartUploadParts", "s3:ListMultipartUploadParts"),
-    "RestoreObject": ("s3:RestoreObject", "s3:RestoreObject"),
-}
-
-
-# Policies ---------------------------------------------------------------------------------------
-
-
-def policy(name: str, **buckets: str) -> list[dict[str, Any]]:
-    """The Allow statements of ``iam/<name>.json`` with bucket placeholders filled in."""
-    with open(os.path.join(IAM, f"{name}.json"), encoding="utf-8") as handle:
-        text = handle.read()
-    for placeholder, bucket in buckets.items():
-        text = text.replace(placeholder, bucket)
-    statements = json.loads(text)["Statement"]
-    return [s for s in statements if s["Effect"] == "Allow"]
-
-
-def _listed(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else value
-
-
-def allowed(statements: list[dict[str, Any]], action: str, arn: str) -> bool:
-    for statement in statements:
-        actions = _listed(statement["Action"])
-        resources = _listed(statement["Resource"])
-        if any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
-            fnmatch.fnmatchcase(arn, r) for r in resources
-        ):
-            return True
-    return False
-
-
-# Requests -> actions ----------------------------------------------------------------------------
-
-
-def split_copy_source(copy_source: str) -> tuple[str, str, bool]:
-    """(bucket, key, versioned) of an ``x-amz-copy-source`` header (URL-decoded)."""
-    source, _, version = copy_source.lstrip("/").rpartition("?versionId=")
-    if not source:
-        source, version = version, ""
-    bucket, _, key = source.partition("/")
-    return bucket, key, bool(version)
-
-
-def needs(record: RequestRecord) -> list[tuple[str, str]]:
-    """The (IAM action, ARN) pairs a request needs."""
-    op, bucket, key = record.operation, record.bucket, record.key
-    versioned = "versionId" in record.query
-    if op == "PutMetricData":
-        return [("cloudwatch:PutMetricData", "*")]
-    if op == "GenerateDataKey":
-        return []  # a KMS request: kms_needs knows which key it is for
-    if op == "ListBuckets":
-        return [("s3:ListAllMyBuckets", "*")]
-    if op in BUCKET_ACTIONS:
-        return [(BUCKET_ACTIONS[op], f"arn:aws:s3:::{bucket}")]
-    if op in ("CopyObject", "UploadPartCopy"):
-        src_bucket, src_key, src_versioned = split_copy_source(record.copy_source or "")
-        src = f"arn:aws:s3:::{src_bucket}/{src_key}"
-        pairs = [
-            ("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"),
-            ("s3:GetObjectVersion" if src_versioned else "s3:GetObject", src),
-        ]
-        if op == "CopyObject":
-            pairs.append(("s3:GetObjectVersionTagging" if src_versioned else "s3:GetObjectTagging", src))
-        return pairs
-    if op in OBJECT_ACTIONS:
-        plain, with_version = OBJECT_ACTIONS[op]
-        return [(with_version if versioned else plain, f"arn:aws:s3:::{bucket}/{key}")]
-    return [(f"unmapped:{op}", f"{bucket}/{key}")]
-
-
-def missing_permissions(
-    records: list[RequestRecord], statements: list[dict[str, Any]]
-) -> dict[str, list[str]]:
-    """action -> example requests the policy does not allow."""
-    missing: dict[str, list[str]] = {}
-    for record in records:
-        for action, arn in needs(record):
-            if not allowed(statements, action, arn):
-                examples = missing.setdefault(f"{action} on {arn.split('/')[0]}", [])
-                if len(examples) < 3:
-                    examples.append(f"{record.operation} {record.bucket}/{record.key or ''}")
-    return missing
-
-
-def used(records: list[RequestRecord]) -> list[str]:
-    return sorted({action for record in records for action, _ in needs(record)})
 
 
 # The scenario's runs ----------------------------------------------------------------------------
@@ -178,7 +65,7 @@ def test_restore_run_stays_within_the_restore_policy(scenario: Scenario) -> None
 def test_metrics_go_to_the_namespace_the_policies_allow(scenario: Scenario) -> None:
     for name in ("backup-policy", "restore-policy"):
         for statement in policy(name):
-            if "cloudwatch:PutMetricData" in _listed(statement["Action"]):
+            if "cloudwatch:PutMetricData" in listed(statement["Action"]):
                 allowed_ns = statement["Condition"]["StringEquals"]["cloudwatch:namespace"]
                 for recorded in scenario.runs.values():
                     assert recorded.report is not None
@@ -358,7 +245,7 @@ def test_sse_kms_backup_and_restore_stay_within_their_policies(
     assert {action for action, _ in needed} == {"kms:Decrypt", "kms:GenerateDataKey"}, needed
     assert [pair for pair in sorted(needed) if not allowed(statements, *pair)] == []
     assert missing_permissions(proxy.records, statements) == {}
-    kms_actions = {a for st in statements for a in _listed(st["Action"]) if a.startswith("kms:")}
+    kms_actions = {a for st in statements for a in listed(st["Action"]) if a.startswith("kms:")}
     assert kms_actions == {"kms:Decrypt", "kms:GenerateDataKey"}
 
     # A restore of those copies reads them under the backup key: kms:Decrypt, in its policy.
