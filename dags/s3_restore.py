@@ -1,4 +1,5 @@
-"""``s3_restore``: copy a backup bucket (as it is, or as it was) into a new bucket."""
+"""``s3_restore``: copy a backup (as it is, or as it was) into a new bucket, or put back only
+what a bucket lacks."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ DOC = """
 ### S3 restore
 
 Copies every object of `backup_bucket` that is not tagged `Deleted=True` into `target_bucket`,
-a bucket the run creates (an existing bucket must be empty: a restore never overwrites).
-Objects in GLACIER or DEEP_ARCHIVE are restored first (`restore_tier`, `restore_days`) and a
-deferrable `GlacierRestoreSensor` waits for them in the triggerer. With `as_of`, the backup is
-restored as it stood at that instant (the backup bucket must be versioned).
+a bucket the run creates (`target_mode="new_bucket"`: an existing bucket must be empty). With
+`target_mode="missing_only"` the target exists (the source itself, say) and only the keys it
+lacks are written: an existing key is never overwritten, and is counted as skipped. `keys`
+restores only the named keys (at most 1,000), without listing the backup. Objects in GLACIER
+or DEEP_ARCHIVE are restored first (`restore_tier`, `restore_days`) and a deferrable
+`GlacierRestoreSensor` waits for them in the triggerer. With `as_of`, the backup is restored as
+it stood at that instant (the backup bucket must be versioned).
 
 `validate -> create_target -> plan_partitions -> partition[p](select -> request_restore ->
 wait_for_restore -> copy_batch) -> verify_and_report`
