@@ -220,6 +220,18 @@ class S3EventsBatchOperator(S3brBaseOperator):
             "lag_max": max(lags, default=0.0),
         }
         self._publish(result)
+        self._log_summary(result)
+        if result["failed"]:
+            context["ti"].xcom_push(key="return_value", value=result)
+            shown = ", ".join(f"{f['key']!r} ({f['error']})" for f in result["failures"][:5])
+            raise AirflowException(
+                f"{result['failed']} change(s) could not be applied to s3://{self.backup_bucket}; "
+                f"their messages stay in the queue: {shown}"
+            )
+        return result
+
+    def _log_summary(self, result: dict[str, Any]) -> None:
+        """The batch's one log line."""
         self.log.info(
             "Batch of %d messages (%d events, %d keys): copied %d (%s), tagged deleted %d (already %d), "
             "tags copied %d, gone before backed up %d, archived skipped %d, failed %d; test events %d, "
@@ -242,14 +254,6 @@ class S3EventsBatchOperator(S3brBaseOperator):
             result["lag_p95"],
             result["lag_max"],
         )
-        if result["failed"]:
-            context["ti"].xcom_push(key="return_value", value=result)
-            shown = ", ".join(f"{f['key']!r} ({f['error']})" for f in result["failures"][:5])
-            raise AirflowException(
-                f"{result['failed']} change(s) could not be applied to s3://{self.backup_bucket}; "
-                f"their messages stay in the queue: {shown}"
-            )
-        return result
 
     def _receive(self) -> list[dict[str, Any]]:
         """Receive until ``max_messages``, or until a receive returns a short page (the queue
