@@ -19,6 +19,7 @@ from s3br_provider.operators.events_batch import S3EventsBatchOperator
 from s3br_provider.operators.events_setup import NOTIFICATION_ID, POLICY_SID, S3EventsSetupOperator
 from tests.integration.conftest import PROXY_CONN_ID
 from tests.support.fault_proxy import FaultProxy, FaultRule
+from tests.support.iam import allowed, missing_permissions, policy, used
 from tests.support.s3 import Obj, list_keys, local_client, put, snapshot
 from tests.support.steps import context, copy, diff, tag, validate
 
@@ -378,3 +379,33 @@ def test_a_versioned_source(s3: Any, sqs: Any, pair: dict[str, str]) -> None:
     assert batch(pair)["copied"] == 1
     assert live_state(s3, backup, "v") == live_state(s3, source, "v")
     assert waiting(sqs, pair["queue_url"]) == 0
+
+
+def test_a_batch_stays_within_the_backup_policy(
+    s3: Any, sqs: Any, pair: dict[str, str], fault_proxy: FaultProxy
+) -> None:
+    """Every request of batches with copies, deletes, tag changes and a versioned source is
+    allowed by iam/backup-policy.json; none deletes an object."""
+    source, backup = pair["source"], pair["backup"]
+    s3.put_bucket_versioning(Bucket=source, VersioningConfiguration={"Status": "Enabled"})
+    for key in ("a", "b", "c"):
+        put(s3, source, key, Obj(b"x", tags={"t": key}))
+    batch(pair, conn_id=PROXY_CONN_ID)
+    s3.delete_object(Bucket=source, Key="a")
+    s3.put_object_tagging(Bucket=source, Key="b", Tagging={"TagSet": [{"Key": "t", "Value": "2"}]})
+    batch(pair, conn_id=PROXY_CONN_ID)
+    queue_arn = sqs.get_queue_attributes(QueueUrl=pair["queue_url"], AttributeNames=["QueueArn"])
+    statements = policy(
+        "backup-policy",
+        SOURCE_BUCKET=source,
+        BACKUP_BUCKET=backup,
+        EVENTS_QUEUE_ARN=queue_arn["Attributes"]["QueueArn"],
+    )
+    records = fault_proxy.records
+    sqs_records = [r for r in records if r.operation in SQS_OPERATIONS]
+    assert missing_permissions([r for r in records if r not in sqs_records], statements) == {}
+    for record in sqs_records:
+        action = "sqs:" + record.operation.removesuffix("Batch")
+        assert allowed(statements, action, queue_arn["Attributes"]["QueueArn"]), action
+    assert {"s3:GetObjectVersion", "s3:GetObjectVersionTagging"} <= set(used(records))
+    assert not {r.operation for r in records} & {"DeleteObject", "DeleteObjects", "DeleteObjectTagging"}
