@@ -646,6 +646,41 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
     def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         self._s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": to_tag_set(tags)})
 
+    def put_empty(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+        storage_class: str | None = None,
+        retention: tuple[str, datetime] | None = None,
+        kms_key_id: str | None = None,
+        create_only: bool = False,
+    ) -> bool:
+        """Write an empty object (PutObject) with this Content-Type, user metadata and tags: a
+        directory marker that the endpoint lists but will not copy. ``create_only`` as in
+        ``copy``; return False when the key existed (nothing written)."""
+        if create_only and not self.conditional_writes and self.exists(bucket, key):
+            return False
+        fields: dict[str, Any] = {
+            "ContentType": content_type,
+            "Tagging": urlencode(tags) if tags else None,
+            "StorageClass": storage_class or None,
+            "IfNoneMatch": "*" if create_only and self.conditional_writes else None,
+            **_lock_fields(retention),
+            **_copy_fields(None, kms_key_id),
+        }
+        fields = {name: value for name, value in fields.items() if value is not None}
+        try:
+            self._s3.put_object(Bucket=bucket, Key=key, Body=b"", Metadata=metadata, **fields)
+        except ClientError as error:
+            if create_only and error_code(error) in EXISTS_CODES:
+                return False
+            raise
+        return True
+
     def request_restore(self, bucket: str, obj: ObjectInfo, *, tier: str, days: int) -> str:
         """Ask S3 to restore an archived object; return ``"requested"`` or ``"in_progress"``."""
         kwargs: dict[str, Any] = {

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from botocore.exceptions import ClientError
 
 from s3br_provider.core.diff import Action, Compare, merge_listings
 from s3br_provider.core.fingerprints import content_differs
@@ -17,6 +18,7 @@ from s3br_provider.core.progress import Progress, format_bytes
 from s3br_provider.core.s3_errors import lasting_failure_reason
 from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, TARGET_MODES, SettingsError, check_retention
 from s3br_provider.core.sizes import MiB
+from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import DEFAULT_COPY_THREADS, InvalidArgumentsError, S3brPartitionOperator
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
@@ -164,6 +166,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
             self._abort_stale_uploads(target)
             entries = self._not_yet_copied(entries, target, result)
         progress = Progress(f"{self.label} copy", self.log.info, total=self.expected)
+        self._markers: list[str] = []  # directory markers written by _write_marker
         copy_one = self._copier(target, self.hook_for(self.source_aws_conn_id or self.aws_conn_id))
         copies = self.run_each(copy_one, entries, result, "Copy", self.source_bucket, progress)
         for obj, written in copies:
@@ -183,6 +186,14 @@ class S3CopyBatchOperator(S3brPartitionOperator):
             result["skipped_done"],
             result["failed"],
         )
+        if self._markers:
+            self.log.info(
+                "%s: %d zero-byte directory marker(s) the endpoint would not copy (CopyObject: "
+                "NoSuchKey) written as empty objects with the same Content-Type, metadata and tags, e.g. %s",
+                self.label,
+                len(self._markers),
+                self._markers[:5],
+            )
         if create_only:
             self.log.info(
                 "%s: %d key(s) the target already held, left as they are",
@@ -217,22 +228,71 @@ class S3CopyBatchOperator(S3brPartitionOperator):
             tags = obj.tags
             if obj.extra.get(REPLACE_TAGS):
                 tags = source.get_tags(self.source_bucket, obj.key)
-            written = target.copy(
-                obj,
-                self.source_bucket,
-                self.target_bucket,
-                multipart_threshold=threshold,
-                tags=tags,
-                storage_class=self.storage_class or None,
-                retention=self._retention(),
-                kms_key_id=self.kms_key_id or None,
-                create_only=create_only,
-            )
+            try:
+                written = target.copy(
+                    obj,
+                    self.source_bucket,
+                    self.target_bucket,
+                    multipart_threshold=threshold,
+                    tags=tags,
+                    **self._write_options(create_only),
+                )
+            except ClientError as error:
+                if not _is_directory_marker(obj) or error_code(error) != "NoSuchKey":
+                    raise
+                written = self._write_marker(target, source, obj, tags, create_only)
+                self._markers.append(obj.key)
             if written and self.verify_copies:
                 check_copy(target, self.target_bucket, source, self.source_bucket, obj)
             return written
 
         return copy_one
+
+    def _write_marker(
+        self,
+        target: S3BucketHook,
+        source: S3BucketHook,
+        obj: ObjectInfo,
+        tags: dict[str, str] | None,
+        create_only: bool,
+    ) -> bool:
+        """A zero-byte key ending in "/" that the endpoint listed but answers CopyObject with
+        NoSuchKey (SeaweedFS's directory markers) is written as an empty object instead, with
+        the source's Content-Type, user metadata and tags (from HeadObject and GetObjectTagging
+        where they answer, else the record's tags)."""
+        content_type, metadata = None, {}
+        try:
+            head = source.head(self.source_bucket, obj.key, obj.version_id)
+            content_type, metadata = head.get("ContentType"), head.get("Metadata", {})
+        except ClientError as error:
+            self.log.debug(
+                "Head of marker s3://%s/%s failed: %s", self.source_bucket, obj.key, error_code(error)
+            )
+        if tags is None:
+            try:
+                tags = source.get_tags(self.source_bucket, obj.key, obj.version_id)
+            except ClientError as error:
+                self.log.debug(
+                    "Tags of marker s3://%s/%s unread: %s", self.source_bucket, obj.key, error_code(error)
+                )
+                tags = {}
+        return target.put_empty(
+            self.target_bucket,
+            obj.key,
+            content_type=content_type,
+            metadata=metadata,
+            tags=tags,
+            **self._write_options(create_only),
+        )
+
+    def _write_options(self, create_only: bool) -> dict[str, Any]:
+        """The hook's write arguments every object of this task shares (copies and markers)."""
+        return {
+            "storage_class": self.storage_class or None,
+            "retention": self._retention(),
+            "kms_key_id": self.kms_key_id or None,
+            "create_only": create_only,
+        }
 
     def _retention(self) -> tuple[str, datetime] | None:
         """Object Lock mode and retain-until date of a copy made now, or None."""
@@ -267,3 +327,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 yield src
             elif action is Action.UNCHANGED:
                 result["skipped_done"] += 1
+
+
+def _is_directory_marker(obj: ObjectInfo) -> bool:
+    return obj.size == 0 and obj.key.endswith("/")
