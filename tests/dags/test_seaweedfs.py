@@ -130,3 +130,24 @@ def test_backup_and_restore_on_seaweedfs(
 
 def conns(*roles: str) -> dict[str, str]:
     return {f"{role}_aws_conn_id": CONN_ID for role in roles}
+
+
+def test_put_empty_keeps_content_type_metadata_and_tags(weed_conn: Any, bucket_names: Any) -> None:
+    """The marker's write, on a key SeaweedFS keeps whole (it drops a directory marker's
+    metadata and tags); create_only leaves an existing key as it is."""
+    from s3br_provider.hooks.s3_bucket import S3BucketHook
+
+    s3, bucket = weed_conn, bucket_names("empty")
+    s3.create_bucket(Bucket=bucket)
+    hook = S3BucketHook(aws_conn_id=CONN_ID)
+    fields = {"content_type": "application/x-empty", "metadata": {"kind": "marker"}, "tags": {"dir": "yes"}}
+    assert hook.put_empty(bucket, "empty-typed", **fields) is True
+    (snap,) = snapshot_bucket(s3, bucket).values()
+    assert (snap.body, snap.content_type, snap.metadata, snap.tags) == (
+        b"",
+        "application/x-empty",
+        {"kind": "marker"},
+        {"dir": "yes"},
+    )
+    assert hook.put_empty(bucket, "empty-typed", **fields | {"tags": {}}, create_only=True) is False
+    assert snapshot_bucket(s3, bucket)["empty-typed"].tags == {"dir": "yes"}
