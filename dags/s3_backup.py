@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from s3br_provider.params import (
-    BACKUP_VARIABLE,
-    DAILY_BACKUP,
-    SOURCE_VARIABLE,
-    as_templates,
-    backup_params,
-    param_or_variable,
-)
+from s3br_provider.params import BACKUP_VARIABLE, DAILY_BACKUP, SOURCE_VARIABLE, backup_params, from_params
 from s3br_provider.task_groups import backup_group
 
 DOC = """
@@ -33,23 +26,16 @@ PARAMS = backup_params()
 @dag(
     dag_id="s3_backup",
     description="Back up an S3 bucket into a backup bucket; vanished objects are tagged, never deleted.",
+    tags=["s3br", "backup"],
     params=PARAMS,
     doc_md=DOC,
-    tags=["s3br", "backup"],
     **DAILY_BACKUP,
 )
 def s3_backup() -> None:
     backup_group(
         group_id="backup",
         prefix_group_id=False,
-        known_params=list(PARAMS),
-        **as_templates(PARAMS)
-        | {
-            "source_bucket": param_or_variable("source_bucket", SOURCE_VARIABLE),
-            "backup_bucket": param_or_variable("backup_bucket", BACKUP_VARIABLE),
-            "source_bucket_variable": SOURCE_VARIABLE,
-            "backup_bucket_variable": BACKUP_VARIABLE,
-        },
+        **from_params(PARAMS, source_bucket=SOURCE_VARIABLE, backup_bucket=BACKUP_VARIABLE),
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag
 
-from s3br_provider.params import DEFAULT_ARGS, as_templates, restore_params
+from s3br_provider.params import DEFAULT_ARGS, from_params, restore_params
 from s3br_provider.task_groups import restore_group
 
 DOC = """
@@ -43,9 +43,7 @@ PARAMS = restore_params()
     default_args=DEFAULT_ARGS,
 )
 def s3_restore() -> None:
-    restore_group(
-        group_id="restore", prefix_group_id=False, known_params=list(PARAMS), **as_templates(PARAMS)
-    )
+    restore_group(group_id="restore", prefix_group_id=False, **from_params(PARAMS))
 
 
 s3_restore()

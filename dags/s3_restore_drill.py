@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag
 
-from s3br_provider.params import (
-    BACKUP_VARIABLE,
-    DEFAULT_ARGS,
-    DRILL_VARIABLE,
-    as_templates,
-    drill_params,
-    param_or_variable,
-)
+from s3br_provider.params import BACKUP_VARIABLE, DRILL_VARIABLE, drill_params, from_params, ready_dag
 from s3br_provider.task_groups import drill_group
 
 DOC = """
@@ -40,27 +32,16 @@ PARAMS = drill_params()
 @dag(
     dag_id="s3_restore_drill",
     description="Weekly proof of recoverability: restore a random sample of a backup and check it.",
-    schedule="@weekly",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
+    tags=["s3br", "restore", "drill"],
     params=PARAMS,
     doc_md=DOC,
-    tags=["s3br", "restore", "drill"],
-    default_args=DEFAULT_ARGS,
+    **ready_dag("@weekly"),
 )
 def s3_restore_drill() -> None:
     drill_group(
         group_id="drill",
         prefix_group_id=False,
-        known_params=list(PARAMS),
-        **as_templates(PARAMS)
-        | {
-            "backup_bucket": param_or_variable("backup_bucket", BACKUP_VARIABLE),
-            "drill_bucket": param_or_variable("drill_bucket", DRILL_VARIABLE),
-            "backup_bucket_variable": BACKUP_VARIABLE,
-            "drill_bucket_variable": DRILL_VARIABLE,
-        },
+        **from_params(PARAMS, backup_bucket=BACKUP_VARIABLE, drill_bucket=DRILL_VARIABLE),
     )
 
 

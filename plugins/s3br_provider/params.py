@@ -33,18 +33,24 @@ from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 
 DEFAULT_ARGS = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True}
 """Task retries of the ready DAGs: transient S3 trouble gets two more tries, backing off."""
-DAILY_BACKUP = {
-    "schedule": "@daily",
-    "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
-    "catchup": False,
-    "max_active_runs": 1,
-    "default_args": DEFAULT_ARGS,
-}
-"""How the ready backup DAGs run (``@dag(..., **DAILY_BACKUP)``): daily, one run at a time, a
-missed day not caught up (the next run backs up everything that changed since)."""
 SOURCE_VARIABLE = "s3br_source_bucket"
 BACKUP_VARIABLE = "s3br_backup_bucket"
 DRILL_VARIABLE = "s3br_drill_bucket"
+
+
+def ready_dag(schedule: Any) -> dict[str, Any]:
+    """How the ready DAGs run (``@dag(..., **ready_dag("@daily"))``): on ``schedule``, one run
+    at a time, a missed run not caught up (the next one does everything that changed since)."""
+    return {
+        "schedule": schedule,
+        "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": DEFAULT_ARGS,
+    }
+
+
+DAILY_BACKUP = ready_dag("@daily")
 
 
 def _text(description: str, **schema: Any) -> dict[str, Any]:
@@ -214,6 +220,17 @@ def as_templates(params: dict[str, Param]) -> dict[str, str]:
 def _param_expression(name: str) -> str:
     """``params.name``, or ``params['name']`` where the name is a mapping's method (``keys``)."""
     return f"params[{name!r}]" if hasattr(dict, name) else f"params.{name}"
+
+
+def from_params(params: dict[str, Param], **variables: str) -> dict[str, Any]:
+    """What a ready DAG passes its factory: every Param as its template (``as_templates``), a
+    bucket named in ``variables`` falling back on that Airflow Variable (and the Variable named
+    for validate's error), and the Param names as ``known_params``."""
+    keywords: dict[str, Any] = as_templates(params)
+    for param, variable in variables.items():
+        keywords[param] = param_or_variable(param, variable)
+        keywords[f"{param}_variable"] = variable
+    return keywords | {"known_params": list(params)}
 
 
 def param_or_variable(param: str, variable: str) -> str:

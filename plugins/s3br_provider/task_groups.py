@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Unpack
+from typing import Any, TypedDict, Unpack
 
 from airflow.sdk import TaskGroup, task_group
 
@@ -40,6 +40,43 @@ from s3br_provider.operators.tag_deleted import S3TagDeletedOperator
 from s3br_provider.operators.validate import S3BackupValidateOperator, S3RestoreValidateOperator
 from s3br_provider.sensors.glacier_restore import GlacierRestoreSensor
 
+
+class GroupArguments(TypedDict, total=False):
+    """What every factory takes besides its flow's options.
+
+    :param prefix_group_id: False keeps the task ids without the ``group_id.`` prefix (the ready
+        DAGs do this; the run's files then stay in the run folder itself). Default True.
+    :param region_name: AWS region of every connection; default: each connection's.
+    :param botocore_config: botocore ``Config`` keyword arguments for every S3 client.
+    :param known_params: the DAG's Param names: validate fails a run whose conf names another.
+    """
+
+    prefix_group_id: bool
+    region_name: str | None
+    botocore_config: dict[str, Any] | None
+    known_params: Sequence[str] | None
+
+
+class BackupGroupArguments(BackupArguments, GroupArguments, total=False):
+    """``backup_group``'s keywords: the backup's options, the group's, and the Variables that
+    templates of the buckets fall back on (named in validate's error when both are empty)."""
+
+    source_bucket_variable: str | None
+    backup_bucket_variable: str | None
+
+
+class RestoreGroupArguments(RestoreArguments, GroupArguments, total=False):
+    """``restore_group``'s keywords: the restore's options and the group's."""
+
+
+class DrillGroupArguments(DrillArguments, GroupArguments, total=False):
+    """``drill_group``'s keywords: the drill's options, the group's, and the buckets' Variables."""
+
+    backup_bucket_variable: str | None
+    drill_bucket_variable: str | None
+
+
+_AWS_KEYWORDS = ("region_name", "botocore_config")
 PARTITION_GROUP = "partition"
 TAG_TRIGGER_RULE = "all_done_min_one_success"
 """tag_deleted's upstreams are diff and copy_batch: it runs when both are done and diff succeeded."""
@@ -56,17 +93,54 @@ def _times_60(minutes: int | str) -> int | str:
     return f"{{{{ (({match.group('expr')}) | int) * 60 }}}}"
 
 
-def _check_keywords(factory: str, options: dict[str, Any], allowed: type) -> None:
-    unknown = sorted(set(options) - set(allowed.__annotations__))
+def _names(typed: Any) -> frozenset[str]:
+    return typed.__required_keys__ | typed.__optional_keys__
+
+
+def _split(factory: str, keywords: dict[str, Any], options_type: Any, factory_type: Any) -> tuple[dict, dict]:
+    """A factory's ``**keywords`` as (the flow's options, the group's own keywords); one that
+    ``factory_type`` lacks is a TypeError, raised when the DAG file is parsed."""
+    unknown = sorted(set(keywords) - _names(factory_type))
     if unknown:
         raise TypeError(f"{factory}() got unexpected keyword argument(s): {', '.join(unknown)}")
+    options = {name: value for name, value in keywords.items() if name in _names(options_type)}
+    return options, {name: value for name, value in keywords.items() if name not in options}
 
 
-def _group(group_id: str, prefix_group_id: bool, tooltip: str, shared: dict[str, Any]) -> TaskGroup:
+def _shared(defaults: Any, options: dict[str, Any], grouping: dict[str, Any], **buckets: str) -> dict:
+    """A group's keywords with the defaults filled in: its tasks' ``default_args`` (``_group``)."""
+    aws = {name: grouping.get(name) for name in _AWS_KEYWORDS}
+    return defaults.to_dict() | options | buckets | aws
+
+
+def _validate_step(operator: type, options: dict[str, Any], grouping: dict[str, Any]) -> Any:
+    """The group's setup task: checks every option once, before anything is written; when it
+    fails, nothing else runs and its message is the run's only error. It also gets the group's
+    ``known_params`` and ``*_bucket_variable`` names."""
+    own = {name: value for name, value in grouping.items() if name not in ("prefix_group_id", *_AWS_KEYWORDS)}
+    return operator(task_id="validate", **own, **options).as_setup()
+
+
+def _wait_step(bucket: str, chooser: Any, shared: dict[str, Any], aws_conn_id: str) -> GlacierRestoreSensor:
+    """``wait_for_restore``: waits (deferred) until the archived objects ``chooser`` (``select``
+    or ``choose``) listed are readable; the group's poll interval and timeout in minutes."""
+    return GlacierRestoreSensor(
+        task_id="wait_for_restore",
+        bucket=bucket,
+        manifest_uri=chooser.output["archived_manifest"],
+        aws_conn_id=aws_conn_id,
+        poll_interval=shared["poll_interval_seconds"],
+        restore_timeout=_times_60(shared["restore_timeout_minutes"]),
+        partition_name=chooser.output["partition_name"],
+    )
+
+
+def _group(group_id: str, grouping: dict[str, Any], tooltip: str, shared: dict[str, Any]) -> TaskGroup:
     """The group whose ``default_args`` are its keywords: Airflow gives each task the ones its
     operator's signature names (as a DAG's ``default_args``), so a keyword is passed once here
     and reaches every operator that takes it. Names that mean something else to an operator
     (``aws_conn_id``, the base's TLS ``verify``) are passed to each task explicitly instead."""
+    prefix_group_id = grouping.get("prefix_group_id", True)
     aws = {"run_scope": group_id if prefix_group_id else None}
     return TaskGroup(
         group_id=group_id, prefix_group_id=prefix_group_id, tooltip=tooltip, default_args=shared | aws
@@ -105,46 +179,26 @@ def backup_group(
     source_bucket: str,
     backup_bucket: str,
     verify: bool | str = B.verify,
-    source_bucket_variable: str | None = None,
-    backup_bucket_variable: str | None = None,
-    prefix_group_id: bool = True,
-    region_name: str | None = None,
-    botocore_config: dict[str, Any] | None = None,
-    known_params: Sequence[str] | None = None,
-    **options: Unpack[BackupArguments],
+    **keywords: Unpack[BackupGroupArguments],
 ) -> TaskGroup:
     """Back up ``source_bucket`` into ``backup_bucket``: ``validate -> plan_partitions ->
     partition[p](diff -> copy_batch -> tag_deleted) -> report``, inside the current DAG.
 
     The keywords are ``s3_backup``'s Params (see the README; ``core.settings.BackupArguments``
-    declares their types, ``BACKUP_DEFAULTS`` their defaults), plus:
+    declares their types, ``BACKUP_DEFAULTS`` their defaults), and those of
+    ``BackupGroupArguments``; ``group_id`` is the TaskGroup's id, also the sub-folder of the
+    run's files, so several groups in one DAG keep apart.
 
-    :param group_id: the TaskGroup's id; also the sub-folder of the run's files, so several
-        groups in one DAG keep apart.
-    :param source_bucket_variable: the Airflow Variable a template of ``source_bucket`` falls
-        back on, named in the error when both are empty.
-    :param backup_bucket_variable: the same for ``backup_bucket``.
-    :param prefix_group_id: False keeps the task ids without the ``group_id.`` prefix (the
-        ``s3_backup`` DAG does this; the run's files then stay in the run folder itself).
-    :param region_name: AWS region of both connections; default: each connection's.
-    :param botocore_config: botocore ``Config`` keyword arguments for every S3 client.
-    :param known_params: the DAG's Param names: validate fails a run whose conf names another.
     :return: the TaskGroup, to set dependencies on (``start >> backup_group(...)``).
     """
-    _check_keywords("backup_group", options, BackupArguments)
-    shared = B.to_dict() | dict(options) | {"source_bucket": source_bucket, "backup_bucket": backup_bucket}
+    options, grouping = _split("backup_group", keywords, BackupArguments, BackupGroupArguments)
+    shared = _shared(B, options, grouping, source_bucket=source_bucket, backup_bucket=backup_bucket)
     del shared["verify"]  # the copies' verify; a task's own ``verify`` is its TLS setting
-    shared |= {"verify_copies": verify, "region_name": region_name, "botocore_config": botocore_config}
+    shared["verify_copies"] = verify
     source_conn, backup_conn = shared["source_aws_conn_id"], shared["backup_aws_conn_id"]
     tooltip = f"s3br backup {group_id}: validate, plan, partitions, report"
-    with _group(group_id, prefix_group_id, tooltip, shared) as group:
-        validate = S3BackupValidateOperator(
-            task_id="validate",
-            source_bucket_variable=source_bucket_variable,
-            backup_bucket_variable=backup_bucket_variable,
-            known_params=known_params,
-            **options,
-        ).as_setup()
+    with _group(group_id, grouping, tooltip, shared) as group:
+        validate = _validate_step(S3BackupValidateOperator, options, grouping)
         plan = S3PlanPartitionsOperator(
             task_id="plan_partitions",
             bucket=source_bucket,
@@ -191,31 +245,23 @@ def restore_group(
     group_id: str,
     backup_bucket: str,
     target_bucket: str,
-    prefix_group_id: bool = True,
-    region_name: str | None = None,
-    botocore_config: dict[str, Any] | None = None,
-    known_params: Sequence[str] | None = None,
-    **options: Unpack[RestoreArguments],
+    **keywords: Unpack[RestoreGroupArguments],
 ) -> TaskGroup:
     """Restore ``backup_bucket`` into ``target_bucket``: ``validate -> create_target ->
     plan_partitions -> partition[p](select -> request_restore -> wait_for_restore ->
     copy_batch) -> verify_and_report``, inside the current DAG.
 
     The keywords are ``s3_restore``'s Params (see the README; ``core.settings.RestoreArguments``
-    declares their types, ``RESTORE_DEFAULTS`` their defaults), plus ``group_id``,
-    ``prefix_group_id``, ``region_name``, ``botocore_config`` and ``known_params`` as for
-    :func:`backup_group`.
+    declares their types, ``RESTORE_DEFAULTS`` their defaults) and ``GroupArguments``; ``group_id``
+    as for :func:`backup_group`.
     :return: the TaskGroup.
     """
-    _check_keywords("restore_group", options, RestoreArguments)
-    shared = R.to_dict() | dict(options) | {"backup_bucket": backup_bucket, "target_bucket": target_bucket}
-    shared |= {"region_name": region_name, "botocore_config": botocore_config}
+    options, grouping = _split("restore_group", keywords, RestoreArguments, RestoreGroupArguments)
+    shared = _shared(R, options, grouping, backup_bucket=backup_bucket, target_bucket=target_bucket)
     backup_conn, target_conn = shared["backup_aws_conn_id"], shared["target_aws_conn_id"]
     tooltip = f"s3br restore {group_id}: validate, create, plan, partitions, report"
-    with _group(group_id, prefix_group_id, tooltip, shared) as group:
-        validate = S3RestoreValidateOperator(
-            task_id="validate", known_params=known_params, **options
-        ).as_setup()
+    with _group(group_id, grouping, tooltip, shared) as group:
+        validate = _validate_step(S3RestoreValidateOperator, options, grouping)
         create_target = S3CreateTargetBucketOperator(task_id="create_target", aws_conn_id=target_conn)
         plan = S3RestorePlanOperator(task_id="plan_partitions", bucket=backup_bucket, aws_conn_id=backup_conn)
 
@@ -226,15 +272,7 @@ def restore_group(
             request = S3RequestRestoreOperator(
                 task_id="request_restore", partition=partition, manifest_uri=archived, aws_conn_id=backup_conn
             )
-            wait = GlacierRestoreSensor(
-                task_id="wait_for_restore",
-                bucket=backup_bucket,
-                manifest_uri=archived,
-                aws_conn_id=backup_conn,
-                poll_interval=shared["poll_interval_seconds"],
-                restore_timeout=_times_60(shared["restore_timeout_minutes"]),
-                partition_name=select.output["partition_name"],
-            )
+            wait = _wait_step(backup_bucket, select, shared, backup_conn)
             copy = _copy_step(
                 partition,
                 select.output,
@@ -259,37 +297,23 @@ def drill_group(
     group_id: str,
     backup_bucket: str,
     drill_bucket: str,
-    backup_bucket_variable: str | None = None,
-    drill_bucket_variable: str | None = None,
-    prefix_group_id: bool = True,
-    region_name: str | None = None,
-    botocore_config: dict[str, Any] | None = None,
-    known_params: Sequence[str] | None = None,
-    **options: Unpack[DrillArguments],
+    **keywords: Unpack[DrillGroupArguments],
 ) -> TaskGroup:
     """A restore drill of ``backup_bucket`` into ``drill_bucket``: ``validate -> plan_partitions
     -> partition[p](sample) -> choose -> request_restore -> wait_for_restore ->
     restore_and_verify``, inside the current DAG.
 
     The keywords are ``s3_restore_drill``'s Params (``core.settings.DrillArguments``, defaults
-    ``DRILL_DEFAULTS``), plus ``group_id``, ``prefix_group_id``, ``region_name``,
-    ``botocore_config``, ``known_params`` and the ``*_bucket_variable`` names as for
+    ``DRILL_DEFAULTS``) and those of ``DrillGroupArguments``; ``group_id`` as for
     :func:`backup_group`.
     :return: the TaskGroup.
     """
-    _check_keywords("drill_group", options, DrillArguments)
-    shared = D.to_dict() | dict(options) | {"backup_bucket": backup_bucket, "drill_bucket": drill_bucket}
-    shared |= {"region_name": region_name, "botocore_config": botocore_config}
+    options, grouping = _split("drill_group", keywords, DrillArguments, DrillGroupArguments)
+    shared = _shared(D, options, grouping, backup_bucket=backup_bucket, drill_bucket=drill_bucket)
     backup_conn = shared["backup_aws_conn_id"]
     tooltip = f"s3br restore drill {group_id}: validate, plan, sample, restore and verify"
-    with _group(group_id, prefix_group_id, tooltip, shared) as group:
-        validate = S3DrillValidateOperator(
-            task_id="validate",
-            backup_bucket_variable=backup_bucket_variable,
-            drill_bucket_variable=drill_bucket_variable,
-            known_params=known_params,
-            **options,
-        ).as_setup()
+    with _group(group_id, grouping, tooltip, shared) as group:
+        validate = _validate_step(S3DrillValidateOperator, options, grouping)
         plan = S3PlanPartitionsOperator(
             task_id="plan_partitions", bucket=backup_bucket, aws_conn_id=backup_conn
         )
@@ -310,15 +334,7 @@ def drill_group(
         request = S3RequestRestoreOperator(
             task_id="request_restore", manifest_uri=archived, aws_conn_id=backup_conn
         )
-        wait = GlacierRestoreSensor(
-            task_id="wait_for_restore",
-            bucket=backup_bucket,
-            manifest_uri=archived,
-            aws_conn_id=backup_conn,
-            poll_interval=shared["poll_interval_seconds"],
-            restore_timeout=_times_60(shared["restore_timeout_minutes"]),
-            partition_name=choose.output["partition_name"],
-        )
+        wait = _wait_step(backup_bucket, choose, shared, backup_conn)
         verify = S3DrillVerifyOperator(
             task_id="restore_and_verify", chosen=choose.output, aws_conn_id=shared["drill_aws_conn_id"]
         )

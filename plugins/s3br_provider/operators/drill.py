@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
@@ -429,44 +430,18 @@ class S3DrillVerifyOperator(S3brBaseOperator):
         """What the restored copy of ``obj`` does not share with the backup object, and (where
         the source object is unchanged since its backup) with the source; and whether the
         source was compared."""
-        backup, drill = self.hook_for(self.backup_aws_conn_id or self.aws_conn_id), self.hook
-        key = drill_key(run_id, obj.key)
-        ours, ours_tags = (
-            drill.head(self.drill_bucket, key, checksums=True),
-            drill.get_tags(self.drill_bucket, key),
-        )
-        theirs = backup.head(self.backup_bucket, obj.key, checksums=True)
-        theirs_tags = backup.get_tags(self.backup_bucket, obj.key)
-        found = self._compared(backup, self.backup_bucket, obj.key, theirs, theirs_tags, key, ours, ours_tags)
+        backup = self.hook_for(self.backup_aws_conn_id or self.aws_conn_id)
+        ours = _Read.of(self.hook, self.drill_bucket, drill_key(run_id, obj.key))
+        theirs = _Read.of(backup, self.backup_bucket, obj.key)
+        found = _compared(theirs, ours)
         if not self.source_bucket:
             return found, False
         source = self.hook_for(self.source_aws_conn_id or self.aws_conn_id)
         source_head = _head_or_none(source, self.source_bucket, obj.key)
-        if not unchanged_since_backup(source_head, theirs):
+        if source_head is None or not unchanged_since_backup(source_head, theirs.head):
             return found, False
-        source_tags = source.get_tags(self.source_bucket, obj.key)
-        against = self._compared(
-            source, self.source_bucket, obj.key, source_head, source_tags, key, ours, ours_tags
-        )
+        against = _compared(_Read.of(source, self.source_bucket, obj.key, source_head), ours)
         return found + [f"source: {problem}" for problem in against], True
-
-    def _compared(
-        self,
-        hook: S3BucketHook,
-        bucket: str,
-        key: str,
-        head: dict[str, Any],
-        tags: dict[str, str],
-        drill_key_: str,
-        ours: dict[str, Any],
-        ours_tags: dict[str, str],
-    ) -> list[str]:
-        found = differences(head, ours, tags, ours_tags)
-        if "bytes unknown" in found:  # no checksum or MD5 both carry: read both
-            found.remove("bytes unknown")
-            if _digest(hook, bucket, key) != _digest(self.hook, self.drill_bucket, drill_key_):
-                found.append("bytes differ")
-        return found
 
     def _report(
         self,
@@ -502,6 +477,35 @@ class S3DrillVerifyOperator(S3brBaseOperator):
             "classes": chosen["classes"],
             "estimate": estimate,
         }
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One object as the drill's check reads it: where it is, its head (with checksums), its tags."""
+
+    hook: S3BucketHook
+    bucket: str
+    key: str
+    head: dict[str, Any]
+    tags: dict[str, str]
+
+    @classmethod
+    def of(cls, hook: S3BucketHook, bucket: str, key: str, head: dict[str, Any] | None = None) -> _Read:
+        head = head if head is not None else hook.head(bucket, key, checksums=True)
+        return cls(hook, bucket, key, head, hook.get_tags(bucket, key))
+
+
+def _compared(expected: _Read, restored: _Read) -> list[str]:
+    """What ``restored`` does not share with ``expected``; bytes read and hashed on both sides
+    only where no checksum or MD5 is carried by both."""
+    found = differences(expected.head, restored.head, expected.tags, restored.tags)
+    if "bytes unknown" in found:
+        found.remove("bytes unknown")
+        if _digest(expected.hook, expected.bucket, expected.key) != _digest(
+            restored.hook, restored.bucket, restored.key
+        ):
+            found.append("bytes differ")
+    return found
 
 
 def _head_or_none(hook: S3BucketHook, bucket: str, key: str) -> dict[str, Any] | None:

@@ -29,7 +29,8 @@ from s3br_provider.core.events import (
 from s3br_provider.core.objects import ARCHIVE_CLASSES, ObjectInfo, epoch_seconds
 from s3br_provider.core.pool import bounded_map
 from s3br_provider.core.progress import format_bytes
-from s3br_provider.core.settings import MAX_COPY_OBJECT_MB, SettingsError, check_int
+from s3br_provider.core.settings import BACKUP_DEFAULTS as B
+from s3br_provider.core.settings import SettingsError, check_int
 from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import mark_deleted
 from s3br_provider.hooks.errors import error_code
@@ -106,16 +107,19 @@ class S3EventsBatchOperator(S3brBaseOperator):
     :param source_aws_conn_id: connection of the source bucket; default ``aws_conn_id``.
     :param queue_aws_conn_id: connection of the queue; default ``aws_conn_id``.
     :param threads: changes applied in parallel.
+    :return: the batch's counts (messages, events, keys, bytes, failed, each outcome, test and
+        unknown messages, deleted messages, visibility extensions), its lag percentiles and the
+        failures, named by key.
     """
 
     template_fields: Sequence[str] = (
         *S3brBaseOperator.template_fields,
-        "source_bucket",
-        "backup_bucket",
         "queue_url",
         "max_messages",
         "visibility_timeout",
         "wait_time_seconds",
+        "source_bucket",
+        "backup_bucket",
         "multipart_threshold_mb",
         "storage_class",
         "cloudwatch_namespace",
@@ -132,9 +136,9 @@ class S3EventsBatchOperator(S3brBaseOperator):
         max_messages: int | str = 2000,
         visibility_timeout: int | str = 300,
         wait_time_seconds: int | str = 5,
-        multipart_threshold_mb: int | str = MAX_COPY_OBJECT_MB,
+        multipart_threshold_mb: int | str = B.multipart_threshold_mb,
         storage_class: str | None = None,
-        cloudwatch_namespace: str = "BackupRecovery",
+        cloudwatch_namespace: str = B.cloudwatch_namespace,
         source_aws_conn_id: str | None = None,
         queue_aws_conn_id: str | None = None,
         threads: int = DEFAULT_COPY_THREADS,

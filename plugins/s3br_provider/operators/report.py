@@ -51,7 +51,6 @@ class S3BackupReportOperator(S3brBaseOperator):
     :param tag_results: results of the mapped tag tasks.
     :param dry_run: report only; write no report file or statistics.
     :param cloudwatch_namespace: namespace for metrics; ``""`` turns them off.
-    :param run_folder_uri: where the report goes; default ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``.
     :param source_aws_conn_id: recorded in the report.
     """
 
@@ -66,7 +65,6 @@ class S3BackupReportOperator(S3brBaseOperator):
         "tag_results",
         "dry_run",
         "cloudwatch_namespace",
-        "run_folder_uri",
         "source_aws_conn_id",
     )
 
@@ -79,10 +77,9 @@ class S3BackupReportOperator(S3brBaseOperator):
         diff_results: Any,
         copy_results: Any,
         tag_results: Any,
-        prefix: str = "",
-        dry_run: bool | str = False,
+        prefix: str = BACKUP_DEFAULTS.prefix,
+        dry_run: bool | str = BACKUP_DEFAULTS.dry_run,
         cloudwatch_namespace: str = BACKUP_DEFAULTS.cloudwatch_namespace,
-        run_folder_uri: str | None = None,
         source_aws_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -99,7 +96,6 @@ class S3BackupReportOperator(S3brBaseOperator):
         self.tag_results = tag_results
         self.dry_run = dry_run
         self.cloudwatch_namespace = cloudwatch_namespace
-        self.run_folder_uri = run_folder_uri
         self.source_aws_conn_id = source_aws_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -168,7 +164,7 @@ class S3BackupReportOperator(S3brBaseOperator):
         context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=run_summary(settings, totals, missing, failures))
         self._publish(totals)
         if not self.dry_run:
-            report_uri = f"{self.run_uri(context, self.backup_bucket, self.run_folder_uri)}/report.json"
+            report_uri = f"{self.run_uri(context, self.backup_bucket)}/report.json"
             self.hook.put_json(
                 report_uri, json.dumps(report, ensure_ascii=False, indent=1, default=str).encode()
             )
