@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from s3br_provider.core.deleted_index import TAGGED_PREFIX
 from s3br_provider.operators.events_batch import S3EventsBatchOperator
 from s3br_provider.operators.events_setup import NOTIFICATION_ID, POLICY_SID, S3EventsSetupOperator
 from tests.integration.conftest import PROXY_CONN_ID
@@ -223,9 +224,12 @@ def test_requests_per_change(s3: Any, pair: dict[str, str], fault_proxy: FaultPr
         "HeadObject": 10,
         "GetObjectTagging": 10,
         "PutObjectTagging": 10,
+        "PutObject": 1,  # once per batch that marks deletions: retires the deleted-key index
         "PutMetricData": 1,
         **sqs_requests(10),
     }
+    markers = s3.list_objects_v2(Bucket=pair["backup"], Prefix=TAGGED_PREFIX).get("Contents", [])
+    assert len(markers) == 1, markers
 
 
 def test_a_failed_change_leaves_its_message(

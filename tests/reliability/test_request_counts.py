@@ -1,4 +1,4 @@
-"""The fewest requests: exact counts of what a backup sends, recorded by the proxy.
+"""The fewest requests: exact counts of what a backup and a restore send, recorded by the proxy.
 
 For N objects and P planned partitions, a full backup may send at most N CopyObject plus
 2 x ceil(N/1000) listings plus 30 requests per partition (the run's fixed costs: bucket checks,
@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import PROXY_CONN_ID, TEXT, Obj, assert_succeeded, backup_run, put, via
+from s3br_provider.core.deleted_index import tagged_marker_key
+from tests.reliability.conftest import (
+    PROXY_CONN_ID,
+    TEXT,
+    Obj,
+    assert_succeeded,
+    backup_run,
+    put,
+    restore_run,
+    via,
+)
 from tests.support.dag_runs import RunResult
 from tests.support.fault_proxy import FaultProxy
 from tests.support.s3 import list_keys
@@ -28,15 +38,17 @@ PER_PARTITION = 30
 
 
 def partitions(result: RunResult) -> int:
-    return sum(1 for name in result.tasks if name.startswith("partition.diff["))
+    return sum(1 for name in result.tasks if name.startswith(("partition.diff[", "partition.select[")))
 
 
-def bounded_requests(proxy: FaultProxy, result: RunResult, label: str) -> tuple[Counter[str], int]:
+def bounded_requests(
+    proxy: FaultProxy, result: RunResult, label: str, n: int = N
+) -> tuple[Counter[str], int]:
     """The run's requests by operation, and the bound on those that are not CopyObject."""
     operations = proxy.operations()
     parts = partitions(result)
-    bound = 2 * math.ceil(N / 1000) + PER_PARTITION * parts
-    print(f"{label}: N={N}, partitions={parts}, requests={sum(operations.values())}: {dict(operations)}")
+    bound = 2 * math.ceil(n / 1000) + PER_PARTITION * parts
+    print(f"{label}: N={n}, partitions={parts}, requests={sum(operations.values())}: {dict(operations)}")
     return operations, bound
 
 
@@ -68,3 +80,47 @@ def test_a_backup_sends_one_copy_per_object_and_few_other_requests(
     operations, bound = bounded_requests(proxy, idle, "nothing to do")
     assert operations["CopyObject"] == 0 and operations["PutObjectTagging"] == 0, operations
     assert sum(operations.values()) <= bound, (bound, operations)
+
+
+def test_a_restore_reads_no_tags_where_the_deleted_key_index_can_tell(
+    s3: Any, bucket_names: Any, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a backup that tagged every vanished object, a restore of N live objects sends N
+    CopyObject and no GetObjectTagging; once something else has marked objects deleted (the
+    continuous backup's marker), it reads every object's tags again, and restores the same."""
+    monkeypatch.setenv("AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION", str(N // 4))
+    source, backup = bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    objects = {f"p{i % 10}/obj-{i:05d}.txt": Obj(f"object {i}".encode(), TEXT) for i in range(N)}
+    objects["p1/tagged.txt"] = Obj(b"tagged", TEXT, {}, {"team": "data"})
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda item: put(s3, source, *item), objects.items()))
+    conf = {**via(PROXY_CONN_ID, "s3_backup"), "cloudwatch_namespace": ""}
+    assert_succeeded(backup_run(source, backup, **conf))
+    gone = [key for key in sorted(objects)[::100] if key != "p1/tagged.txt"]
+    s3.delete_objects(Bucket=source, Delete={"Objects": [{"Key": key} for key in gone]})
+    assert_succeeded(backup_run(source, backup, **conf))
+    live = sorted(set(objects) - set(gone))
+    restore_conf = {**via(PROXY_CONN_ID, "s3_restore"), "cloudwatch_namespace": ""}
+
+    proxy.reset_records()
+    first = bucket_names("new")
+    result = restore_run(backup, first, **restore_conf)
+    assert_succeeded(result)
+    operations, bound = bounded_requests(proxy, result, "restore with the index", n=len(live))
+    assert operations["CopyObject"] == len(live) and operations["GetObjectTagging"] == 0, operations
+    assert sum(operations.values()) - operations["CopyObject"] <= bound, (bound, operations)
+    assert list_keys(s3, first) == live
+    assert s3.get_object_tagging(Bucket=first, Key="p1/tagged.txt")["TagSet"] == [
+        {"Key": "team", "Value": "data"}
+    ]
+
+    s3.put_object(Bucket=backup, Key=tagged_marker_key("continuous"), Body=b"{}")
+    proxy.reset_records()
+    second = bucket_names("again")
+    result = restore_run(backup, second, **restore_conf)
+    assert_succeeded(result)
+    operations, _ = bounded_requests(proxy, result, "restore without a usable index", n=len(live))
+    assert operations["GetObjectTagging"] == len(live) + len(gone), operations
+    assert list_keys(s3, second) == live

@@ -7,6 +7,7 @@ they name is done. A batch that fails, or a worker that dies, leaves its message
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
+from s3br_provider.core.deleted_index import tagged_marker_key
 from s3br_provider.core.events import (
     Change,
     KeyChange,
@@ -198,6 +200,7 @@ class S3EventsBatchOperator(S3brBaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
+        self._run_id, self._index_lock, self._index_retired = context["run_id"], threading.Lock(), False
         result: dict[str, Any] = dict.fromkeys(("messages", "events", "keys", "bytes", "failed"), 0)
         result |= dict.fromkeys((*OUTCOMES, "test_events", "unknown", "deleted_messages", "extensions"), 0)
         result |= {"lag_p50": 0.0, "lag_p95": 0.0, "lag_max": 0.0, "failures": []}
@@ -379,6 +382,7 @@ class S3EventsBatchOperator(S3brBaseOperator):
         merge = mark_deleted(existing, datetime.now(UTC))
         if merge.tags == existing:
             return "already_deleted"
+        self._retire_deleted_index()
         self.hook.put_tags(self.backup_bucket, key, merge.tags)
         if merge.dropped:
             self.log.warning(
@@ -389,6 +393,18 @@ class S3EventsBatchOperator(S3brBaseOperator):
                 sorted(merge.dropped),
             )
         return "tagged_deleted"
+
+    def _retire_deleted_index(self) -> None:
+        """Before the batch's first deleted marker: a marker under ``_s3br/index/deleted/tagged/``
+        that retires the backup's deleted-key index (``core.deleted_index``), which cannot know
+        of this tagging, until the next ``s3_backup`` writes a new one. Once per batch."""
+        with self._index_lock:
+            if self._index_retired:
+                return
+            uri = f"s3://{self.backup_bucket}/{tagged_marker_key(self._run_id)}"
+            body = {"run_id": self._run_id, "at": datetime.now(UTC).isoformat()}
+            self.hook.put_json(uri, json.dumps(body).encode())
+            self._index_retired = True
 
     def _copy_tags(self, key: str) -> str | None:
         """Give the backup copy the source's tags; None if either object is missing (then the

@@ -10,6 +10,7 @@ from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.backups_view import SUMMARY_XCOM_KEY, run_summary
+from s3br_provider.core.deleted_index import build_index, index_key
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, join_partitions, missing_steps, partition_table, total
 from s3br_provider.core.settings import BACKUP_DEFAULTS
@@ -52,6 +53,8 @@ class S3BackupReportOperator(S3brBaseOperator):
     :param dry_run: report only; write no report file or statistics.
     :param cloudwatch_namespace: namespace for metrics; ``""`` turns them off.
     :param source_aws_conn_id: recorded in the report.
+    :param tag_deleted: the backup's option: with it on, a run in which every vanished object was
+        tagged writes the deleted-key index restores read (``core.deleted_index``).
     """
 
     template_fields: Sequence[str] = (
@@ -66,6 +69,7 @@ class S3BackupReportOperator(S3brBaseOperator):
         "dry_run",
         "cloudwatch_namespace",
         "source_aws_conn_id",
+        "tag_deleted",
     )
 
     def __init__(
@@ -81,6 +85,7 @@ class S3BackupReportOperator(S3brBaseOperator):
         dry_run: bool | str = BACKUP_DEFAULTS.dry_run,
         cloudwatch_namespace: str = BACKUP_DEFAULTS.cloudwatch_namespace,
         source_aws_conn_id: str | None = None,
+        tag_deleted: bool | str = BACKUP_DEFAULTS.tag_deleted,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("trigger_rule", REPORT_TRIGGER_RULE)
@@ -97,6 +102,7 @@ class S3BackupReportOperator(S3brBaseOperator):
         self.dry_run = dry_run
         self.cloudwatch_namespace = cloudwatch_namespace
         self.source_aws_conn_id = source_aws_conn_id
+        self.tag_deleted = tag_deleted
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
@@ -170,6 +176,7 @@ class S3BackupReportOperator(S3brBaseOperator):
             )
             self.log.info("Report written to %s", report_uri)
             self._keep_statistics(self.hook, rows)
+            self._keep_deleted_index(context, rows, missing)
         if missing:
             raise AirflowException(f"backup incomplete: no result from {', '.join(missing)}")
         if totals["failed"]:
@@ -196,6 +203,24 @@ class S3BackupReportOperator(S3brBaseOperator):
             },
             {"SourceBucket": self.source_bucket, "BackupBucket": self.backup_bucket},
         )
+
+    def _keep_deleted_index(self, context: Any, rows: list[dict[str, Any]], missing: list[str]) -> None:
+        """After a run in which every vanished object is tagged, the index of the deleted keys
+        (its vanished manifests by key range) that restores read instead of every object's tags."""
+        if not self.tag_deleted or missing or total(rows, "tag", "failed"):
+            self.log.info("No deleted-key index from this run (tagging off, incomplete or failed)")
+            return
+        ranges = {int(p["index"]): p for p in as_list(self.partitions)}
+        index = build_index(
+            prefix=self.prefix,
+            source_bucket=self.source_bucket,
+            dag_id=self.dag_id,
+            run_id=context["run_id"],
+            partitions=[{**ranges[row["index"]], **(row["diff"] or {})} for row in rows],
+        )
+        uri = f"s3://{self.backup_bucket}/{index_key(self.prefix)}"
+        self.hook.put_json(uri, json.dumps(index, ensure_ascii=False).encode())
+        self.log.info("Deleted-key index written to %s", uri)
 
     def _keep_statistics(self, backup: Any, rows: list[dict[str, Any]]) -> None:
         sample_sets = []

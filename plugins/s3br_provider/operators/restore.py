@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
+from s3br_provider.core.deleted_index import INDEX_PREFIX, choose_index, manifests_in_range
 from s3br_provider.core.manifest import read_manifest, writing_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import bounded_map_ordered, prefetch
@@ -17,7 +19,7 @@ from s3br_provider.core.restore_state import ARCHIVE_STATUS, needs_restore
 from s3br_provider.core.selection import is_selected
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.core.settings import as_of_epoch
-from s3br_provider.core.tags import strip_marker
+from s3br_provider.core.tags import DELETED_TAG, strip_marker
 from s3br_provider.core.versions import objects_as_of
 from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import (
@@ -200,7 +202,16 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         if self.keys:
             counts["missing"] = 0
 
+        index = None if self.keys or as_of is not None else self._deleted_index(backup, bucket)
+
         def inspect(obj: ObjectInfo) -> ObjectInfo | None:
+            # Written before the index (LastModified has whole seconds: strictly before).
+            if index is not None and obj.last_modified < index[1] and obj.storage_class != TIERING:
+                if obj.key not in index[0]:
+                    return obj  # live by the index: no tag read; the copy copies its tags
+                if not self.include_deleted:
+                    obj.tags = {DELETED_TAG: "True"}  # left out without reading them
+                    return obj
             if obj.extra.pop(NAMED, False):
                 found = backup.object_info(bucket, obj.key, as_of)
                 if found is None:
@@ -230,7 +241,8 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
                     if self.keys:
                         _name(named_keys["deleted_keys"], obj.key)
                     continue
-                obj.tags = strip_marker(obj.tags or {})
+                if obj.tags is not None:
+                    obj.tags = strip_marker(obj.tags)
                 archived = needs_restore(obj.storage_class, obj.extra.get(ARCHIVE_STATUS))
                 counts["selected"] += 1
                 counts["archived"] += archived
@@ -264,6 +276,35 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
             "archived_manifest": archived_uri if written and counts["archived"] else "",
         }
 
+    def _deleted_index(self, backup: S3BucketHook, bucket: str) -> tuple[set[str], float] | None:
+        """This partition's deleted keys by the backup's deleted-key index, and when the index was
+        written; None where no index can be trusted (``core.deleted_index``): then every object's
+        tags are read. Costs one listing, one GET and one per overlapping vanished manifest."""
+        pages = backup.conn.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=INDEX_PREFIX)
+        listing = [
+            (o["Key"], o["LastModified"].timestamp()) for page in pages for o in page.get("Contents", [])
+        ]
+        chosen = choose_index(listing, self.prefix)
+        body = backup.get_json_bytes(f"s3://{bucket}/{chosen[0]}") if chosen else None
+        uris = manifests_in_range(json.loads(body), self.key_range) if body else None
+        if chosen is None or uris is None:
+            self.log.info("%s: no usable deleted-key index: reading every object's tags", self.label)
+            return None
+        deleted = {
+            record["k"]
+            for uri in uris
+            for record in read_manifest(backup, uri)
+            if self.key_range.contains(record["k"])
+        }
+        self.log.info(
+            "%s: deleted-key index %s: %d deleted key(s) in range; tags read only for objects "
+            "written after it",
+            self.label,
+            chosen[0],
+            len(deleted),
+        )
+        return deleted, chosen[1]
+
     def _log_named(self, named_keys: dict[str, list[str]]) -> None:
         if named_keys["missing_keys"]:
             self.log.warning("%s: keys not in the backup: %s", self.label, named_keys["missing_keys"])
@@ -275,6 +316,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
             )
 
 
+TIERING = "INTELLIGENT_TIERING"  # its archive status needs a HeadObject, so it is always inspected
 NAMED = "named"
 """Record flag of a key named in ``keys``: select reads it by name (it is not listed)."""
 
@@ -286,7 +328,7 @@ def _name(names: list[str], key: str) -> None:
 
 def _inspect(backup: S3BucketHook, bucket: str, obj: ObjectInfo) -> ObjectInfo:
     """Read what a listing lacks: tags, and an Intelligent-Tiering object's archive status."""
-    if obj.storage_class == "INTELLIGENT_TIERING":
+    if obj.storage_class == TIERING:
         status = backup.head(bucket, obj.key, obj.version_id).get("ArchiveStatus")
         if status:
             obj.extra[ARCHIVE_STATUS] = status
