@@ -219,23 +219,6 @@ def test_reserved_key_after_the_jump_point_does_not_loop(
     assert [o.key for o in listed(hook, bucket)] == ["_a", "_t", "z"]
 
 
-def test_list_common_prefixes(hook: S3BucketHook, big_bucket: str, odd_bucket: OddBucket) -> None:
-    assert hook.list_common_prefixes(big_bucket, "", limit=100) == ["page/"]  # never _s3br/
-    found = hook.list_common_prefixes(odd_bucket.name, "", limit=100)
-    assert found[:4] == ["data/", "double/", "emoji/", "empty/"]
-    assert "folder/" in found and "ünïcödé/" in found and "日本語/" in found
-    assert hook.list_common_prefixes(odd_bucket.name, "", limit=3) == found[:3]
-    assert hook.list_common_prefixes(odd_bucket.name, "folder/", limit=100) == ["folder/sub/"]
-
-
-def test_count_keys_reads_pages_up_to_the_limit(hook: S3BucketHook, big_bucket: str) -> None:
-    assert hook.count_keys(big_bucket, "page/") == (1000, True)
-    assert hook.count_keys(big_bucket, "page/", limit=5000) == (1200, False)  # two pages
-    assert hook.count_keys(big_bucket, "page/", limit=1200) == (1200, True)
-    assert hook.count_keys(big_bucket, "page/000") == (100, False)
-    assert hook.count_keys(big_bucket, "nothing/") == (0, False)
-
-
 def test_list_uploads(hook: S3BucketHook, s3: Any, new_bucket: Callable[..., str]) -> None:
     bucket = new_bucket("uploads")
     first = s3.create_multipart_upload(Bucket=bucket, Key="a/ü 1")["UploadId"]

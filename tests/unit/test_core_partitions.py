@@ -12,7 +12,6 @@ from s3br_provider.core.partitions import (
     KeyRange,
     even_boundaries,
     keys_per_partition,
-    plan_from_prefix_counts,
     plan_from_samples,
     ranges_from_boundaries,
 )
@@ -120,47 +119,8 @@ def test_ranges_cover_random_keys_exactly_once() -> None:
         assert len(holders(ranges, key)) == 1, key
 
 
-PREFIXES_100 = [f"{i:02d}/" for i in range(100)]
-
-
-def plan_from_prefixes(prefixes: list[str], max_partitions: int) -> list[KeyRange]:
-    """One prefix per range where possible: every prefix counts as a full partition."""
-    counts = [(p, 1, False) for p in sorted(set(prefixes))]
-    return plan_from_prefix_counts(counts, target_keys=1, max_partitions=max_partitions)
-
-
-@pytest.mark.parametrize("max_partitions", [1, 2, 3, 64, 100, 1000])
-@pytest.mark.parametrize("prefixes", [[], ["only/"], ["a/", "b/", "c/", "d/"], PREFIXES_100])
-def test_plan_from_prefixes_respects_max_partitions(prefixes: list[str], max_partitions: int) -> None:
-    ranges = plan_from_prefixes(prefixes, max_partitions)
-    assert 1 <= len(ranges) <= max_partitions
-    assert len(ranges) <= max(1, len(prefixes))
-    assert_tiles_key_space(ranges)
-    assert {r.end for r in ranges[:-1]} <= set(prefixes)
-
-
-@pytest.mark.parametrize("max_partitions", [1, 2, 7, 64])
-def test_plan_from_prefixes_never_splits_a_prefix(max_partitions: int) -> None:
-    ranges = plan_from_prefixes(PREFIXES_100, max_partitions)
-    for prefix in PREFIXES_100:
-        # the folder marker itself may sit before the boundary; every key under it must not
-        under = {i for key in (f"{prefix}a", f"{prefix}z/9", f"{prefix}😀") for i in holders(ranges, key)}
-        assert len(under) == 1, prefix
-
-
-@pytest.mark.parametrize(("max_partitions", "share"), [(2, 50), (4, 25), (10, 10), (64, 1), (100, 1)])
-def test_plan_from_prefixes_shares_prefixes_evenly(max_partitions: int, share: int) -> None:
-    ranges = plan_from_prefixes(PREFIXES_100, max_partitions)
-    per_range = [sum(1 for p in PREFIXES_100 if r.contains(p + "x")) for r in ranges]
-    assert sum(per_range) == 100
-    assert min(per_range) >= share
-    assert max(per_range) - min(per_range) <= 1
-
-
 @pytest.mark.parametrize("max_partitions", [0, -1])
 def test_plans_reject_max_partitions_below_one(max_partitions: int) -> None:
-    with pytest.raises(ValueError, match="max_partitions"):
-        plan_from_prefixes(["a/"], max_partitions)
     with pytest.raises(ValueError, match="max_partitions"):
         plan_from_samples([("a", 1)], target_keys=10, max_partitions=max_partitions)
 

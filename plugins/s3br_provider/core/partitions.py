@@ -111,25 +111,3 @@ def keys_per_partition(target_keys: int, copy_fraction: float | None) -> int:
 def _check_max(max_partitions: int) -> None:
     if max_partitions < 1:
         raise ValueError(f"max_partitions must be at least 1, got {max_partitions}")
-
-
-def plan_from_prefix_counts(
-    prefix_counts: Sequence[tuple[str, int, bool]], *, target_keys: int, max_partitions: int
-) -> list[KeyRange]:
-    """Group adjacent common prefixes into ranges of about ``target_keys`` keys.
-
-    ``prefix_counts`` holds ``(prefix, keys_seen, truncated)`` in key order, where a truncated
-    prefix has at least ``keys_seen`` keys (counting stopped there, at ``target_keys``). A
-    truncated prefix is treated as big enough for a range of its own. Never more than
-    ``max_partitions`` ranges.
-    """
-    _check_max(max_partitions)
-    boundaries: list[str] = []
-    filled = 0
-    for prefix, count, truncated in prefix_counts:
-        weight = max(count, target_keys) if truncated else count
-        if filled and filled + weight > target_keys:
-            boundaries.append(prefix)
-            filled = 0
-        filled += weight
-    return ranges_from_boundaries(even_boundaries(boundaries, max_partitions))

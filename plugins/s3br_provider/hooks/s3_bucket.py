@@ -414,17 +414,6 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
     def enable_versioning(self, bucket: str) -> None:
         self._s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
-    def list_common_prefixes(self, bucket: str, prefix: str, limit: int) -> list[str]:
-        """Return up to ``limit`` common prefixes one level under ``prefix`` (delimiter ``/``)."""
-        found: list[str] = []
-        for page in self._pages("list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/"):
-            for item in page.get("CommonPrefixes", []):
-                if not is_reserved(item["Prefix"]):
-                    found.append(item["Prefix"])
-                if len(found) >= limit:
-                    return found
-        return found
-
     # Listings ------------------------------------------------------------------------------
 
     def iter_objects(self, bucket: str, prefix: str, key_range: KeyRange) -> Iterator[ObjectInfo]:
@@ -897,18 +886,6 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
             raise
 
     # Planning ------------------------------------------------------------------------------
-
-    def count_keys(self, bucket: str, prefix: str, limit: int = 1000) -> tuple[int, bool]:
-        """Count the keys under ``prefix``, reading pages until ``limit`` are seen.
-
-        Return the count and whether there may be more (True once ``limit`` is reached).
-        """
-        count = 0
-        for page in self._object_pages(bucket, prefix, None):
-            count += len(page)
-            if count >= limit:
-                return count, True
-        return count, False
 
     def list_uploads(self, bucket: str, prefix: str) -> Iterator[tuple[str, str]]:
         """Yield ``(key, upload_id)`` of the multipart uploads in progress under ``prefix``."""

@@ -14,7 +14,6 @@ from s3br_provider.core.partitions import (
     keys_per_partition,
     plan_from_samples,
 )
-from s3br_provider.core.pool import bounded_map_ordered
 from s3br_provider.core.probe_plan import Probe, plan_by_probing
 from s3br_provider.core.settings import BACKUP_DEFAULTS
 from s3br_provider.core.stats import decode_copy_fraction, decode_stats, stats_uri
@@ -26,16 +25,6 @@ small enough to spread a large bucket over many workers."""
 PROBE_WORKERS = 16
 """Planning probes in flight at once (the hook's request slots bound them too)."""
 _AFTER_RESERVED = RESERVED_PREFIX + "\U0010ffff"
-
-
-def map_in_threads(fn, items: list) -> list:
-    """Apply ``fn`` to ``items`` on a few threads, keeping their order; raise the first error."""
-    results = []
-    for _, result, error in bounded_map_ordered(fn, items, workers=16):
-        if error is not None:
-            raise error
-        results.append(result)
-    return results
 
 
 def listing_probe(hook: Any, bucket: str, prefix: str) -> Probe:
