@@ -80,12 +80,12 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         and aborts its leftover uploads) or ``missing_only`` (the target is someone's bucket:
         a key it holds is never overwritten, counted in ``skipped_existing``; see
         ``S3BucketHook.copy``'s ``create_only``; no upload there is ever aborted).
-    :param dry_run: copy nothing.
     :param manifest_aws_conn_id: connection that reads the manifest; default: ``aws_conn_id``.
     :param source_aws_conn_id: connection of the source bucket; default: ``aws_conn_id``.
-    :param threads: copies in flight.
+    :param threads: copies in flight (default 32).
     """
 
+    default_threads = DEFAULT_COPY_THREADS
     template_fields: Sequence[str] = (
         *S3brPartitionOperator.template_fields,
         "source_bucket",
@@ -100,7 +100,6 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         "retention_days",
         "kms_key_id",
         "target_mode",
-        "dry_run",
         "manifest_aws_conn_id",
         "source_aws_conn_id",
     )
@@ -120,10 +119,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         retention_days: int | str = 0,
         kms_key_id: str = "",
         target_mode: str = TARGET_MODES[0],
-        dry_run: bool | str = False,
         manifest_aws_conn_id: str | None = None,
         source_aws_conn_id: str | None = None,
-        threads: int = DEFAULT_COPY_THREADS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -139,10 +136,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         self.retention_days = retention_days
         self.kms_key_id = kms_key_id
         self.target_mode = target_mode
-        self.dry_run = dry_run
         self.manifest_aws_conn_id = manifest_aws_conn_id
         self.source_aws_conn_id = source_aws_conn_id
-        self.threads = threads
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()

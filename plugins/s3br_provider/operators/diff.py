@@ -60,8 +60,6 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
     :param backup_bucket: bucket that receives the copies (and the run's manifests).
     :param prefix: only keys under this prefix.
     :param compare: ``size_mtime`` or ``checksum`` (see ``core.diff.Compare``).
-    :param dry_run: count and log examples, write nothing.
-    :param run_folder_uri: where manifests go; default ``s3://<backup_bucket>/_s3br/runs/<dag_id>/<run_id>``.
     :param source_aws_conn_id: connection of the source; default: ``aws_conn_id`` (the backup's).
     :param archived_source: source objects in GLACIER / DEEP_ARCHIVE that need a copy: ``skip``
         (counted and named) or ``restore`` (a Bulk restore for 7 days is requested in the source,
@@ -74,8 +72,6 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         "backup_bucket",
         "prefix",
         "compare",
-        "dry_run",
-        "run_folder_uri",
         "source_aws_conn_id",
         "archived_source",
     )
@@ -87,8 +83,6 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         backup_bucket: str,
         prefix: str = "",
         compare: str = Compare.SIZE_MTIME.value,
-        dry_run: bool | str = False,
-        run_folder_uri: str | None = None,
         source_aws_conn_id: str | None = None,
         archived_source: str = "skip",
         **kwargs: Any,
@@ -99,8 +93,6 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         self.backup_bucket = backup_bucket
         self.prefix = prefix
         self.compare = compare
-        self.dry_run = dry_run
-        self.run_folder_uri = run_folder_uri
         self.source_aws_conn_id = source_aws_conn_id
         self.archived_source = archived_source
 
@@ -109,7 +101,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         self.label_partition(context)
         source = self.hook_for(self.source_aws_conn_id or self.aws_conn_id)
         backup = self.hook
-        run_uri = self.run_uri(context, self.backup_bucket, self.run_folder_uri)
+        run_uri = self.run_uri(context, self.backup_bucket)
         copy_uri, vanished_uri = self.manifest_uri(run_uri, "copy"), self.manifest_uri(run_uri, "vanished")
         try:
             joined = self._join(source, backup, copy_uri, vanished_uri, sort=False)
