@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from s3br_provider.hooks.metrics import BackupMetricsHook
+from s3br_provider.operators.base import S3brBaseOperator
 from tests.integration.conftest import PROXY_CONN_ID
 from tests.support.fault_proxy import FaultProxy
 from tests.support.s3 import local_client
@@ -88,3 +89,15 @@ def test_a_cloudwatch_failure_does_not_raise(
     )
     assert [r.operation for r in fault_proxy.faulted()] == ["PutMetricData"]
     assert cloudwatch.list_metrics(Namespace=namespace)["Metrics"] == []
+
+
+def test_an_operators_metrics_go_where_its_requests_go(endpoint: str, namespace: str) -> None:
+    """The region (and TLS and botocore settings) of the operator reach CloudWatch too."""
+    operator = S3brBaseOperator(
+        task_id="report", region_name="eu-west-1", botocore_config={"user_agent_extra": "t"}
+    )
+    operator.metrics_hook(namespace).publish({"ObjectsToBackup": 3}, DIMENSIONS)
+    there = local_client("cloudwatch", endpoint, region_name="eu-west-1").list_metrics(Namespace=namespace)
+    here = local_client("cloudwatch", endpoint).list_metrics(Namespace=namespace)
+    assert [m["MetricName"] for m in there["Metrics"]] == ["ObjectsToBackup"]
+    assert here["Metrics"] == []

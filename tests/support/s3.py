@@ -56,14 +56,14 @@ def moto_process(port: int | None = None, env: dict[str, str] | None = None) -> 
         yield url
 
 
-def local_client(service: str, endpoint_url: str, *, pool: int = 10) -> Any:
+def local_client(service: str, endpoint_url: str, *, pool: int = 10, region_name: str = REGION) -> Any:
     """A boto3 client of a local endpoint with the dummy credentials it accepts."""
     return boto3.client(
         service,
         endpoint_url=endpoint_url,
         aws_access_key_id=DUMMY_KEY,
         aws_secret_access_key=DUMMY_KEY,
-        region_name=REGION,
+        region_name=region_name,
         config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=pool),
     )
 

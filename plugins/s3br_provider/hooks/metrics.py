@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
@@ -21,10 +22,14 @@ class BackupMetricsHook(FastClientSetupMixin, AwsBaseHook):
 
     :param aws_conn_id: Airflow connection used for CloudWatch.
     :param namespace: CloudWatch namespace; empty turns metrics off.
+    :param kwargs: ``AwsBaseHook``'s (``region_name``, ``verify``, ``config``), so metrics go
+        where the operator's S3 requests go.
     """
 
-    def __init__(self, *, aws_conn_id: str | None = "aws_default", namespace: str = "BackupRecovery") -> None:
-        super().__init__(aws_conn_id=aws_conn_id, client_type="cloudwatch")
+    def __init__(
+        self, *, aws_conn_id: str | None = "aws_default", namespace: str = "BackupRecovery", **kwargs: Any
+    ) -> None:
+        super().__init__(aws_conn_id=aws_conn_id, client_type="cloudwatch", **kwargs)
         self.namespace = namespace
 
     def publish(self, values: Mapping[str, float], dimensions: Mapping[str, str]) -> None:

@@ -24,6 +24,7 @@ from s3br_provider.core.settings import RULES, SettingsError, check_argument
 from s3br_provider.hooks.errors import error_code
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
+    from s3br_provider.hooks.metrics import BackupMetricsHook
     from s3br_provider.hooks.s3_bucket import S3BucketHook
 
 DEFAULT_COPY_THREADS = 32
@@ -108,6 +109,19 @@ class S3brBaseOperator(BaseOperator):
                 config=self.botocore_config,
             )
         return hooks[aws_conn_id, hook_class]
+
+    def metrics_hook(self, namespace: str) -> BackupMetricsHook:
+        """CloudWatch of ``aws_conn_id`` in ``namespace`` (``""``: off), with this operator's
+        region, TLS and botocore settings."""
+        from s3br_provider.hooks.metrics import BackupMetricsHook
+
+        return BackupMetricsHook(
+            aws_conn_id=self.aws_conn_id,
+            namespace=namespace,
+            region_name=self.region_name,
+            verify=self.verify,
+            config=self.botocore_config,
+        )
 
     def run_uri(self, context: Any, backup_bucket: str, run_folder_uri: str | None = None) -> str:
         """Where this run keeps its manifests and report: ``run_folder_uri`` if given, else

@@ -419,9 +419,7 @@ class S3EventsBatchOperator(S3brBaseOperator):
         return "tags_copied"
 
     def _publish(self, result: dict[str, Any]) -> None:
-        from s3br_provider.hooks.metrics import BackupMetricsHook
-
-        metrics = BackupMetricsHook(aws_conn_id=self.aws_conn_id, namespace=self.cloudwatch_namespace)
+        metrics = self.metrics_hook(self.cloudwatch_namespace)
         metrics.publish(
             {
                 "ObjectsBackedUp": result["copied"],

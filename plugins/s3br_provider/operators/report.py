@@ -187,9 +187,7 @@ class S3BackupReportOperator(S3brBaseOperator):
         return totals
 
     def _publish(self, totals: dict[str, int]) -> None:
-        from s3br_provider.hooks.metrics import BackupMetricsHook
-
-        metrics = BackupMetricsHook(aws_conn_id=self.aws_conn_id, namespace=self.cloudwatch_namespace)
+        metrics = self.metrics_hook(self.cloudwatch_namespace)
         metrics.publish(
             {
                 "ObjectsToBackup": totals["to_copy"],

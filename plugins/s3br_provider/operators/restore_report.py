@@ -229,9 +229,7 @@ class S3RestoreReportOperator(S3brBaseOperator):
                 self.log.info("dry run: %s retrieval time: %s", name, times)
 
     def _publish(self, totals: dict[str, int]) -> None:
-        from s3br_provider.hooks.metrics import BackupMetricsHook
-
-        BackupMetricsHook(aws_conn_id=self.aws_conn_id, namespace=self.cloudwatch_namespace).publish(
+        self.metrics_hook(self.cloudwatch_namespace).publish(
             {
                 "ObjectsToRestore": totals["selected"],
                 "BytesToRestore": totals["bytes_selected"],
