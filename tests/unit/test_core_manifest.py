@@ -73,6 +73,15 @@ def test_manifest_is_gzip_json_lines_with_raw_utf8(store: FolderStore) -> None:
     assert list(read_manifest(store, URI)) == [{"k": "é 😀"}, {"k": "line\nbreak"}]
 
 
+@pytest.mark.parametrize("count", [1, 511, 512, 513, 1024, 1025])
+def test_every_line_is_written_once_whatever_the_batch_boundary(store: FolderStore, count: int) -> None:
+    with writing_manifest(store, URI) as writer:
+        for i in range(count):
+            writer.write({"i": i})
+    expected = "".join(f'{{"i":{i}}}\n' for i in range(count)).encode()
+    assert gzip.decompress(store.path(URI).read_bytes()) == expected
+
+
 def test_an_empty_manifest_is_not_uploaded(store: FolderStore) -> None:
     with writing_manifest(store, URI) as writer:
         pass
