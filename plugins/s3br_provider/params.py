@@ -20,6 +20,7 @@ from s3br_provider.core.settings import (
     ARCHIVED_SOURCE_CHOICES,
     BACKUP_STORAGE_CLASSES,
     DRILL_DEFAULTS,
+    LISTING_SOURCES,
     MAX_COPY_OBJECT_MB,
     MAX_DRILL_SAMPLE,
     MAX_RESTORE_KEYS,
@@ -120,6 +121,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "backup_kms_key_id": _text(
         "Encrypt new copies with SSE-KMS under this key of the backup account (key ID, ARN or "
         "alias); empty: the backup bucket's default encryption."
+    ),
+    "listing_source": _choice(
+        LISTING_SOURCES,
+        "list: list the source (ListObjectsV2). inventory: read the source's latest S3 Inventory "
+        "report under inventory_uri instead (no LIST on the source); objects written after its "
+        "snapshot are caught by the next run or the continuous backup.",
+    ),
+    "inventory_uri": _text(
+        "With listing_source inventory: the inventory's destination folder for this source and "
+        "configuration, s3://<destination-bucket>/<prefix>/<source-bucket>/<config-id>/."
+    ),
+    "inventory_max_age_hours": _whole(
+        1, "With listing_source inventory: validate fails when the latest report is older (hours)."
     ),
     "keys": {
         "type": "array",

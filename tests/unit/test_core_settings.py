@@ -49,6 +49,9 @@ def test_backup_defaults() -> None:
         "retention_mode": "",
         "retention_days": 0,
         "backup_kms_key_id": "",
+        "listing_source": "list",
+        "inventory_uri": "",
+        "inventory_max_age_hours": 48,
     }
 
 
@@ -87,6 +90,9 @@ def test_backup_accepts_every_param() -> None:
         "retention_mode": "COMPLIANCE",
         "retention_days": 3650,
         "backup_kms_key_id": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "listing_source": "inventory",
+        "inventory_uri": f"s3://inventories/daily/{BACKUP['source_bucket']}/s3br/",
+        "inventory_max_age_hours": 24,
     }
     assert backup_settings(params).to_dict() == params
 

@@ -42,6 +42,8 @@ RETENTION_MODES = ("", "GOVERNANCE", "COMPLIANCE")
 """S3 Object Lock retention modes of backup copies; "" writes copies without retention."""
 ARCHIVED_SOURCE_CHOICES = ("skip", "restore")
 """What a backup does with source objects in GLACIER / DEEP_ARCHIVE that it has to copy."""
+LISTING_SOURCES = ("list", "inventory")
+"""How a backup learns the source's keys: ListObjectsV2, or the source's latest S3 Inventory report."""
 ARCHIVED_SOURCE_RESTORE = {"tier": "Bulk", "days": 7}
 """The restore ``archived_source="restore"`` requests in the source: cheapest tier, a week to copy."""
 COPY_STORAGE_CLASSES = tuple(dict.fromkeys(STORAGE_CLASSES + BACKUP_STORAGE_CLASSES))
@@ -80,6 +82,9 @@ class BackupSettings:
     retention_mode: str = ""
     retention_days: int = 0
     backup_kms_key_id: str = ""
+    listing_source: str = "list"
+    inventory_uri: str = ""
+    inventory_max_age_hours: int = 48
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,6 +160,9 @@ class BackupArguments(TypedDict, total=False):
     retention_mode: str
     retention_days: int | str
     backup_kms_key_id: str
+    listing_source: str
+    inventory_uri: str
+    inventory_max_age_hours: int | str
 
 
 class RestoreArguments(TypedDict, total=False):
@@ -316,6 +324,45 @@ def check_kms_key_id(value: Any, param: str) -> str:
     return value
 
 
+_INVENTORY_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<folder>.+/)$")
+
+
+def check_inventory_uri(value: Any, param: str = "inventory_uri") -> str:
+    """``""`` or the S3 URI of an inventory configuration's folder for one source bucket and
+    configuration id (``s3://bucket/prefix/source-bucket/config-id/``); a missing final ``/``
+    is added."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+        return ""
+    if not isinstance(value, str):
+        raise SettingsError(f"{param} must be a string, got {type(value).__name__}")
+    uri = value.strip()
+    uri = uri if uri.endswith("/") else uri + "/"
+    match = _INVENTORY_URI.fullmatch(uri)
+    if match is None or "//" in match["folder"] or len(match["folder"].strip("/").split("/")) < 2:
+        raise SettingsError(
+            f"{param} {value!r} is not the folder of an S3 Inventory configuration: give "
+            "s3://<destination-bucket>/<prefix>/<source-bucket>/<config-id>/"
+        )
+    return uri
+
+
+def check_inventory(settings: BackupSettings) -> None:
+    """``listing_source="inventory"`` needs ``inventory_uri``, naming the source bucket."""
+    if settings.listing_source != "inventory":
+        return
+    if not settings.inventory_uri:
+        raise SettingsError(
+            'listing_source "inventory" needs inventory_uri: the S3 Inventory destination folder '
+            "of the source, s3://<destination-bucket>/<prefix>/<source-bucket>/<config-id>/"
+        )
+    source = settings.inventory_uri.rstrip("/").split("/")[-2]
+    if source != settings.source_bucket:
+        raise SettingsError(
+            f"inventory_uri {settings.inventory_uri!r} is the folder of bucket {source!r}'s "
+            f"inventory, not of source_bucket {settings.source_bucket!r}"
+        )
+
+
 def check_namespace(value: Any) -> str:
     if value is None:
         return ""
@@ -389,6 +436,9 @@ RULES: dict[str, Callable[[Any, str], Any]] = {
     "storage_class": _choice(COPY_STORAGE_CLASSES),
     "backup_storage_class": _choice(BACKUP_STORAGE_CLASSES),
     "archived_source": _choice(ARCHIVED_SOURCE_CHOICES),
+    "listing_source": _choice(LISTING_SOURCES),
+    "inventory_uri": check_inventory_uri,
+    "inventory_max_age_hours": _bounded(1, 24 * 366),
     "retention_mode": _choice(RETENTION_MODES),
     "retention_days": _bounded(0, 36_500),
     "backup_kms_key_id": check_kms_key_id,
@@ -432,6 +482,7 @@ def backup_settings(params: dict[str, Any]) -> BackupSettings:
             "a bucket cannot be its own backup"
         )
     check_retention(settings.retention_mode, settings.retention_days)
+    check_inventory(settings)
     return settings
 
 
