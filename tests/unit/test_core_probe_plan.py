@@ -11,8 +11,9 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
+from typing import Any
 
 import pytest
 
@@ -137,6 +138,41 @@ def test_a_million_keys_split_into_target_sized_ranges(name: str) -> None:
     in_big = sum(size for size in sizes if size > 2 * target)
     assert in_big <= 0.02 * MILLION, sorted(sizes)[-5:]
     assert max(sizes) <= 3 * target, sorted(sizes)[-5:]
+
+
+class DatedKeys(Sequence[str]):
+    """``n`` sorted keys computed from their index, ``logs/DDDDD/NNNNNNNNNN.json`` (bench/scale.py's
+    shape): the day repeated in the file name leaves most of the positions between probes empty,
+    so gap estimates are poor and the probes cannot split every gap."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return f"logs/{i // 100_000:05d}/{i:010d}.json"
+
+
+def test_ten_million_dated_keys_keep_the_budget_of_the_partitions_planned() -> None:
+    """Probes that could not split every gap leave the budget spent against an estimate; the
+    large gaps are then cut at estimated points, so the plan still has a partition per two
+    probes and fewer keys in partitions above twice the target."""
+    listing = FakeListing([])
+    listing.keys = DatedKeys(10 * MILLION)  # type: ignore[assignment]
+    result = plan(listing, target_keys=5000, max_partitions=1024)
+    assert_tiles_key_space(result.ranges)
+    sizes = listing.sizes(result.ranges)
+    assert sum(sizes) == 10 * MILLION
+    assert_within_budget(result, listing)
+    target = 10 * MILLION / 1024
+    assert sum(size for size in sizes if size > 2 * target) <= 0.30 * 10 * MILLION
+    assert max(sizes) <= 4 * target
 
 
 @pytest.mark.parametrize("name", sorted(SPACES))

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from s3br_provider.core.partitions import KeyRange, even_boundaries, ranges_from_boundaries
+from s3br_provider.core.partitions import KeyRange, plan_from_samples, ranges_from_boundaries
 from s3br_provider.core.pool import bounded_map
 
 Probe = Callable[[str | None, int], list[str]]
@@ -288,21 +288,44 @@ def _next_points(segments: list[_Segment], target: int, page: int, limit: int) -
     return chosen
 
 
-def _sizes(segments: list[_Segment]) -> Iterable[tuple[str | None, float]]:
-    """``(end, keys)`` pieces in key order: each key seen, then each gap up to its end point."""
+def _split_points(segment: _Segment, target: int) -> list[str]:
+    """Points that cut a gap estimated above ``2 * target`` keys into pieces of about
+    ``target``, spread evenly over its positions, without probing them: the probe budget is
+    spent, and a cut at an estimate beats a partition of several times the target. The open
+    end is not cut (where the key space ends there is not known)."""
+    if segment.end is None or segment.scale is None or segment.gap <= 2 * target:
+        return []
+    scale, low, high = segment.scale, segment.keys[-1], segment.end
+    start, stop = scale.position(low), scale.position(high)
+    pieces = math.ceil(segment.gap / target)
+    points: list[str] = []
+    for j in range(1, pieces):
+        point = scale.between(low, high, start + (stop - start) * j // pieces, (stop - start) // (8 * pieces))
+        if point is not None and low < point < high and (not points or point > points[-1]):
+            points.append(point)
+    return points
+
+
+def _sizes(segments: list[_Segment], target: int) -> Iterable[tuple[str | None, float]]:
+    """``(end, keys)`` pieces in key order: each key seen, then each gap up to its end point
+    (a large one in pieces, see ``_split_points``)."""
     for segment in segments:
         for key in segment.keys:
             yield key, 1
         if segment.gap:
-            yield segment.end, segment.gap
+            points = _split_points(segment, target)
+            share = segment.gap / (len(points) + 1)
+            for point in points:
+                yield point, share
+            yield segment.end, share
 
 
 def _boundaries(segments: list[_Segment], target: int) -> list[str]:
     """Where to cut the pieces into ranges of about ``target`` keys: none above ``2 * target``
-    unless a single unseen gap is."""
+    unless a single unseen gap is, and could not be cut."""
     boundaries: list[str] = []
     filled, last_end = 0.0, None
-    for end, keys in _sizes(segments):
+    for end, keys in _sizes(segments, target):
         over = filled + keys > target
         if last_end is not None and filled and over and (filled >= target / 2 or filled + keys > 2 * target):
             boundaries.append(last_end)
@@ -372,5 +395,10 @@ def plan_by_probing(
         probes += len(new)
         round_size *= 2
     exact = all(not s.gap for s in segments)
-    ranges = ranges_from_boundaries(even_boundaries(_boundaries(segments, target), max_partitions))
+    boundaries = _boundaries(segments, target)
+    if len(boundaries) < max_partitions:
+        ranges = ranges_from_boundaries(boundaries)
+    else:  # too many: cut where the estimated keys, not the boundaries, divide evenly
+        pieces = [(end, max(1, round(keys))) for end, keys in _sizes(segments, target) if end is not None]
+        ranges = plan_from_samples(pieces, target_keys=target, max_partitions=max_partitions)
     return ProbedPlan(ranges, probes, round(total), exact)
