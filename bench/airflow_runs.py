@@ -25,7 +25,8 @@ from typing import Any
 from bench.endpoints import HOST, Endpoint, free_ports
 from bench.procs import ProcessPeak, TreeSampler, Usage, stop_process, tree_cpu_seconds
 from bench.s3data import client
-from bench.tools import ROOT, Result, RunSpec, Tool
+from bench.toolpaths import tool_path
+from bench.tools import ROOT, EndpointMeter, Result, RunSpec, Tool
 
 sys.path.insert(0, str(ROOT))
 from tests.support.s3 import env_for_airflow  # noqa: E402
@@ -231,7 +232,10 @@ class S3brDagsTest(Tool):
         return {**os.environ, **env_for_airflow(str(self.home), endpoint.url)}
 
     def command(self, spec: RunSpec) -> list[str]:
-        return [AIRFLOW, "dags", "test", DAG_ID, "-c", json.dumps(backup_conf(spec))]
+        command = [AIRFLOW, "dags", "test", DAG_ID, "-c", json.dumps(backup_conf(spec))]
+        if self.profile_dir is None:
+            return command
+        return [*py_spy_record(profile_path(self.profile_dir, self.name, spec)), "--", *command]
 
     def env(self, spec: RunSpec) -> dict[str, str]:
         return self._airflow_env(spec.endpoint)
@@ -256,6 +260,29 @@ class S3brDagsTest(Tool):
         _add_report(result, spec)
         result.note = result.note or _describe(summary, usage.seconds)
         return result
+
+
+PY_SPY_RATE = 50
+
+
+def profile_path(folder: Path, tool: str, spec: RunSpec, role: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{tool}-{spec.n}-{spec.case}{'-' + role if role else ''}.txt"
+
+
+def py_spy_record(out: Path) -> list[str]:
+    """``py-spy record`` writing collapsed stacks (``--format raw``, one line per stack with its
+    sample count; ``bench/profile.py`` sums them), child processes included. ``--gil``: only the
+    thread holding the GIL is sampled, so samples / rate is each process's Python CPU time
+    (without it py-spy counts threads waiting in ``Condition.wait``, ``epoll`` or a semaphore as
+    busy: three times the CPU the processes used, in a trial run)."""
+    py_spy = tool_path("py-spy")
+    if py_spy is None:
+        raise RuntimeError("py-spy not installed (bench/setup_tools.sh)")
+    return [
+        *(py_spy, "record", "--format", "raw", "--subprocesses", "--gil"),
+        *("--rate", str(PY_SPY_RATE), "-o", str(out)),
+    ]
 
 
 def _add_report(result: Result, spec: RunSpec) -> None:
@@ -392,10 +419,10 @@ class S3brLocalExecutor(Tool):
 
     def run(self, spec: RunSpec) -> Result:
         roots = [proc.pid for proc in self.services.values()]
+        profilers = self._start_profilers(spec)
         cpu_before = tree_cpu_seconds(roots)
-        endpoint_before = tree_cpu_seconds([spec.endpoint.pid])
         deadline = time.monotonic() + spec.timeout
-        with TreeSampler(roots) as sampler:
+        with TreeSampler(roots) as sampler, EndpointMeter(spec.endpoint) as meter:
             started_at = time.time()
             began = time.perf_counter()
             run = self._request(
@@ -407,6 +434,8 @@ class S3brLocalExecutor(Tool):
                 time.sleep(0.25)
                 state = self._request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_quote(run_id)}")["state"]
             seconds = time.perf_counter() - began
+        cpu_seconds = tree_cpu_seconds(roots) - cpu_before
+        self._stop_profilers(profilers)
         ok = state == "success"
         result = Result(
             tool=self.name,
@@ -415,10 +444,10 @@ class S3brLocalExecutor(Tool):
             seconds=seconds,
             ok=ok,
             peak_rss_mib=sampler.max_rss(_is_task_process) or sampler.max_rss(),
-            cpu_seconds=tree_cpu_seconds(roots) - cpu_before,
-            endpoint_cpu_seconds=tree_cpu_seconds([spec.endpoint.pid]) - endpoint_before,
+            cpu_seconds=cpu_seconds,
             note="" if ok else f"dag run {state}",
         )
+        meter.fill(result)
         summary = summarize_tasks(self._task_rows(run_id), started=started_at)
         summary["run_id"], summary["state"] = run_id, state
         summary["peak_rss_mib"] = _peaks_by_role(sampler, self.services)
@@ -430,6 +459,37 @@ class S3brLocalExecutor(Tool):
         _add_report(result, spec)
         result.note = result.note or _describe(summary, seconds)
         return result
+
+    def _start_profilers(self, spec: RunSpec) -> list[subprocess.Popen]:
+        """One ``py-spy record`` per service (scheduler, dag-processor, api-server), each following
+        the processes its service starts (the scheduler's: executor workers and tasks)."""
+        if self.profile_dir is None:
+            return []
+        profilers = []
+        for role, proc in self.services.items():
+            out = profile_path(self.profile_dir, self.name, spec, role)
+            log = open(out.with_suffix(".log"), "wb")  # noqa: SIM115 - the child's
+            profilers.append(
+                subprocess.Popen(
+                    [*py_spy_record(out), "--pid", str(proc.pid)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        time.sleep(1)  # py-spy attaches before the run starts
+        return profilers
+
+    def _stop_profilers(self, profilers: list[subprocess.Popen]) -> None:
+        """SIGINT: py-spy writes its profile and exits."""
+        for proc in profilers:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+        for proc in profilers:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                stop_process(proc, grace=5)
 
     # Helpers -------------------------------------------------------------------------------
 

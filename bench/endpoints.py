@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.procs import stop_process
+from bench.proxy import ProxyProcess
 from bench.toolpaths import tool_path
 from tests.support.moto_aws import server_argv
 from tests.support.seaweedfs import HOST, free_ports, running_seaweedfs, wait_until_up
@@ -18,15 +19,37 @@ ENDPOINTS = ("moto", "seaweedfs")
 
 @dataclass(frozen=True)
 class Endpoint:
+    """``url`` is what the tools are given: the proxy's when there is one, else the server's;
+    ``direct_url`` is the server's own (seeding and checking go there, uncounted, undelayed)."""
+
     name: str
     url: str
     pid: int
     version: str
+    direct_url: str = ""
+    proxy: ProxyProcess | None = None
 
 
 @contextmanager
-def running_endpoint(name: str, workdir: Path) -> Iterator[Endpoint]:
-    """Start the named endpoint, wait until it answers S3 requests, stop it on exit."""
+def running_endpoint(
+    name: str, workdir: Path, *, proxy: bool = False, latency_ms: float = 0.0
+) -> Iterator[Endpoint]:
+    """Start the named endpoint, wait until it answers S3 requests, stop it on exit; with
+    ``proxy`` (implied by ``latency_ms``) the tools reach it through :mod:`bench.proxy`."""
+    with _server(name, workdir) as server:
+        server = replace(server, direct_url=server.url)
+        if not (proxy or latency_ms > 0):
+            yield server
+            return
+        front = ProxyProcess(server.url, latency_ms, workdir / "proxy.log")
+        try:
+            yield replace(server, url=front.url, proxy=front)
+        finally:
+            front.stop()
+
+
+@contextmanager
+def _server(name: str, workdir: Path) -> Iterator[Endpoint]:
     if name == "seaweedfs":
         weed = tool_path("weed")
         if weed is None:

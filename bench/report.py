@@ -13,6 +13,8 @@ from bench.tools import CASE_TITLES, CASES, Result
 
 RAW = "raw-boto3"
 PEERS = {"s5cmd": "s5cmd-sync", "aws": "aws-sync", "rclone": "rclone-copy"}
+PEER_PREFIXES = ("s5cmd-", "aws-", "rclone-")
+FULL_COPY = "type+meta+tags"
 COLUMNS = (
     "tool",
     "case",
@@ -23,12 +25,41 @@ COLUMNS = (
     "x s5cmd",
     "x aws",
     "x rclone",
+    "x best peer",
     "peak RSS MiB",
     "CPU s",
+    "CPU s/1000",
     "endpoint CPU s",
+    "endpoint CPU s/1000",
+    "proxy CPU s",
+    "requests/object",
     "copied",
     "check",
+    "carries",
+    "load",
 )
+
+
+def best_peer(result: Result, results: Iterable[Result]) -> Result | None:
+    """The fastest successful peer run (s5cmd, aws, rclone) for the same case and N that kept
+    everything s3br keeps (Content-Type, metadata, tags) where that was checked."""
+    peers = [
+        r
+        for r in results
+        if r.tool.startswith(PEER_PREFIXES)
+        and (r.case, r.n) == (result.case, result.n)
+        and r.ok
+        and r.seconds
+        and (not r.carries or r.carries == FULL_COPY)
+    ]
+    return min(peers, key=lambda r: r.seconds or 0, default=None)
+
+
+def _best_ratio(result: Result, results: list[Result]) -> str:
+    best = best_peer(result, results)
+    if best is None or result.seconds is None:
+        return "-"
+    return f"{result.seconds / (best.seconds or 1):.2f} ({best.tool})"
 
 
 def _ratio(result: Result, others: dict[tuple[str, str, int], Result], peer: str) -> str:
@@ -67,13 +98,31 @@ def rows(results: Iterable[Result]) -> list[list[str]]:
                 _ratio(r, index, PEERS["s5cmd"]),
                 _ratio(r, index, PEERS["aws"]),
                 _ratio(r, index, PEERS["rclone"]),
+                _best_ratio(r, results),
                 _number(r.peak_rss_mib, 0),
                 _number(r.cpu_seconds, 1),
+                _number(r.cpu_s_per_1000, 2),
                 _number(r.endpoint_cpu_seconds, 1),
+                _number(r.endpoint_cpu_s_per_1000, 2),
+                _number(r.proxy_cpu_seconds, 1),
+                _number(r.requests_per_object, 3),
                 _number(r.copied),
                 r.check or "-",
+                r.carries or "-",
+                r.load.split(" ")[0] if r.load else "-",
             ]
         )
+    return table
+
+
+def request_rows(results: Iterable[Result]) -> list[list[str]]:
+    """Requests per S3 operation of each run, as the proxy counted them."""
+    table = []
+    for r in sorted(results, key=lambda r: (r.n, CASES.index(r.case))):
+        if r.requests is None:
+            continue
+        ops = ", ".join(f"{op} {count}" for op, count in sorted(r.requests.items(), key=lambda kv: -kv[1]))
+        table.append([r.tool, r.case, str(r.n), str(sum(r.requests.values())), ops or "none"])
     return table
 
 
@@ -149,11 +198,24 @@ AIRFLOW_COLUMNS = (
 def markdown(
     results: list[Result], meta: dict[str, Any], merge_join: dict[str, Any] | None, skipped: dict[str, str]
 ) -> str:
-    out = [f"# s3br benchmark: {meta['endpoint']} endpoint, N = {', '.join(map(str, meta['sizes']))}", ""]
+    latency = meta.get("latency_ms") or 0
+    mode = f", latency mode {latency:g} ms" if latency else ""
+    out = [
+        f"# s3br benchmark: {meta['endpoint']} endpoint{mode}, N = {', '.join(map(str, meta['sizes']))}",
+        "",
+    ]
+    if latency:
+        via = f"through `bench/proxy.py`, which sleeps {latency:g} ms before forwarding each request"
+    elif meta.get("proxy"):
+        via = "through `bench/proxy.py` (pass-through, counting requests)"
+    else:
+        via = "directly (no proxy, no request counts)"
     out += [
         f"Run {meta['started']} on {meta['machine']}; load average {meta['load_before']} before, "
-        f"{meta['load_after']} after. Objects of {meta['object_size']} bytes over 50 prefixes. "
-        f"Endpoint: {meta['endpoint_version']}.",
+        f"{meta['load_after']} after (`load` column: the 1-minute load average as each run started; "
+        f"other agents share the machine). Objects of {meta['object_size']} bytes over 50 prefixes, "
+        f"each with a Content-Type, one user metadata pair and one tag. "
+        f"Endpoint: {meta['endpoint_version']}; the tools reach it {via}.",
         "",
         "Tools:",
         "",
@@ -169,13 +231,23 @@ def markdown(
         "Columns: `seconds` wall time of the tool's process (s3br-local: REST trigger to run success); "
         "`objects/s` N / seconds (objects examined, not only copied); `x raw`, `x s5cmd`, `x aws`, "
         "`x rclone` seconds divided by raw-boto3's, s5cmd-sync's, aws-sync's, rclone-copy's for the "
-        "same case and N (above 1 is slower); `peak RSS MiB` the largest single process (s3br-local: "
+        "same case and N (above 1 is slower); `x best peer` seconds divided by the fastest s5cmd, aws "
+        "or rclone run of the same case and N that kept Content-Type, metadata and tags (named); "
+        "`peak RSS MiB` the largest single process (s3br-local: "
         "the largest task process); `CPU s` user+system CPU of the tool's processes (s3br-local: all "
-        "Airflow processes); `endpoint CPU s` the S3 server's CPU during the run; `copied` objects the "
-        "tool reports copying (where it says); `check` destination listing against the source (keys, "
-        "sizes, ETags).",
+        "Airflow processes: api-server, scheduler, dag-processor, executor workers, tasks), `CPU s/1000` "
+        "the same per 1,000 source objects (for `full`: per 1,000 copied); `endpoint CPU s` the S3 "
+        "server's CPU during the run (and per 1,000 objects); `proxy CPU s` the proxy's; "
+        "`requests/object` requests the tool sent (counted by the proxy) per source object; `copied` "
+        "objects the tool reports copying (where it says); `check` destination listing against the "
+        "source (keys, sizes, ETags); `carries` what 8 sampled copies kept of the source's "
+        "Content-Type, user metadata and tags (HeadObject and GetObjectTagging on both sides).",
         "",
     ]
+    requests = request_rows(results)
+    if requests:
+        out += ["## Requests per operation", ""]
+        out += [markdown_table(("tool", "case", "N", "requests", "by operation"), requests), ""]
     airflow = airflow_rows(results)
     if airflow:
         out += ["## Where s3br's time goes", "", markdown_table(AIRFLOW_COLUMNS, airflow), ""]
@@ -224,7 +296,7 @@ def write_all(
         "meta": meta,
         "skipped": skipped,
         "merge_join": merge_join,
-        "results": [asdict(r) | {"objects_per_second": r.objects_per_second} for r in results],
+        "results": [asdict(r) | r.derived() for r in results],
     }
     written = [
         _write(directory / f"{name}.json", json.dumps(document, indent=2, default=str) + "\n"),

@@ -29,7 +29,18 @@ from bench import s3data  # noqa: E402
 from bench.airflow_runs import S3brDagsTest, S3brLocalExecutor, S3brLocalTuned  # noqa: E402
 from bench.endpoints import ENDPOINTS, running_endpoint  # noqa: E402
 from bench.report import console_table, write_all  # noqa: E402
-from bench.tools import CASES, AwsSync, RawBoto3, RcloneCopy, Result, RunSpec, S5cmdCp, S5cmdSync, Tool  # noqa: E402
+from bench.tools import (  # noqa: E402
+    CASES,
+    FAIR_TOOLS,
+    AwsSync,
+    RawBoto3,
+    RcloneCopy,
+    Result,
+    RunSpec,
+    S5cmdCp,
+    S5cmdSync,
+    Tool,
+)
 
 RESULTS = ROOT / "bench" / "results"
 BIG = 100_000
@@ -42,6 +53,7 @@ def all_tools() -> list[Tool]:
         S5cmdSync(),
         AwsSync(),
         RcloneCopy(),
+        *(fair() for fair in FAIR_TOOLS),
         S3brDagsTest(),
         S3brLocalExecutor(),
         S3brLocalTuned(),
@@ -55,6 +67,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--object-size", type=int, default=1024, help="bytes per object (default 1 KiB)")
     names = ", ".join(t.name for t in all_tools())
     parser.add_argument("--tools", default="", help=f"comma-separated subset of: {names}")
+    parser.add_argument(
+        "--fair",
+        action="store_true",
+        help="also run the peers' fair rows (metadata options: "
+        + ", ".join(t.name for t in FAIR_TOOLS)
+        + ")",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay every request this long in the proxy (latency mode; 30 is a distant region)",
+    )
+    parser.add_argument(
+        "--no-proxy",
+        action="store_true",
+        help="tools talk to the endpoint directly: no request counts (not with --latency-ms)",
+    )
+    parser.add_argument("--profile", help="folder for py-spy profiles of the s3br tools' runs")
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of the cases")
     parser.add_argument("--skip", default="", help="comma-separated tools to leave out")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per tool run")
     parser.add_argument("--merge-pairs", type=int, default=1_000_000, help="merge-join pairs; 0 skips it")
@@ -64,6 +96,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--name", help="results file name (default ENDPOINT-nSIZES)")
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    args.cases = [c for c in args.cases.split(",") if c]
+    if set(args.cases) - set(CASES):
+        parser.error(f"cases are {', '.join(CASES)}")
+    if args.no_proxy and args.latency_ms > 0:
+        parser.error("--latency-ms needs the proxy")
     if any(n < 1 or n > BIG for n in args.sizes):
         parser.error(f"sizes must be between 1 and {BIG:,}")
     return args
@@ -71,7 +108,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def select_tools(args: argparse.Namespace) -> tuple[list[Tool], dict[str, str]]:
     tools = all_tools()
-    wanted = {t for t in args.tools.split(",") if t} or {t.name for t in tools}
+    fair = {cls.name for cls in FAIR_TOOLS}
+    wanted = {t for t in args.tools.split(",") if t} or {t.name for t in tools if t.name not in fair}
+    if args.fair:
+        wanted |= fair
     wanted -= {t for t in args.skip.split(",") if t}
     unknown = wanted - {t.name for t in tools}
     if unknown:
@@ -120,7 +160,7 @@ def show(result: Result) -> None:
 def benchmark_size(
     tools: list[Tool], endpoint: Any, n: int, args: argparse.Namespace, logdir: Path, results: list[Result]
 ) -> None:
-    s3 = s3data.client(endpoint.url)
+    s3 = s3data.client(endpoint.direct_url)  # seeding and checks: neither delayed nor counted
     src = f"bench-{n}-src"
     seconds = s3data.seed(s3, src, n, args.object_size)
     print(f"== N={n}: seeded s3://{src} in {seconds:.1f} s ({n / seconds:.0f} puts/s)", flush=True)
@@ -128,6 +168,8 @@ def benchmark_size(
         s3data.create_bucket(s3, f"bench-{n}-{tool.name}")
     source = s3data.listing(s3, src)
     for case in CASES:
+        if case not in args.cases:
+            continue
         if case == "changed":
             changed = s3data.rewrite_one_percent(s3, src, n, args.object_size)
             source = s3data.listing(s3, src)
@@ -141,14 +183,18 @@ def benchmark_size(
                 if other is not tool:
                     other.pause()
             tool.resume()
+            load = _load()
             try:
                 result = tool.run(spec)
             except Exception as error:  # one broken tool must not lose the others' results
                 result = Result(tool.name, case, n, None, False, note=f"{type(error).__name__}: {error}")
+            result.load = load
             if not args.no_check:
                 check = s3data.check_copy(source, s3, dst)
                 result.check = check.describe()
                 result.ok = result.ok and check.ok
+                if check.ok:
+                    result.carries = s3data.carried(s3, src, dst, s3data.sample_keys(n))
             show(result)
             results.append(result)
 
@@ -170,15 +216,25 @@ def main(argv: list[str] | None = None) -> int:
         "endpoint": args.endpoint,
         "sizes": args.sizes,
         "object_size": args.object_size,
+        "latency_ms": args.latency_ms,
+        "proxy": not args.no_proxy,
         "argv": sys.argv[1:] if argv is None else argv,
     }
     merge_join = run_merge_join(args.merge_pairs, workdir) if args.merge_pairs else None
     results: list[Result] = []
-    name = args.name or f"{args.endpoint}-n{'-'.join(map(str, args.sizes))}"
-    with running_endpoint(args.endpoint, workdir) as endpoint:
+    latency = f"-latency{args.latency_ms:g}ms" if args.latency_ms else ""
+    name = args.name or f"{args.endpoint}{latency}-n{'-'.join(map(str, args.sizes))}"
+    if args.profile:
+        for tool in tools:
+            tool.profile_dir = Path(args.profile).resolve()
+    with running_endpoint(
+        args.endpoint, workdir, proxy=not args.no_proxy, latency_ms=args.latency_ms
+    ) as endpoint:
         meta["endpoint_version"] = endpoint.version
-        print(f"== {endpoint.version} at {endpoint.url}", flush=True)
-        s3data.wait_writable(s3data.client(endpoint.url))
+        via = f" through the proxy at {endpoint.url}" if endpoint.proxy else ""
+        delay = f", {args.latency_ms:g} ms added to every request" if args.latency_ms else ""
+        print(f"== {endpoint.version} at {endpoint.direct_url}{via}{delay}", flush=True)
+        s3data.wait_writable(s3data.client(endpoint.direct_url))
         ready = []
         try:
             for tool in tools:

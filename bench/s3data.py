@@ -64,11 +64,29 @@ def parallel(fn: Callable[[int], Any], indexes: range | list[int], threads: int 
             pass
 
 
+#: What every source object carries besides its bytes, so that a copy can be checked for it.
+CONTENT_TYPE = "application/x-s3br-bench"
+METADATA = {"origin": "s3br-bench"}
+TAGS = {"bench": "yes"}
+
+
+def put(s3: Any, bucket: str, index: int, size: int, version: int = 1) -> None:
+    s3.put_object(
+        Bucket=bucket,
+        Key=key_of(index),
+        Body=body_of(index, size, version),
+        ContentType=CONTENT_TYPE,
+        Metadata=METADATA,
+        Tagging="&".join(f"{k}={v}" for k, v in TAGS.items()),
+    )
+
+
 def seed(s3: Any, bucket: str, count: int, size: int) -> float:
-    """Put ``count`` objects of ``size`` bytes; return the seconds it took."""
+    """Put ``count`` objects of ``size`` bytes (with a Content-Type, user metadata and a tag);
+    return the seconds it took."""
     began = time.perf_counter()
     create_bucket(s3, bucket)
-    parallel(lambda i: s3.put_object(Bucket=bucket, Key=key_of(i), Body=body_of(i, size)), range(count))
+    parallel(lambda i: put(s3, bucket, i, size), range(count))
     return time.perf_counter() - began
 
 
@@ -84,7 +102,7 @@ def rewrite_one_percent(s3: Any, bucket: str, count: int, size: int) -> int:
     """
     time.sleep(1.1)
     indexes = changed_indexes(count)
-    parallel(lambda i: s3.put_object(Bucket=bucket, Key=key_of(i), Body=body_of(i, size, version=2)), indexes)
+    parallel(lambda i: put(s3, bucket, i, size, version=2), indexes)
     return len(indexes)
 
 
@@ -123,3 +141,25 @@ def check_copy(source: dict[str, tuple[int, str]], s3: Any, bucket: str) -> Chec
     stale = sum(1 for key, value in source.items() if key in copy and copy[key] != value)
     extra = sum(1 for key in copy if key not in source)
     return Check(missing, stale, extra)
+
+
+def carried(s3: Any, src: str, dst: str, keys: list[str]) -> str:
+    """What the copies of ``keys`` kept of their sources' Content-Type, user metadata and tags:
+    ``type+meta+tags`` when all of it, otherwise the parts kept and ``lost: ...``."""
+    kept = {"type": 0, "meta": 0, "tags": 0}
+    for key in keys:
+        source, copy = s3.head_object(Bucket=src, Key=key), s3.head_object(Bucket=dst, Key=key)
+        kept["type"] += copy.get("ContentType") == source.get("ContentType")
+        kept["meta"] += source.get("Metadata", {}).items() <= copy.get("Metadata", {}).items()
+        tags = [s3.get_object_tagging(Bucket=b, Key=key).get("TagSet", []) for b in (src, dst)]
+        kept["tags"] += sorted(map(str, tags[0])) == sorted(map(str, tags[1]))
+    whole = [name for name, count in kept.items() if count == len(keys)]
+    lost = [f"{name} {len(keys) - count}/{len(keys)}" for name, count in kept.items() if count < len(keys)]
+    return "+".join(whole) + (f" (lost: {', '.join(lost)})" if lost else "")
+
+
+def sample_keys(count: int, size: int = 8) -> list[str]:
+    """A few keys to check in depth: spread over the bucket, half of them among the rewritten."""
+    step = max(1, count // size)
+    plain = [key_of(i) for i in range(0, count, step)][: size // 2]
+    return plain + [key_of(i) for i in changed_indexes(count)[: size // 2]]

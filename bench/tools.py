@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bench.endpoints import Endpoint
-from bench.procs import Usage, run_measured
+from bench.procs import Usage, run_measured, tree_cpu_seconds
 from bench.s3data import CREDENTIALS, REGION
 from bench.toolpaths import tool_path
 
@@ -58,10 +56,73 @@ class Result:
     check: str = ""
     note: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    proxy_cpu_seconds: float | None = None
+    requests: dict[str, int] | None = None
+    """Requests the tool sent per S3 operation, as the proxy counted them (None: no proxy)."""
+    carries: str = ""
+    """What a sample of copies kept of the source's Content-Type, user metadata and tags."""
+    load: str = ""
+    """The load average (1, 5, 15 min) when the run started."""
 
     @property
     def objects_per_second(self) -> float | None:
         return self.n / self.seconds if self.seconds else None
+
+    @property
+    def cpu_s_per_1000(self) -> float | None:
+        """The tool's own CPU seconds per 1,000 objects of the source (examined, not copied)."""
+        return self.cpu_seconds * 1000 / self.n if self.cpu_seconds is not None else None
+
+    @property
+    def endpoint_cpu_s_per_1000(self) -> float | None:
+        return self.endpoint_cpu_seconds * 1000 / self.n if self.endpoint_cpu_seconds is not None else None
+
+    @property
+    def requests_per_object(self) -> float | None:
+        return sum(self.requests.values()) / self.n if self.requests is not None else None
+
+    def derived(self) -> dict[str, Any]:
+        """The computed columns, for the JSON."""
+        return {
+            "objects_per_second": self.objects_per_second,
+            "cpu_s_per_1000": self.cpu_s_per_1000,
+            "endpoint_cpu_s_per_1000": self.endpoint_cpu_s_per_1000,
+            "requests_per_object": self.requests_per_object,
+        }
+
+
+class EndpointMeter:
+    """What the endpoint (and the proxy in front of it) did during one run: CPU and requests.
+
+    Enter just before the tool starts, call :meth:`fill` once it finished: the endpoint's CPU
+    is its process tree's, the proxy's its own, and the request counts are those the proxy
+    forwarded in between (the counts are reset on entry).
+    """
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def __enter__(self) -> EndpointMeter:
+        proxy = self.endpoint.proxy
+        if proxy is not None:
+            proxy.take_counts()
+            self._proxy_cpu = tree_cpu_seconds([proxy.pid])
+        self._cpu = tree_cpu_seconds([self.endpoint.pid])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu = tree_cpu_seconds([self.endpoint.pid]) - self._cpu
+        proxy = self.endpoint.proxy
+        if proxy is not None:
+            self.proxy_cpu: float | None = tree_cpu_seconds([proxy.pid]) - self._proxy_cpu
+            self.requests: dict[str, int] | None = proxy.take_counts()
+        else:
+            self.proxy_cpu, self.requests = None, None
+
+    def fill(self, result: Result) -> None:
+        result.endpoint_cpu_seconds = self.cpu
+        result.proxy_cpu_seconds = self.proxy_cpu
+        result.requests = self.requests
 
 
 def aws_env(endpoint: Endpoint, workdir: Path) -> dict[str, str]:
@@ -85,6 +146,8 @@ class Tool:
     name = ""
     cases: tuple[str, ...] = CASES
     description = ""
+    profile_dir: Path | None = None
+    """Where py-spy profiles of the runs go (the s3br tools; None: no profiling)."""
 
     def missing(self) -> str | None:
         """Why the tool cannot run here, or None when it can."""
@@ -112,16 +175,16 @@ class Tool:
         return aws_env(spec.endpoint, spec.logdir)
 
     def run(self, spec: RunSpec) -> Result:
-        endpoint_cpu = _cpu(spec.endpoint.pid)
-        usage = run_measured(
-            self.command(spec),
-            env=self.env(spec),
-            log=spec.log(self.name),
-            timeout=spec.timeout,
-            cwd=ROOT,
-        )
+        with EndpointMeter(spec.endpoint) as meter:
+            usage = run_measured(
+                self.command(spec),
+                env=self.env(spec),
+                log=spec.log(self.name),
+                timeout=spec.timeout,
+                cwd=ROOT,
+            )
         result = self.result(spec, usage)
-        result.endpoint_cpu_seconds = _cpu(spec.endpoint.pid) - endpoint_cpu
+        meter.fill(result)
         return result
 
     def result(self, spec: RunSpec, usage: Usage) -> Result:
@@ -142,11 +205,6 @@ class Tool:
     def copied(self, output: str) -> int | None:
         """How many objects the tool says it copied, from its output (None: it does not say)."""
         return None
-
-
-def _cpu(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
 
 
 def _version(cmd: list[str]) -> str:
@@ -225,6 +283,7 @@ class S5cmdCp(S5cmd):
 class S5cmdSync(S5cmd):
     name = "s5cmd-sync"
     description = "s5cmd sync 's3://src/*' s3://dst/ (size and modification time; 256 workers)"
+    options: tuple[str, ...] = ()
 
     def command(self, spec: RunSpec) -> list[str]:
         return [
@@ -233,14 +292,25 @@ class S5cmdSync(S5cmd):
             spec.endpoint.url,
             "--stat",
             "sync",
+            *self.options,
             f"s3://{spec.src}/*",
             f"s3://{spec.dst}/",
         ]
 
 
+class S5cmdSyncMeta(S5cmdSync):
+    """The fair row: ``--metadata-directive COPY`` asks the server to keep the source's metadata
+    (S3's default for a CopyObject that names no directive)."""
+
+    name = "s5cmd-sync-meta"
+    description = "s5cmd sync --metadata-directive COPY (the fair row; otherwise as s5cmd-sync)"
+    options = ("--metadata-directive", "COPY")
+
+
 class AwsSync(Tool):
     name = "aws-sync"
     description = "aws s3 sync (awscli v1, max_concurrent_requests 32)"
+    options: tuple[str, ...] = ()
 
     def missing(self) -> str | None:
         return None if tool_path("aws") else "awscli not installed (bench/setup_tools.sh)"
@@ -258,6 +328,7 @@ class AwsSync(Tool):
             "--endpoint-url",
             spec.endpoint.url,
             "--no-progress",
+            *self.options,
         ]
 
     def copied(self, output: str) -> int | None:
@@ -279,6 +350,8 @@ class RcloneCopy(Tool):
         "rclone copy --transfers 32 --checkers 32 --fast-list --update --use-server-modtime "
         "(server-side copy within one remote)"
     )
+
+    options: tuple[str, ...] = ()
 
     def missing(self) -> str | None:
         return None if tool_path("rclone") else "rclone not installed (apt-get install rclone)"
@@ -306,6 +379,7 @@ class RcloneCopy(Tool):
             "1h",
             "--stats-log-level",
             "NOTICE",
+            *self.options,
         ]
 
     def copied(self, output: str) -> int | None:
@@ -327,3 +401,23 @@ class RcloneCopy(Tool):
             "RCLONE_CONFIG_S3_REGION": REGION,
             "RCLONE_CONFIG_S3_FORCE_PATH_STYLE": "true",
         }
+
+
+class AwsSyncMeta(AwsSync):
+    """The fair row: ``--metadata-directive COPY`` (awscli's default for single-part copies)."""
+
+    name = "aws-sync-meta"
+    description = "aws s3 sync --metadata-directive COPY (the fair row; otherwise as aws-sync)"
+    options = ("--metadata-directive", "COPY")
+
+
+class RcloneCopyMeta(RcloneCopy):
+    """The fair row: ``--metadata`` (``-M``): rclone reads each source object's metadata and
+    writes it with the copy (``MetadataDirective`` REPLACE) instead of leaving it to S3."""
+
+    name = "rclone-copy-meta"
+    description = "rclone copy --metadata (-M; the fair row; otherwise as rclone-copy)"
+    options = ("--metadata",)
+
+
+FAIR_TOOLS = (S5cmdSyncMeta, AwsSyncMeta, RcloneCopyMeta)
