@@ -29,6 +29,7 @@ def get_provider_info() -> dict[str, Any]:
                     "s3br_provider.operators.plan",
                     "s3br_provider.operators.diff",
                     "s3br_provider.operators.copy_batch",
+                    "s3br_provider.operators.chunks",
                     "s3br_provider.operators.tag_deleted",
                     "s3br_provider.operators.report",
                     "s3br_provider.operators.restore",
@@ -62,6 +63,15 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "integer",
                         "example": "5000",
                         "default": "5000",
+                    },
+                    "copy_chunk_keys": {
+                        "description": "Most keys one copy task copies: a partition's diff with more to "
+                        "copy writes its copy manifest in chunks of this many keys, copied by the mapped "
+                        "copy_chunk task. Unset: twice target_keys_per_partition.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "10000",
+                        "default": None,
                     },
                     "late_margin_minutes": {
                         "description": "The Backups view shows a pair as late when its last successful "

@@ -19,6 +19,7 @@ from s3br_provider.core.settings import BACKUP_DEFAULTS as B
 from s3br_provider.core.settings import DRILL_DEFAULTS as D
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.core.settings import BackupArguments, DrillArguments, RestoreArguments
+from s3br_provider.operators.chunks import S3GatherChunksOperator
 from s3br_provider.operators.copy_batch import S3CopyBatchOperator
 from s3br_provider.operators.diff import S3DiffPartitionOperator
 from s3br_provider.operators.drill import (
@@ -173,6 +174,17 @@ def _copy_step(partition: Any, picked: Any, count: str, **kwargs: Any) -> S3Copy
     )
 
 
+def _chunk_steps(diff_results: Any, **kwargs: Any) -> tuple[S3GatherChunksOperator, Any]:
+    """``gather_chunks`` (after the diffs only, not their copies) and the mapped ``copy_chunk``
+    that copies the partitions' chunks after their first, with ``copy_batch``'s ``kwargs``.
+    Without such chunks ``copy_chunk`` maps to nothing and is skipped."""
+    gather = S3GatherChunksOperator(task_id="gather_chunks", diff_results=diff_results)
+    copy = S3CopyBatchOperator.partial(
+        task_id="copy_chunk", map_index_template="{{ partition_label }}", **kwargs
+    ).expand_kwargs(gather.output)
+    return gather, copy
+
+
 def backup_group(
     *,
     group_id: str,
@@ -182,7 +194,9 @@ def backup_group(
     **keywords: Unpack[BackupGroupArguments],
 ) -> TaskGroup:
     """Back up ``source_bucket`` into ``backup_bucket``: ``validate -> plan_partitions ->
-    partition[p](diff -> copy_batch -> tag_deleted) -> report``, inside the current DAG.
+    partition[p](diff -> copy_batch -> tag_deleted) -> report``, and, for partitions with more
+    to copy than a chunk, ``diff[p] -> gather_chunks -> copy_chunk[c] -> report``, inside the
+    current DAG.
 
     The keywords are ``s3_backup``'s Params (see the README; ``core.settings.BackupArguments``
     declares their types, ``BACKUP_DEFAULTS`` their defaults), and those of
@@ -208,18 +222,17 @@ def backup_group(
             size_by_change_rate=True,
         )
 
+        copying = {
+            "target_bucket": backup_bucket,
+            "storage_class": shared["backup_storage_class"],
+            "kms_key_id": shared["backup_kms_key_id"],
+            "aws_conn_id": backup_conn,
+        }
+
         def backup_partition(partition: Any) -> dict[str, Any]:
             """One key partition: diff, then copy, then tag what vanished."""
             diff = S3DiffPartitionOperator(task_id="diff", partition=partition, aws_conn_id=backup_conn)
-            copy = _copy_step(
-                partition,
-                diff.output,
-                "to_copy",
-                target_bucket=backup_bucket,
-                storage_class=shared["backup_storage_class"],
-                kms_key_id=shared["backup_kms_key_id"],
-                aws_conn_id=backup_conn,
-            )
+            copy = _copy_step(diff.output["copy_partition"], diff.output, "copy_manifest_objects", **copying)
             tag = S3TagDeletedOperator(
                 task_id="tag_deleted",
                 partition=partition,
@@ -234,9 +247,17 @@ def backup_group(
             return {"diff": diff, "copy": copy, "tag": tag}
 
         partitions, results = _over_partitions(backup_partition, plan)
-        report = S3BackupReportOperator(task_id="report", aws_conn_id=backup_conn, **results)
+        gather, copy_chunk = _chunk_steps(results["diff_results"], **copying)
+        report = S3BackupReportOperator(
+            task_id="report",
+            aws_conn_id=backup_conn,
+            chunks=gather.output,
+            chunk_results=copy_chunk.output,
+            **results,
+        )
         validate >> plan
         partitions >> report
+        copy_chunk >> report
     return group
 
 

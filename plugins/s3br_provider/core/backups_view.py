@@ -16,6 +16,8 @@ DRILL_DAG_ID = "s3_restore_drill"
 CHART_RUNS = 30
 MAX_FAILURES = 10
 COUNTS = (
+    "partitions",
+    "copy_chunks",
     "source_objects",
     "to_copy",
     "copied",

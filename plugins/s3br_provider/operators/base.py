@@ -137,7 +137,8 @@ class S3brPartitionOperator(S3brBaseOperator):
     """An s3br operator that works on one key partition (usually mapped over the plan).
 
     :param partition: ``{"index", "start_after", "end"}`` from the plan task; default: the
-        whole key space as partition 0.
+        whole key space as partition 0. A copy chunk's also has ``chunk`` (its number, or a
+        merged ``"2-4"``) and ``chunks`` (the partition's count), shown in its label.
     :param dry_run: count and log what the step would do; write nothing.
     :param threads: requests in flight; default: the operator's ``default_threads``.
     """
@@ -168,8 +169,16 @@ class S3brPartitionOperator(S3brBaseOperator):
         return int((self.partition or WHOLE_KEY_SPACE)["index"])
 
     @property
+    def part_name(self) -> str:
+        """``p3``, or for a copy chunk ``p3 chunk 2/5``."""
+        partition = self.partition or WHOLE_KEY_SPACE
+        if partition.get("chunk") is None:
+            return f"p{self.index}"
+        return f"p{self.index} chunk {partition['chunk']}/{partition.get('chunks', '?')}"
+
+    @property
     def label(self) -> str:
-        return f"p{self.index} {self.key_range.label}"
+        return f"{self.part_name} {self.key_range.label}"
 
     def manifest_uri(self, run_uri: str, kind: str) -> str:
         """The URI of this partition's manifest of one kind (``copy``, ``vanished``, ...)."""
@@ -212,4 +221,4 @@ class S3brPartitionOperator(S3brBaseOperator):
             return
         context["ti"].xcom_push(key="return_value", value=result)  # the report still reads it
         shown = ", ".join(f"{f['key']!r} ({f['error']})" for f in result["failures"][:5])
-        raise AirflowException(f"p{self.index}: {result['failed']} object(s) {what}: {shown}")
+        raise AirflowException(f"{self.part_name}: {result['failed']} object(s) {what}: {shown}")

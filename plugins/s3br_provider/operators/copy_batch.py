@@ -64,7 +64,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
     :param source_bucket: bucket the objects are copied from.
     :param target_bucket: bucket they are copied into (``aws_conn_id``'s).
     :param manifest_uri: gzip JSON Lines manifest of the objects (``diff``'s ``copy_manifest``,
-        ``select``'s); ``""`` or None: nothing to copy.
+        ``select``'s), or a list of them copied in turn (``gather_chunks``' merged chunks, each
+        sorted, in key order); ``""``, None or ``[]``: nothing to copy.
     :param prefix: the prefix the manifest was listed under (a retry lists the target there).
     :param expected: number of objects in the manifest, for progress lines.
     :param multipart_threshold_mb: objects larger than this are copied in parts.
@@ -109,7 +110,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         *,
         source_bucket: str,
         target_bucket: str,
-        manifest_uri: str | None,
+        manifest_uri: str | Sequence[str] | None,
         prefix: str = "",
         expected: int | str | None = None,
         multipart_threshold_mb: int | str = MAX_COPY_OBJECT_MB,
@@ -148,15 +149,21 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         self.label_partition(context)
         result: dict[str, Any] = {"index": self.index, "copied": 0, "bytes": 0, "skipped_done": 0}
         result |= {"failed": 0, "failures": []}
+        if (self.partition or {}).get("chunk") is not None:
+            result["chunk"] = self.partition["chunk"]
         create_only = self.target_mode == "missing_only"
         if create_only:
             result["skipped_existing"] = 0
-        if self.dry_run or not self.manifest_uri:
+        manifests = (
+            [self.manifest_uri] if isinstance(self.manifest_uri, str) else list(self.manifest_uri or ())
+        )
+        manifests = [uri for uri in manifests if uri]
+        if self.dry_run or not manifests:
             self.log.info("%s: nothing to copy%s", self.label, " (dry run)" if self.dry_run else "")
             return result
         target = self.hook
         manifest_hook = self.hook_for(self.manifest_aws_conn_id or self.aws_conn_id)
-        entries = (ObjectInfo.from_record(r) for r in read_manifest(manifest_hook, self.manifest_uri))
+        entries = (ObjectInfo.from_record(r) for uri in manifests for r in read_manifest(manifest_hook, uri))
         if context["ti"].try_number > 1 and not create_only:
             self._abort_stale_uploads(target)
             entries = self._not_yet_copied(entries, target, result)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from s3br_provider.core.chunks import ChunkedManifestWriter, chunk_uri, first_chunk_partition, writing_chunks
 from s3br_provider.core.diff import (
     Action,
     Compare,
@@ -28,7 +29,8 @@ from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
 from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE
 from s3br_provider.hooks.errors import error_code
-from s3br_provider.operators.base import S3brPartitionOperator
+from s3br_provider.operators.base import WHOLE_KEY_SPACE, S3brPartitionOperator
+from s3br_provider.operators.chunks import copy_chunk_keys
 from s3br_provider.operators.copy_batch import REPLACE_TAGS
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ class _NoWrite:
     """Manifest writer of a dry run: counts, writes nothing."""
 
     count = 0
+    chunks: list = []
 
     def write(self, record: dict[str, Any]) -> None:
         self.count += 1
@@ -56,6 +59,12 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
     folder; only counts and manifest URIs are returned, each also as its own XCom
     (``diff.output["copy_manifest"]``; ``""`` when there is none).
 
+    The copy manifest is written in chunks of at most ``copy_chunk_keys`` records (key ranges
+    of the sorted diff, ``core.chunks``): ``copy_manifest`` is the first, copied by the
+    partition's ``copy_batch`` (``copy_manifest_objects`` records, over ``copy_partition``'s
+    range); ``copy_chunks`` lists the others (``[{manifest, objects, bytes, start_after, end}]``)
+    for ``gather_chunks`` and the mapped ``copy_chunk``.
+
     :param source_bucket: bucket to back up.
     :param backup_bucket: bucket that receives the copies (and the run's manifests).
     :param prefix: only keys under this prefix.
@@ -64,6 +73,9 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
     :param archived_source: source objects in GLACIER / DEEP_ARCHIVE that need a copy: ``skip``
         (counted and named) or ``restore`` (a Bulk restore for 7 days is requested in the source,
         once; a later run copies the object when it is readable).
+    :param copy_chunk_keys: most records per copy-manifest chunk; default: the Airflow option
+        ``[s3br] copy_chunk_keys`` (env ``AIRFLOW__S3BR__COPY_CHUNK_KEYS``), else twice
+        ``[s3br] target_keys_per_partition`` (10,000).
     """
 
     template_fields: Sequence[str] = (
@@ -85,6 +97,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         compare: str = Compare.SIZE_MTIME.value,
         source_aws_conn_id: str | None = None,
         archived_source: str = "skip",
+        copy_chunk_keys: int | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -95,10 +108,12 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         self.compare = compare
         self.source_aws_conn_id = source_aws_conn_id
         self.archived_source = archived_source
+        self.copy_chunk_keys = copy_chunk_keys
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
         self.label_partition(context)
+        self.copy_chunk_keys = int(self.copy_chunk_keys or copy_chunk_keys())
         source = self.hook_for(self.source_aws_conn_id or self.aws_conn_id)
         backup = self.hook
         run_uri = self.run_uri(context, self.backup_bucket)
@@ -165,7 +180,9 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
 
     def _join(
         self, source: S3BucketHook, backup: S3BucketHook, copy_uri: str, vanished_uri: str, *, sort: bool
-    ) -> tuple[Counter[str], list[str], KeySampler, ManifestWriter | _NoWrite, ManifestWriter | _NoWrite]:
+    ) -> tuple[
+        Counter[str], list[str], KeySampler, ChunkedManifestWriter | _NoWrite, ManifestWriter | _NoWrite
+    ]:
         """Merge-join the partition's listings into the copy and vanished manifests."""
         source_listing, backup_listing = self._listings(source, backup, sort=sort)
         counts: Counter[str] = Counter()
@@ -175,7 +192,14 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             if self.dry_run:
                 to_copy, vanished = _NoWrite(), _NoWrite()
             else:
-                to_copy = stack.enter_context(writing_manifest(backup, copy_uri))
+                to_copy = stack.enter_context(
+                    writing_chunks(
+                        backup,
+                        lambda number: chunk_uri(copy_uri, number),
+                        self.copy_chunk_keys,
+                        self.key_range.start_after,
+                    )
+                )
                 vanished = stack.enter_context(writing_manifest(backup, vanished_uri))
             entries: Iterable[DiffEntry] = merge_listings(
                 source_listing, backup_listing, Compare(self.compare)
@@ -264,7 +288,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
     def _result(
         self,
         counts: Counter[str],
-        to_copy: ManifestWriter | _NoWrite,
+        to_copy: ChunkedManifestWriter | _NoWrite,
         vanished: ManifestWriter | _NoWrite,
         copy_uri: str,
         vanished_uri: str,
@@ -273,6 +297,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         skipped_archived = sum(counts[f"archived_{o}"] for o in ("skipped", "requested", "in_progress"))
         unchanged, gone = counts[Action.UNCHANGED], counts[Action.VANISHED]
         written = not self.dry_run
+        first, *more = to_copy.chunks or [None]
         return {
             "index": self.index,
             "label": self.key_range.label,
@@ -292,6 +317,11 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             # "" not None: Airflow reads a stored None XCom as missing, failing a template.
             "copy_manifest": copy_uri if written and to_copy.count else "",
             "vanished_manifest": vanished_uri if written and vanished.count else "",
+            # The partition's copy_batch copies the first chunk, over its range; the others
+            # are gather_chunks' (sorted, each its key range).
+            "copy_manifest_objects": first.objects if first is not None else 0,
+            "copy_partition": first_chunk_partition(self.partition or WHOLE_KEY_SPACE, to_copy.chunks),
+            "copy_chunks": [chunk.to_dict() for chunk in more],
         }
 
 

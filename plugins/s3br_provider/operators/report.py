@@ -10,6 +10,7 @@ from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.backups_view import SUMMARY_XCOM_KEY, run_summary
+from s3br_provider.core.chunks import join_chunks
 from s3br_provider.core.deleted_index import build_index, index_key
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, join_partitions, missing_steps, partition_table, total
@@ -25,11 +26,12 @@ TABLE = (
     ("changed", (("diff", "changed"),)),
     ("unchanged", (("diff", "unchanged"),)),
     ("vanished", (("diff", "vanished"),)),
-    ("copied", (("copy", "copied"),)),
-    ("bytes", (("copy", "bytes"),)),
+    ("chunks", (("chunked", "chunks"),)),
+    ("copied", (("copy", "copied"), ("chunked", "copied"))),
+    ("bytes", (("copy", "bytes"), ("chunked", "bytes"))),
     ("tagged", (("tag", "tagged"),)),
     ("archived", (("diff", "skipped_archived"),)),
-    ("failed", (("copy", "failed"), ("tag", "failed"))),
+    ("failed", (("copy", "failed"), ("chunked", "failed"), ("tag", "failed"))),
 )
 REPORT_TRIGGER_RULE = "all_done_setup_success"
 """Reports run after every partition outcome, but not when validate (the setup task) failed."""
@@ -50,6 +52,10 @@ class S3BackupReportOperator(S3brBaseOperator):
     :param diff_results: results of the mapped diff tasks.
     :param copy_results: results of the mapped copy tasks.
     :param tag_results: results of the mapped tag tasks.
+    :param chunks: ``gather_chunks``' output: the chunk copies planned (partitions' chunks after
+        their first); default: none.
+    :param chunk_results: results of the mapped ``copy_chunk`` tasks; counted with their
+        partitions' copies (a failed or missing chunk fails the run as a partition's copy does).
     :param dry_run: report only; write no report file or statistics.
     :param cloudwatch_namespace: namespace for metrics; ``""`` turns them off.
     :param source_aws_conn_id: recorded in the report.
@@ -66,6 +72,8 @@ class S3BackupReportOperator(S3brBaseOperator):
         "diff_results",
         "copy_results",
         "tag_results",
+        "chunks",
+        "chunk_results",
         "dry_run",
         "cloudwatch_namespace",
         "source_aws_conn_id",
@@ -81,6 +89,8 @@ class S3BackupReportOperator(S3brBaseOperator):
         diff_results: Any,
         copy_results: Any,
         tag_results: Any,
+        chunks: Any = None,
+        chunk_results: Any = None,
         prefix: str = BACKUP_DEFAULTS.prefix,
         dry_run: bool | str = BACKUP_DEFAULTS.dry_run,
         cloudwatch_namespace: str = BACKUP_DEFAULTS.cloudwatch_namespace,
@@ -99,6 +109,8 @@ class S3BackupReportOperator(S3brBaseOperator):
         self.diff_results = diff_results
         self.copy_results = copy_results
         self.tag_results = tag_results
+        self.chunks = chunks
+        self.chunk_results = chunk_results
         self.dry_run = dry_run
         self.cloudwatch_namespace = cloudwatch_namespace
         self.source_aws_conn_id = source_aws_conn_id
@@ -109,8 +121,11 @@ class S3BackupReportOperator(S3brBaseOperator):
         rows = join_partitions(
             as_list(self.partitions), diff=self.diff_results, copy=self.copy_results, tag=self.tag_results
         )
+        missing_chunks = join_chunks(rows, as_list(self.chunks), as_list(self.chunk_results))
         totals = {
             "partitions": len(rows),
+            "copy_chunks": total(rows, "chunked", "chunks"),
+            "chunk_copy_tasks": len(as_list(self.chunks)),
             "source_objects": total(rows, "diff", "source_objects"),
             "unchanged": total(rows, "diff", "unchanged"),
             "to_copy": total(rows, "diff", "to_copy"),
@@ -118,13 +133,13 @@ class S3BackupReportOperator(S3brBaseOperator):
             "archive_restores_requested": total(rows, "diff", "archive_restores_requested"),
             "bytes_to_copy": total(rows, "diff", "bytes_to_copy"),
             "source_bytes": total(rows, "diff", "source_bytes"),
-            "copied": total(rows, "copy", "copied"),
-            "bytes_copied": total(rows, "copy", "bytes"),
+            "copied": total(rows, "copy", "copied") + total(rows, "chunked", "copied"),
+            "bytes_copied": total(rows, "copy", "bytes") + total(rows, "chunked", "bytes"),
             "vanished": total(rows, "diff", "vanished"),
             "tagged_deleted": total(rows, "tag", "tagged"),
-            "failed": total(rows, "copy", "failed") + total(rows, "tag", "failed"),
+            "failed": sum(total(rows, step, "failed") for step in ("copy", "chunked", "tag")),
         }
-        missing = missing_steps(rows, ("diff", "copy", "tag"))
+        missing = missing_steps(rows, ("diff", "copy", "tag")) + missing_chunks
         settings = {
             "source_bucket": self.source_bucket,
             "backup_bucket": self.backup_bucket,
@@ -151,7 +166,8 @@ class S3BackupReportOperator(S3brBaseOperator):
         self.log.info(
             "Totals: %(source_objects)d source objects, %(to_copy)d to copy, %(copied)d copied, "
             "%(unchanged)d unchanged, %(vanished)d vanished, %(tagged_deleted)d newly tagged deleted, "
-            "%(failed)d failed",
+            "%(failed)d failed; %(partitions)d partition(s), %(copy_chunks)d copy chunk(s) "
+            "(%(chunk_copy_tasks)d copy_chunk task(s))",
             totals,
         )
         self.log.info("Bytes copied: %s", format_bytes(totals["bytes_copied"]))
@@ -164,7 +180,10 @@ class S3BackupReportOperator(S3brBaseOperator):
                 archived[:10],
             )
         failures = [
-            f for row in rows for step in ("copy", "tag") for f in (row[step] or {}).get("failures", [])
+            f
+            for row in rows
+            for result in (row["copy"], *row["chunk_copies"], row["tag"])
+            for f in (result or {}).get("failures", [])
         ]
         # Read by the Backups view (s3br_provider.ui), also when this run then fails.
         context["ti"].xcom_push(key=SUMMARY_XCOM_KEY, value=run_summary(settings, totals, missing, failures))

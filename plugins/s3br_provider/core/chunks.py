@@ -1,0 +1,193 @@
+"""Copy chunks: a partition's copy manifest written in bounded key ranges, and their copy tasks.
+
+A partition's listing range may hold far more keys to copy than one task should (a bucket of
+10M keys in at most ``max_partitions`` ranges, an endpoint that lists out of order and cannot be
+split, a skewed prefix). ``diff`` writes its copy manifest in chunks of at most ``chunk_keys``
+records; each chunk is a key range ``(previous chunk's last key, its last key]`` of the sorted
+diff, so a retried copy lists just that range. The partition's own ``copy_batch`` copies the
+first chunk; the others become the tasks of the mapped ``copy_chunk`` (:func:`chunk_copies`),
+merged where there would be more than Airflow maps.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from s3br_provider.core.manifest import ManifestStore, ManifestWriter
+
+SUFFIX = ".jsonl.gz"
+CHUNK_SUMS = ("copied", "bytes", "failed", "gone_since_inventory")
+"""Fields of the chunk copies' results that a report row sums (``join_chunks``)."""
+
+
+@dataclass
+class Chunk:
+    """One chunk of a copy manifest: its URI, records, bytes and key range ``(start_after, end]``."""
+
+    manifest: str
+    objects: int = 0
+    bytes: int = 0
+    start_after: str | None = None
+    end: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ChunkedManifestWriter:
+    """Write manifest records (sorted by key, as the diff yields them) into files of at most
+    ``chunk_keys`` records each; ``chunks`` describes them, ``count`` is the total."""
+
+    def __init__(self, folder: str, uri_for: Callable[[int], str], chunk_keys: int, start_after: str | None):
+        if chunk_keys < 1:
+            raise ValueError(f"chunk_keys must be at least 1, got {chunk_keys}")
+        self._folder, self._uri_for, self._chunk_keys = folder, uri_for, chunk_keys
+        self._start_after = start_after
+        self.chunks: list[Chunk] = []
+        self.paths: list[str] = []
+        self._writer: ManifestWriter | None = None
+        self._stream: Any = None
+        self.count = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._writer is None or self._writer.count >= self._chunk_keys:
+            self._next_chunk()
+        assert self._writer is not None
+        self._writer.write(record)
+        chunk = self.chunks[-1]
+        chunk.objects += 1
+        chunk.bytes += int(record.get("s", 0))
+        chunk.end = record["k"]
+        self.count += 1
+
+    def _next_chunk(self) -> None:
+        start_after = self.chunks[-1].end if self.chunks else self._start_after
+        self.close()
+        path = os.path.join(self._folder, f"chunk-{len(self.chunks):05d}.jsonl.gz")
+        self._stream = open(path, "wb")  # noqa: SIM115 -- closed in close()
+        self._writer = ManifestWriter(self._stream)
+        self.paths.append(path)
+        self.chunks.append(Chunk(manifest=self._uri_for(len(self.chunks)), start_after=start_after))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._stream.close()
+            self._writer = self._stream = None
+
+
+@contextmanager
+def writing_chunks(
+    store: ManifestStore, uri_for: Callable[[int], str], chunk_keys: int, start_after: str | None = None
+) -> Iterator[ChunkedManifestWriter]:
+    """Stream records into chunk files; upload every chunk (chunk ``i`` to ``uri_for(i)``) only
+    on success, as ``writing_manifest`` does: no records, no upload."""
+    with tempfile.TemporaryDirectory(prefix="s3br-") as folder:
+        writer = ChunkedManifestWriter(folder, uri_for, chunk_keys, start_after)
+        try:
+            yield writer
+        finally:
+            writer.close()
+        for path, chunk in zip(writer.paths, writer.chunks, strict=True):
+            store.upload(path, chunk.manifest)
+
+
+def chunk_uri(first_uri: str, number: int) -> str:
+    """Chunk ``number``'s manifest URI: the first chunk keeps ``first_uri`` (the partition's
+    copy manifest as without chunks), chunk 2 of ``.../p00003.jsonl.gz`` is ``.../p00003-c00002.jsonl.gz``."""
+    if number == 0:
+        return first_uri
+    stem, extension = (first_uri[: -len(SUFFIX)], SUFFIX) if first_uri.endswith(SUFFIX) else (first_uri, "")
+    return f"{stem}-c{number + 1:05d}{extension}"
+
+
+def merge_factor(counts: Sequence[int], limit: int) -> int:
+    """The fewest consecutive chunks per copy task so that at most ``limit`` tasks copy
+    ``counts[p]`` chunks of each partition ``p`` (chunks merge within a partition only: a
+    retried copy lists its range and aborts stale uploads there, which must not reach another
+    partition's running copies)."""
+    busy = [n for n in counts if n > 0]
+    if len(busy) > limit:
+        raise ValueError(
+            f"{len(busy)} partitions have chunks to copy, more than the {limit} tasks Airflow maps"
+        )
+    factor = max(1, -(-sum(busy) // max(1, limit)))
+    while sum(-(-n // factor) for n in busy) > limit:
+        factor += 1
+    return factor
+
+
+def chunk_copies(diff_results: Sequence[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The mapped ``copy_chunk``'s keyword arguments, one dict per task: every diff result's
+    ``copy_chunks`` (its chunks after the first), merged ``merge_factor`` at a time when there
+    would be more than ``limit``. Each has a chunk-shaped ``partition`` (``index``, the merged
+    range, ``chunk``: its number(s) counting the partition's first chunk as 1, ``chunks``: the
+    partition's total), ``manifest_uri`` (a list of manifests) and ``expected`` (records)."""
+    results = sorted((r for r in diff_results if r.get("copy_chunks")), key=lambda r: int(r["index"]))
+    factor = merge_factor([len(r["copy_chunks"]) for r in results], limit)
+    copies = []
+    for result in results:
+        extra = result["copy_chunks"]
+        total = len(extra) + 1
+        for first in range(0, len(extra), factor):
+            group = extra[first : first + factor]
+            low, high = first + 2, first + len(group) + 1
+            partition = {
+                "index": int(result["index"]),
+                "start_after": group[0]["start_after"],
+                "end": group[-1]["end"],
+                "chunk": str(low) if low == high else f"{low}-{high}",
+                "chunks": total,
+            }
+            copies.append(
+                {
+                    "partition": partition,
+                    "manifest_uri": [chunk["manifest"] for chunk in group],
+                    "expected": sum(int(chunk["objects"]) for chunk in group),
+                }
+            )
+    return copies
+
+
+def first_chunk_partition(partition: dict[str, Any], chunks: Sequence[Chunk]) -> dict[str, Any]:
+    """The partition dict of the partition's own copy: the partition itself when there is at
+    most one chunk, else the first chunk's range (a retry then lists and cleans up only there,
+    never where the partition's other chunks are being copied)."""
+    if len(chunks) <= 1:
+        return dict(partition)
+    return {**partition, "end": chunks[0].end, "chunk": "1", "chunks": len(chunks)}
+
+
+def join_chunks(
+    rows: Sequence[dict[str, Any]], planned: Sequence[dict[str, Any]], results: Sequence[Any]
+) -> list[str]:
+    """Add to each report row (``core.report.join_partitions``) its chunk copies' results
+    (``chunk_copies``) and their sums (``chunked``: chunks the diff wrote, chunk copy tasks,
+    copied, bytes, failed); return ``p<index>:copy_chunk <chunk>`` for each planned chunk copy
+    that left no result."""
+    done = {(int(r["index"]), str(r["chunk"])): r for r in results if isinstance(r, dict) and "chunk" in r}
+    missing = []
+    by_partition: dict[int, list[dict[str, Any]]] = {}
+    for copy in planned:
+        index, chunk = int(copy["partition"]["index"]), str(copy["partition"]["chunk"])
+        result = done.get((index, chunk))
+        if result is None:
+            missing.append(f"p{index}:copy_chunk {chunk}")
+        else:
+            by_partition.setdefault(index, []).append(result)
+    tasks = [int(copy["partition"]["index"]) for copy in planned]
+    for row in rows:
+        index, diff = int(row["index"]), row.get("diff") or {}
+        mine = by_partition.get(index, [])
+        row["chunk_copies"] = mine
+        row["chunked"] = {
+            "chunks": (1 + len(diff.get("copy_chunks") or ())) if diff.get("copy_manifest") else 0,
+            "tasks": tasks.count(index),
+            **{field: sum(int(r.get(field, 0)) for r in mine) for field in CHUNK_SUMS},
+        }
+    return missing
