@@ -28,6 +28,8 @@ REPLACE_TAGS = "replace_tags"
 """Record flag set by diff on a changed object: its copy replaces the backup's tags with the
 source's explicitly. (TaggingDirective=COPY should do that; some endpoints, moto among them,
 merge the old tags in, which would leave a returning object marked deleted.)"""
+FROM_INVENTORY = "inventory"
+"""Record flag: the source object was listed by an inventory report, so it may be gone since."""
 
 
 class CopyMismatchError(Exception):
@@ -148,7 +150,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
             raise InvalidArgumentsError(str(error)) from None
         self.label_partition(context)
         result: dict[str, Any] = {"index": self.index, "copied": 0, "bytes": 0, "skipped_done": 0}
-        result |= {"failed": 0, "failures": []}
+        result |= {"failed": 0, "failures": [], "gone_since_inventory": 0}
         if (self.partition or {}).get("chunk") is not None:
             result["chunk"] = self.partition["chunk"]
         create_only = self.target_mode == "missing_only"
@@ -172,6 +174,10 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         copy_one = self._copier(target, self.hook_for(self.source_aws_conn_id or self.aws_conn_id))
         copies = self.run_each(copy_one, entries, result, "Copy", self.source_bucket, progress)
         for obj, written in copies:
+            if written is None:  # listed by an inventory report, deleted since
+                result["gone_since_inventory"] += 1
+                progress.add()
+                continue
             if written is False:
                 result["skipped_existing"] += 1
                 progress.add()
@@ -195,6 +201,14 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 self.label,
                 len(self._markers),
                 self._markers[:5],
+            )
+        if result["gone_since_inventory"]:
+            self.log.info(
+                "%s: %d object(s) the inventory report listed were deleted from s3://%s since its "
+                "snapshot: nothing to copy (the next run tags their backups, if any, deleted)",
+                self.label,
+                result["gone_since_inventory"],
+                self.source_bucket,
             )
         if create_only:
             self.log.info(
@@ -222,7 +236,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 raise AirflowFailException(f"{error}: {reasons[0]}") from None
             raise
 
-    def _copier(self, target: S3BucketHook, source: S3BucketHook) -> Callable[[ObjectInfo], bool]:
+    def _copier(self, target: S3BucketHook, source: S3BucketHook) -> Callable[[ObjectInfo], bool | None]:
         threshold = self.multipart_threshold_mb * MiB
         create_only = self.target_mode == "missing_only"
 
@@ -248,7 +262,16 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 check_copy(target, self.target_bucket, source, self.source_bucket, obj)
             return written
 
-        return copy_one
+        def copy_unless_gone(obj: ObjectInfo) -> bool | None:
+            """None: an object an inventory report listed that is no longer in the source."""
+            try:
+                return copy_one(obj)
+            except ClientError as error:
+                if obj.extra.get(FROM_INVENTORY) and error_code(error) in ("NoSuchKey", "404", "NotFound"):
+                    return None
+                raise
+
+        return copy_unless_gone
 
     def _write_marker(
         self,

@@ -22,8 +22,8 @@ from s3br_provider.core.diff import (
 )
 from s3br_provider.core.external_sort import sorted_objects
 from s3br_provider.core.fingerprints import content_differs
-from s3br_provider.core.manifest import ManifestWriter, writing_manifest
-from s3br_provider.core.objects import ObjectInfo
+from s3br_provider.core.manifest import ManifestWriter, read_manifest, writing_manifest
+from s3br_provider.core.objects import ObjectInfo, epoch_seconds
 from s3br_provider.core.pool import map_where_ordered, prefetch
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
@@ -31,7 +31,7 @@ from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE
 from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import WHOLE_KEY_SPACE, S3brPartitionOperator
 from s3br_provider.operators.chunks import copy_chunk_keys
-from s3br_provider.operators.copy_batch import REPLACE_TAGS
+from s3br_provider.operators.copy_batch import FROM_INVENTORY, REPLACE_TAGS
 
 if TYPE_CHECKING:
     from s3br_provider.hooks.s3_bucket import S3BucketHook
@@ -132,6 +132,16 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         counts, archived_keys, sampler, to_copy, vanished = joined
         result = self._result(counts, to_copy, vanished, copy_uri, vanished_uri)
         result |= {"archived_keys": archived_keys}
+        if self.inventory_snapshot is not None:
+            result |= {"listing_source": "inventory", "newer_than_inventory": counts["newer_than_inventory"]}
+            if counts["newer_than_inventory"]:
+                self.log.info(
+                    "%s: %d backup object(s) the inventory does not list were written after its "
+                    "snapshot (%s): left as they are, not tagged deleted",
+                    self.label,
+                    counts["newer_than_inventory"],
+                    self.partition["inventory_snapshot"],
+                )
         if archived_keys:
             self.log.warning(
                 "%s: %d archived source object(s) not copied (archived_source=%s: %d skipped, "
@@ -166,17 +176,51 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         self, source: S3BucketHook, backup: S3BucketHook, *, sort: bool
     ) -> tuple[Iterator[ObjectInfo], ...]:
         """Both listings of the partition, fetched concurrently: as listed, checked to be in
-        order; or, with ``sort``, listed whole in any order and sorted (``core.external_sort``)."""
+        order; or, with ``sort``, listed whole in any order and sorted (``core.external_sort``).
+        A partition planned from an inventory report has its source side in ``source_manifest``
+        (sorted by the plan): the source is not listed."""
         sides = ((source, self.source_bucket, "source"), (backup, self.backup_bucket, "backup"))
         if sort:
-            return tuple(
+            listings = tuple(
                 prefetch(sorted_objects(hook.iter_objects_any_order(bucket, self.prefix, self.key_range)))
-                for hook, bucket, _ in sides
+                for hook, bucket, _ in sides[self.inventory_snapshot is not None :]
             )
-        return tuple(
-            check_sorted(prefetch(hook.iter_objects(bucket, self.prefix, self.key_range)), what)
-            for hook, bucket, what in sides
-        )
+        else:
+            listings = tuple(
+                check_sorted(prefetch(hook.iter_objects(bucket, self.prefix, self.key_range)), what)
+                for hook, bucket, what in sides[self.inventory_snapshot is not None :]
+            )
+        if self.inventory_snapshot is None:
+            return listings
+        return check_sorted(prefetch(self._inventory_listing(backup)), "source"), *listings
+
+    @property
+    def inventory_snapshot(self) -> float | None:
+        """Seconds since the epoch of the inventory snapshot the partition was planned from, or None."""
+        snapshot = (self.partition or {}).get("inventory_snapshot")
+        return epoch_seconds(snapshot) if snapshot else None
+
+    def _inventory_listing(self, backup: S3BucketHook) -> Iterator[ObjectInfo]:
+        """The partition's source objects as the inventory listed them (``source_manifest``,
+        in the backup bucket's run folder), each marked as such for copy_batch."""
+        uri = self.partition.get("source_manifest") if self.partition else ""
+        for record in read_manifest(backup, uri) if uri else ():
+            obj = ObjectInfo.from_record(record)
+            obj.extra[FROM_INVENTORY] = True
+            yield obj
+
+    def _after_snapshot(self, entries: Iterable[DiffEntry], counts: Counter[str]) -> Iterator[DiffEntry]:
+        """The entries without the backup objects missing from the inventory whose copy was
+        written at or after its snapshot: their source may be newer than the report (written
+        since, by the continuous backup, say), so they are left as they are and counted."""
+        snapshot = self.inventory_snapshot
+        assert snapshot is not None
+        for entry in entries:
+            action, _, dst = entry
+            if action is Action.VANISHED and dst is not None and dst.last_modified >= snapshot:
+                counts["newer_than_inventory"] += 1
+                continue
+            yield entry
 
     def _join(
         self, source: S3BucketHook, backup: S3BucketHook, copy_uri: str, vanished_uri: str, *, sort: bool
@@ -206,6 +250,8 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             )
             if Compare(self.compare) is Compare.CHECKSUM:
                 entries = self._checked(entries, source, backup, counts)
+            if self.inventory_snapshot is not None:
+                entries = self._after_snapshot(entries, counts)
             for action, src, dst in entries:
                 counts[action] += 1
                 if src is not None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from airflow.configuration import conf
 
+from s3br_provider.core.external_sort import sorted_objects
+from s3br_provider.core.inventory import InventoryError, ReadCounts, cut_sorted, iso_minute, partition_size
 from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved
+from s3br_provider.core.manifest import ManifestWriter
+from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import (
     ASSUMED_COPY_FRACTION,
     KeyRange,
@@ -17,7 +23,7 @@ from s3br_provider.core.partitions import (
 from s3br_provider.core.probe_plan import Probe, plan_by_probing
 from s3br_provider.core.settings import BACKUP_DEFAULTS
 from s3br_provider.core.stats import decode_copy_fraction, decode_stats, stats_uri
-from s3br_provider.operators.base import S3brBaseOperator
+from s3br_provider.operators.base import InvalidArgumentsError, S3brBaseOperator
 
 TARGET_KEYS_PER_PARTITION = 5_000
 """Keys per mapped partition: enough work to outweigh a task's start-up (about a second),
@@ -71,6 +77,12 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
     :param size_by_change_rate: backups: when statistics exist, size partitions by the work the
         last run measured (a run that mostly lists gets fewer, larger partitions; see
         ``keys_per_partition``). Restores copy every key and leave this off.
+    :param listing_source: ``list``, or ``inventory``: the source's latest S3 Inventory report
+        under ``inventory_uri`` (read with ``aws_conn_id``) is sorted and cut into partitions of
+        about ``target_keys`` keys, each partition's sorted listing written as a manifest in the
+        run folder (``stats_bucket``'s); each partition then carries ``source_manifest`` and
+        ``inventory_snapshot`` (ISO-8601), and nothing lists the source.
+    :param inventory_uri: the inventory configuration's destination folder for this source.
     """
 
     template_fields: Sequence[str] = (
@@ -80,6 +92,8 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         "max_partitions",
         "stats_bucket",
         "stats_aws_conn_id",
+        "listing_source",
+        "inventory_uri",
     )
 
     def __init__(
@@ -92,9 +106,13 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         stats_aws_conn_id: str | None = None,
         target_keys: int | None = None,
         size_by_change_rate: bool = False,
+        listing_source: str = BACKUP_DEFAULTS.listing_source,
+        inventory_uri: str = BACKUP_DEFAULTS.inventory_uri,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.listing_source = listing_source
+        self.inventory_uri = inventory_uri
         self.bucket = bucket
         self.prefix = prefix
         self.max_partitions = max_partitions
@@ -109,6 +127,8 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
             "s3br", "target_keys_per_partition", fallback=TARGET_KEYS_PER_PARTITION
         )
         limit = min(self.max_partitions, conf.getint("core", "max_map_length", fallback=1024))
+        if self.listing_source == "inventory":
+            return self._plan_from_inventory(context, limit)
         ranges, source = self._plan(limit)
         plan = [{"index": i, **r.to_dict()} for i, r in enumerate(ranges)]
         self.log.info("Planned %d partition(s) from %s (limit %d):", len(plan), source, limit)
@@ -139,3 +159,110 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         )
         counted = "counted" if probed.exact else "estimated"
         return probed.ranges, f"{probed.probes} listing probes ({counted}: {probed.estimated_keys} keys)"
+
+    def _plan_from_inventory(self, context: Any, limit: int) -> list[dict[str, Any]]:
+        """Sort the latest inventory report and write each partition's sorted source listing."""
+        from s3br_provider.hooks.s3_inventory import S3InventoryReader
+
+        reader = S3InventoryReader(self.hook, self.inventory_uri)
+        try:
+            report = reader.latest()
+        except InventoryError as error:
+            raise InvalidArgumentsError(str(error)) from None
+        manifest, counts = report.manifest, ReadCounts()
+        snapshot = manifest.snapshot.isoformat()
+        listing = sorted_objects(reader.objects(manifest, self.prefix, counts))
+        first = next(listing, None)  # the sort has read every data file once it yields
+        if counts.reserved:
+            raise InvalidArgumentsError(
+                f"the inventory of {self.bucket!r} lists keys under {RESERVED_PREFIX!r} (first: "
+                f"{counts.reserved[0]!r}), the prefix where s3br keeps its run files, and a backup "
+                "never copies them. Is it an s3br backup bucket? Set prefix to the keys to back up."
+            )
+        cut = partition_size(counts.kept, self.target_keys, limit)
+        run_uri = self.run_uri(context, self.stats_bucket or self.bucket)
+        store = self.hook_for(self.stats_aws_conn_id or self.aws_conn_id)
+        with _PartitionManifests(store, f"{run_uri}/inventory") as manifests:
+            objects = listing if first is None else _chain(first, listing)
+            ranges = cut_sorted(objects, cut.per_partition, manifests.write)
+        plan = [
+            {
+                "index": i,
+                **r.to_dict(),
+                "source_manifest": manifests.uris.get(i, ""),
+                "inventory_snapshot": snapshot,
+            }
+            for i, r in enumerate(ranges)
+        ]
+        self.log.info(
+            "Inventory report %s (snapshot %s, %s): %d data file(s), %d rows, %d keys under prefix "
+            "%r (%d older versions, %d delete markers, %d outside the prefix left out)",
+            report.uri,
+            iso_minute(manifest.snapshot),
+            manifest.file_format,
+            counts.files,
+            counts.rows,
+            counts.kept,
+            self.prefix,
+            counts.not_latest,
+            counts.delete_markers,
+            counts.outside_prefix,
+        )
+        self.log.info(
+            "Planned %d partition(s) of up to %d keys from the inventory (limit %d):",
+            len(plan),
+            cut.per_partition,
+            limit,
+        )
+        for item, key_range in zip(plan, ranges, strict=True):
+            self.log.info("  p%d %s", item["index"], key_range.label)
+        return plan
+
+
+def _chain(first: ObjectInfo, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+class _PartitionManifests:
+    """Writes partition after partition to local files, uploading each as soon as it is full
+    (``<folder>/p00000.jsonl.gz``), so at most one partition's listing is on disk at a time."""
+
+    def __init__(self, store: Any, folder_uri: str) -> None:
+        self.store, self.folder_uri = store, folder_uri
+        self.uris: dict[int, str] = {}
+        self._index: int | None = None
+        self._writer: ManifestWriter | None = None
+        self._stream: Any = None
+
+    def __enter__(self) -> _PartitionManifests:
+        self._folder = tempfile.TemporaryDirectory(prefix="s3br-plan-")
+        self._path = os.path.join(self._folder.name, "partition.jsonl.gz")
+        return self
+
+    def write(self, index: int, obj: ObjectInfo) -> None:
+        if index != self._index:
+            self._finish()
+            self._index, self._stream = index, open(self._path, "wb")
+            self._writer = ManifestWriter(self._stream)
+        assert self._writer is not None
+        self._writer.write(obj.to_record())
+
+    def _finish(self) -> None:
+        if self._writer is None or self._index is None:
+            return
+        self._writer.close()
+        self._stream.close()
+        uri = f"{self.folder_uri}/p{self._index:05d}.jsonl.gz"
+        self.store.upload(self._path, uri)
+        self.uris[self._index] = uri
+        self._writer = None
+
+    def __exit__(self, kind: Any, *rest: Any) -> None:
+        try:
+            if kind is None:
+                self._finish()
+            elif self._stream is not None:
+                self._stream.close()
+        finally:
+            self._folder.cleanup()

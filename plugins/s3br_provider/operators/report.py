@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException
 from s3br_provider.core.backups_view import SUMMARY_XCOM_KEY, run_summary
 from s3br_provider.core.chunks import join_chunks
 from s3br_provider.core.deleted_index import build_index, index_key
+from s3br_provider.core.inventory import inventory_minute
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, join_partitions, missing_steps, partition_table, total
 from s3br_provider.core.settings import BACKUP_DEFAULTS
@@ -157,6 +158,7 @@ class S3BackupReportOperator(S3brBaseOperator):
             "archived_not_copied": archived,
             "partitions": rows,
         }
+        self._note_listing_source(rows, settings, totals, report)
         self.log.info(
             "Backup of s3://%s into s3://%s\n%s",
             self.source_bucket,
@@ -204,6 +206,32 @@ class S3BackupReportOperator(S3brBaseOperator):
         if not self.dry_run:
             context["outlet_events"][AssetAlias(BACKUP_ASSET_ALIAS)].add(Asset(f"s3://{self.backup_bucket}"))
         return totals
+
+    def _note_listing_source(
+        self, rows: list[dict[str, Any]], settings: dict[str, Any], totals: dict[str, Any], report: dict
+    ) -> None:
+        """Name the listing source in the report; an inventory's snapshot bounds what the run saw."""
+        snapshots = {p.get("inventory_snapshot") for p in as_list(self.partitions)} - {None, ""}
+        settings["listing_source"] = "inventory" if snapshots else "list"
+        if not snapshots:
+            return
+        snapshot = inventory_minute(min(snapshots))
+        settings["inventory_snapshot"] = min(snapshots)
+        totals["newer_than_inventory"] = total(rows, "diff", "newer_than_inventory")
+        totals["gone_since_inventory"] = total(rows, "copy", "gone_since_inventory") + total(
+            rows, "chunked", "gone_since_inventory"
+        )
+        report["listing"] = (
+            f"source listed by its S3 Inventory report of {snapshot}: objects written after "
+            f"{snapshot} are caught by the next run or the continuous backup"
+        )
+        self.log.info(
+            "%s; %d backup object(s) written after the snapshot left untagged, %d listed object(s) "
+            "deleted since",
+            report["listing"],
+            totals["newer_than_inventory"],
+            totals["gone_since_inventory"],
+        )
 
     def _publish(self, totals: dict[str, int]) -> None:
         metrics = self.metrics_hook(self.cloudwatch_namespace)

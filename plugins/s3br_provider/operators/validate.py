@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from s3br_provider.core.inventory import InventoryError, check_manifest, iso_minute
 from s3br_provider.core.keys import RESERVED_PREFIX, reaches_reserved
 from s3br_provider.core.pool import bounded_map_ordered
 from s3br_provider.core.settings import BACKUP_DEFAULTS as B
@@ -190,7 +192,10 @@ class S3BackupValidateOperator(_ValidateOperator):
         _check_bucket(source, settings.source_bucket, "source_bucket")
         _check_bucket(backup, settings.backup_bucket, "backup_bucket")
         _same_endpoint(source, backup, "source_aws_conn_id and backup_aws_conn_id")
-        _check_no_reserved_keys(source, settings.source_bucket, settings.prefix)
+        if settings.listing_source == "inventory":
+            self._check_inventory(source, settings)  # plan refuses reserved keys the report lists
+        else:
+            _check_no_reserved_keys(source, settings.source_bucket, settings.prefix)
         if settings.retention_mode and not backup.object_lock_enabled(settings.backup_bucket):
             raise InvalidRunError(
                 f"retention_mode {settings.retention_mode} needs S3 Object Lock, and backup_bucket "
@@ -205,14 +210,46 @@ class S3BackupValidateOperator(_ValidateOperator):
                     "key of the backup account: see the README, Encryption)"
                 )
         self.log.info(
-            "Backing up s3://%s/%s into s3://%s/ (compare=%s, dry_run=%s)",
+            "Backing up s3://%s/%s into s3://%s/ (compare=%s, dry_run=%s, listing_source=%s)",
             settings.source_bucket,
             settings.prefix,
             settings.backup_bucket,
             settings.compare,
             settings.dry_run,
+            settings.listing_source,
         )
         return settings.to_dict()
+
+    def _check_inventory(self, source: S3BucketHook, settings: BackupSettings) -> None:
+        """The latest report under ``inventory_uri`` exists, is of the source bucket, young
+        enough, readable and has the fields a listing needs (read with the source's connection)."""
+        from s3br_provider.hooks.s3_inventory import S3InventoryReader
+
+        try:
+            report = S3InventoryReader(source, settings.inventory_uri).latest()
+            check_manifest(
+                report.manifest,
+                source_bucket=settings.source_bucket,
+                max_age_hours=settings.inventory_max_age_hours,
+                now=datetime.now(UTC),
+            )
+        except InventoryError as error:
+            raise InvalidRunError(f"listing_source inventory: {error}") from None
+        if report.manifest.file_format == "Parquet":
+            try:
+                import pyarrow.parquet  # noqa: F401
+            except ImportError:
+                raise InvalidRunError(
+                    "listing_source inventory: the report is in Parquet and pyarrow is not installed "
+                    "on the workers (pip install pyarrow)"
+                ) from None
+        self.log.info(
+            "Inventory report %s: %s, %d data file(s), snapshot %s",
+            report.uri,
+            report.manifest.file_format,
+            len(report.manifest.files),
+            iso_minute(report.manifest.snapshot),
+        )
 
 
 class S3RestoreValidateOperator(_ValidateOperator):
