@@ -17,7 +17,7 @@ from s3br_provider.core.inventory import iso_minute
 from tests.dags.conftest import MARKER_TAGS, Obj, assert_copies, odd_objects, put, seed
 from tests.dags.test_backup_dag import MTIME_TICK, Gone, assert_backup, assert_succeeded, backup_run
 from tests.support.fault_proxy import FaultProxy
-from tests.support.inventory import inventory_report, rows_of_bucket, write_report
+from tests.support.inventory import configure_inventory, inventory_report, rows_of_bucket, write_report
 from tests.support.s3 import aws_conn_env, list_keys, snapshot, snapshot_bucket
 
 pytestmark = pytest.mark.slow
@@ -67,6 +67,7 @@ def test_a_backup_from_the_inventory_never_lists_the_source(
     source, backup = buckets
     model = odd_objects()
     seed(s3, source, model)
+    configure_inventory(s3, source, destination)
     # An older report with other content: the latest one is read.
     stale = inventory_report(source, destination, [], when=minute(datetime.now(UTC)) - timedelta(days=1))
     write_report(s3, stale)
@@ -130,8 +131,19 @@ def test_a_backup_from_the_inventory_never_lists_the_source(
     totals = second.totals
     assert (totals["copied"], totals["tagged_deleted"], totals["newer_than_inventory"]) == (1, 1, 0), totals
 
+    # Nothing to do: the source gets two requests, both validate's.
+    proxy.reset_records()
+    idle = backup_run(s3, source, backup, **inventory_conf(second_report.uri))
+    assert_succeeded(idle)
+    on_source = sorted(r.operation for r in proxy.records if r.bucket == source)
+    assert on_source == ["GetBucketInventoryConfiguration", "HeadBucket"]
+    assert (idle.totals["copied"], idle.totals["tagged_deleted"], idle.totals["failed"]) == (0, 0, 0)
+    assert_backup(s3, source, backup, gone={gone: Gone(before)})
 
-@pytest.mark.parametrize("case", ["no_report", "other_bucket", "too_old", "orc", "no_size"])
+
+@pytest.mark.parametrize(
+    "case", ["no_configuration", "narrow_filter", "no_report", "other_bucket", "too_old", "orc", "no_size"]
+)
 def test_a_bad_inventory_fails_in_validate_writing_nothing(
     s3: Any, buckets: tuple[str, str], destination: str, capsys: Any, case: str
 ) -> None:
@@ -140,7 +152,11 @@ def test_a_bad_inventory_fails_in_validate_writing_nothing(
     now = minute(datetime.now(UTC))
     rows = rows_of_bucket(s3, source)
     uri = f"s3://{destination}/inventory/{source}/s3br/"
-    if case == "other_bucket":
+    if case != "no_configuration":
+        configure_inventory(s3, source, destination, filter_prefix="a/" if case == "narrow_filter" else "")
+    if case in ("no_configuration", "narrow_filter"):
+        write_report(s3, inventory_report(source, destination, rows, when=now))
+    elif case == "other_bucket":
         write_report(s3, inventory_report(source, destination, rows, when=now, manifest_source="elsewhere"))
     elif case == "too_old":
         write_report(s3, inventory_report(source, destination, rows, when=now - timedelta(hours=30)))
@@ -150,6 +166,8 @@ def test_a_bad_inventory_fails_in_validate_writing_nothing(
         fields = ("Bucket", "Key", "LastModifiedDate", "ETag")
         write_report(s3, inventory_report(source, destination, rows, when=now, fields=fields))
     expected = {
+        "no_configuration": f"source_bucket '{source}' has no inventory configuration 's3br'",
+        "narrow_filter": r"lists only keys under 'a/', and prefix '' reaches beyond it",
         "no_report": f"no inventory report under {re.escape(uri)}",
         "other_bucket": f"is of bucket 'elsewhere', not of source_bucket '{source}'",
         "too_old": "30 hours old, older than inventory_max_age_hours 24",

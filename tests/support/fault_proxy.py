@@ -118,6 +118,7 @@ _BUCKET_SUBRESOURCES = {
     "object-lock": "ObjectLockConfiguration",
     "accelerate": "BucketAccelerateConfiguration",
     "requestPayment": "BucketRequestPayment",
+    "inventory": "BucketInventoryConfiguration",
 }
 _OBJECT_SUBRESOURCES = {
     "tagging": "ObjectTagging",

@@ -186,6 +186,37 @@ def inventory_report(
     return Report(destination, folder, files)
 
 
+def configure_inventory(
+    s3: Any,
+    source: str,
+    destination: str,
+    *,
+    prefix: str = "inventory",
+    config_id: str = "s3br",
+    filter_prefix: str = "",
+    file_format: str = "CSV",
+) -> None:
+    """Put the inventory configuration whose reports ``inventory_report`` builds (daily, current
+    versions, the optional fields s3br reads) on ``source``."""
+    config: dict[str, Any] = {
+        "Id": config_id,
+        "IsEnabled": True,
+        "IncludedObjectVersions": "Current",
+        "Destination": {
+            "S3BucketDestination": {
+                "Bucket": f"arn:aws:s3:::{destination}",
+                "Prefix": prefix,
+                "Format": file_format,
+            }
+        },
+        "Schedule": {"Frequency": "Daily"},
+        "OptionalFields": ["Size", "LastModifiedDate", "ETag", "StorageClass"],
+    }
+    if filter_prefix:
+        config["Filter"] = {"Prefix": filter_prefix}
+    s3.put_bucket_inventory_configuration(Bucket=source, Id=config_id, InventoryConfiguration=config)
+
+
 def write_report(s3: Any, report: Report) -> Report:
     """Put every object of ``report`` into its destination bucket (which must exist)."""
     for key, body in report.files.items():

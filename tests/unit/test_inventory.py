@@ -14,6 +14,7 @@ from s3br_provider.core.inventory import (
     DataFile,
     InventoryError,
     ReadCounts,
+    check_configuration,
     check_manifest,
     check_md5,
     cut_sorted,
@@ -127,6 +128,22 @@ def test_check_manifest_names_each_problem(change: dict, message: str) -> None:
         manifest = _manifest(inventory_report("src", "dest", [Row("k")], **arguments))
     with pytest.raises(InventoryError, match=message):
         check_manifest(manifest, source_bucket="src", max_age_hours=48, now=WHEN + timedelta(minutes=1))
+
+
+def test_check_configuration_needs_the_destination_and_a_filter_covering_prefix() -> None:
+    config = {
+        "Id": "daily",
+        "Destination": {"S3BucketDestination": {"Bucket": "arn:aws:s3:::dest", "Prefix": "inv"}},
+        "Filter": {"Prefix": "logs/"},
+    }
+    check_configuration(config, config_id="daily", prefix="logs/2026/", destination="dest")
+    check_configuration({**config, "Filter": {}}, config_id="daily", prefix="", destination="dest")
+    with pytest.raises(InventoryError, match="lists only keys under 'logs/', and prefix 'img/' reaches"):
+        check_configuration(config, config_id="daily", prefix="img/", destination="dest")
+    with pytest.raises(InventoryError, match="lists only keys under 'logs/', and prefix '' reaches"):
+        check_configuration(config, config_id="daily", prefix="", destination="dest")
+    with pytest.raises(InventoryError, match="delivers into arn:aws:s3:::dest, not into .* 'other'"):
+        check_configuration(config, config_id="daily", prefix="logs/", destination="other")
 
 
 def test_report_folders_latest_first_other_names_left_out() -> None:

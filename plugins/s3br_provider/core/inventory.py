@@ -191,6 +191,25 @@ def check_manifest(
         )
 
 
+def check_configuration(config: dict[str, Any], *, config_id: str, prefix: str, destination: str) -> None:
+    """Raise unless the inventory configuration (GetBucketInventoryConfiguration's
+    ``InventoryConfiguration``) reports into ``destination`` and covers every key under
+    ``prefix``: a key it leaves out would look deleted to the backup."""
+    target = config.get("Destination", {}).get("S3BucketDestination", {}).get("Bucket", "")
+    if target.removeprefix("arn:aws:s3:::") != destination:
+        raise InventoryError(
+            f"inventory configuration {config_id!r} delivers into {target or 'no bucket'}, not into "
+            f"inventory_uri's bucket {destination!r}"
+        )
+    covered = (config.get("Filter") or {}).get("Prefix") or ""
+    if not prefix.startswith(covered):
+        raise InventoryError(
+            f"inventory configuration {config_id!r} lists only keys under {covered!r}, and prefix "
+            f"{prefix!r} reaches beyond it (keys it leaves out would look deleted): set prefix "
+            "under it, or widen the configuration's filter"
+        )
+
+
 def iso_minute(when: datetime) -> str:
     """``2026-11-30T00:00Z``: how the report names a snapshot."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")

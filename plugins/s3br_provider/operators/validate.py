@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from s3br_provider.core.inventory import InventoryError, check_manifest, iso_minute
+from s3br_provider.core.inventory import (
+    InventoryError,
+    check_configuration,
+    check_manifest,
+    iso_minute,
+    split_inventory_uri,
+)
 from s3br_provider.core.keys import RESERVED_PREFIX, reaches_reserved
 from s3br_provider.core.pool import bounded_map_ordered
 from s3br_provider.core.settings import BACKUP_DEFAULTS as B
@@ -226,6 +232,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         from s3br_provider.hooks.s3_inventory import S3InventoryReader
 
         try:
+            self._check_configuration(source, settings)
             report = S3InventoryReader(source, settings.inventory_uri).latest()
             check_manifest(
                 report.manifest,
@@ -249,6 +256,42 @@ class S3BackupValidateOperator(_ValidateOperator):
             report.manifest.file_format,
             len(report.manifest.files),
             iso_minute(report.manifest.snapshot),
+        )
+
+    @staticmethod
+    def _check_configuration(source: S3BucketHook, settings: BackupSettings) -> None:
+        """The source's inventory configuration (the id ending ``inventory_uri``) exists,
+        delivers there, and its filter covers ``prefix``."""
+        from botocore.exceptions import ClientError
+
+        from s3br_provider.hooks.errors import error_code
+
+        destination, folder = split_inventory_uri(settings.inventory_uri)
+        config_id = folder.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            reply = source.client.get_bucket_inventory_configuration(
+                Bucket=settings.source_bucket, Id=config_id
+            )
+        except ClientError as error:
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                raise InventoryError(
+                    f"source_bucket {settings.source_bucket!r} has no inventory configuration "
+                    f"{config_id!r} (the last folder of inventory_uri)"
+                ) from None
+            if status == 403:
+                raise InventoryError(
+                    f"connection {source.aws_conn_id!r} may not read the inventory configuration "
+                    f"{config_id!r} of {settings.source_bucket!r}: it needs s3:GetInventoryConfiguration"
+                ) from None
+            raise InventoryError(
+                f"inventory configuration {config_id!r} unread: {error_code(error)}"
+            ) from None
+        check_configuration(
+            reply["InventoryConfiguration"],
+            config_id=config_id,
+            prefix=settings.prefix,
+            destination=destination,
         )
 
 
