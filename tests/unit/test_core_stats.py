@@ -12,6 +12,7 @@ from s3br_provider.core.stats import (
     MAX_SAMPLES,
     decode_copy_fraction,
     decode_stats,
+    decode_unordered_listing,
     encode_stats,
     measured_copy_fraction,
     merge_samples,
@@ -106,3 +107,12 @@ def test_measured_copy_fraction_counts_new_and_changed_of_an_incremental_run() -
     assert measured_copy_fraction([row(100, 0, 100, 0)]) is None  # filled an empty backup
     assert measured_copy_fraction([row(0, 5, 0, 0)]) is None  # nothing listed in the source
     assert measured_copy_fraction([{"diff": None}, row(10, 10, 0, 1)]) == pytest.approx(0.1)
+
+
+def test_an_unordered_listing_is_kept_for_the_prefix_only() -> None:
+    body = encode_stats("logs/", [("logs/a", 3)], unordered_listing=True)
+    assert decode_unordered_listing(body, "logs/") is True
+    assert decode_unordered_listing(body, "other/") is False
+    assert decode_unordered_listing(encode_stats("logs/", [("logs/a", 3)]), "logs/") is False
+    assert decode_unordered_listing(None, "logs/") is False
+    assert decode_stats(body, "logs/") == [("logs/a", 3)]

@@ -42,6 +42,14 @@ class KeyRange:
         return cls(start_after=data.get("start_after"), end=data.get("end"))
 
 
+UNORDERED_LISTING = "unordered_listing"
+"""Key of a planned partition (the only one) on an endpoint that lists out of S3's byte order:
+its diff lists and sorts the whole range at once instead of first trying the order."""
+SORTED_LOCALLY = "sorted_locally"
+"""Key of a diff's result: the endpoint listed the partition out of order and diff sorted it
+(the report then keeps ``unordered_listing`` in the statistics, for the next plans)."""
+
+
 def ranges_from_boundaries(boundaries: Iterable[str]) -> list[KeyRange]:
     """Split the whole key space at sorted, distinct ``boundaries``.
 

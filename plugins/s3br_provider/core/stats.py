@@ -48,9 +48,19 @@ def measured_copy_fraction(rows: Iterable[dict[str, Any]]) -> float | None:
     return sum(d.get("new", 0) + d.get("changed", 0) for d in diffs) / source
 
 
-def encode_stats(prefix: str, samples: list[tuple[str, int]], copy_fraction: float | None = None) -> bytes:
-    """Serialize a run's key samples and, for an incremental run, the fraction of keys it copied."""
+def encode_stats(
+    prefix: str,
+    samples: list[tuple[str, int]],
+    copy_fraction: float | None = None,
+    *,
+    unordered_listing: bool = False,
+) -> bytes:
+    """Serialize a run's key samples and, for an incremental run, the fraction of keys it
+    copied; ``unordered_listing``: the endpoint listed out of S3's byte order (later plans make
+    one partition)."""
     data: dict[str, Any] = {"prefix": prefix, "samples": samples}
+    if unordered_listing:
+        data["unordered_listing"] = True
     if copy_fraction is not None:
         data["copy_fraction"] = round(min(1.0, max(0.0, copy_fraction)), 6)
     return json.dumps(data, ensure_ascii=False).encode("utf-8")
@@ -86,3 +96,9 @@ def decode_copy_fraction(body: bytes | None, prefix: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         return None
     return float(value)
+
+
+def decode_unordered_listing(body: bytes | None, prefix: str) -> bool:
+    """Return whether an earlier run found the endpoint listing out of S3's byte order."""
+    data = _load(body, prefix)
+    return bool(data and data.get("unordered_listing"))

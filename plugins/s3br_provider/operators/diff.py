@@ -24,6 +24,7 @@ from s3br_provider.core.external_sort import sorted_objects
 from s3br_provider.core.fingerprints import content_differs
 from s3br_provider.core.manifest import ManifestWriter, read_manifest, writing_manifest
 from s3br_provider.core.objects import ObjectInfo, epoch_seconds
+from s3br_provider.core.partitions import SORTED_LOCALLY, UNORDERED_LISTING
 from s3br_provider.core.pool import map_where_ordered, prefetch
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
@@ -118,20 +119,29 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         backup = self.hook
         run_uri = self.run_uri(context, self.backup_bucket)
         copy_uri, vanished_uri = self.manifest_uri(run_uri, "copy"), self.manifest_uri(run_uri, "vanished")
-        try:
-            joined = self._join(source, backup, copy_uri, vanished_uri, sort=False)
-        except ListingNotSortedError as error:
-            # Nothing of the failed walk is kept: writing_manifest uploads only on success.
-            self.log.warning(
-                "%s: %s: the endpoint does not list keys in S3's UTF-8 byte order; listing the "
-                "partition again and sorting both listings (bounded in memory, spilled to disk)",
+        sort = bool((self.partition or {}).get(UNORDERED_LISTING))
+        if sort:
+            self.log.info(
+                "%s: the plan found the endpoint listing out of S3's byte order: listing the "
+                "partition whole and sorting both listings (bounded in memory, spilled to disk)",
                 self.label,
-                error,
             )
             joined = self._join(source, backup, copy_uri, vanished_uri, sort=True)
+        else:
+            try:
+                joined = self._join(source, backup, copy_uri, vanished_uri, sort=False)
+            except ListingNotSortedError as error:
+                # Nothing of the failed walk is kept: writing_manifest uploads only on success.
+                self.log.warning(
+                    "%s: %s: the endpoint does not list keys in S3's UTF-8 byte order; listing the "
+                    "partition again and sorting both listings (bounded in memory, spilled to disk)",
+                    self.label,
+                    error,
+                )
+                joined, sort = self._join(source, backup, copy_uri, vanished_uri, sort=True), True
         counts, archived_keys, sampler, to_copy, vanished = joined
         result = self._result(counts, to_copy, vanished, copy_uri, vanished_uri)
-        result |= {"archived_keys": archived_keys}
+        result |= {"archived_keys": archived_keys, SORTED_LOCALLY: sort}
         if self.inventory_snapshot is not None:
             result |= {"listing_source": "inventory", "newer_than_inventory": counts["newer_than_inventory"]}
             if counts["newer_than_inventory"]:

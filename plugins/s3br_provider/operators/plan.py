@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.configuration import conf
 
+from s3br_provider.core.diff import ListingNotSortedError
 from s3br_provider.core.external_sort import sorted_objects
 from s3br_provider.core.inventory import InventoryError, ReadCounts, cut_sorted, iso_minute, partition_size
 from s3br_provider.core.keys import RESERVED_PREFIX, is_reserved
@@ -16,13 +17,14 @@ from s3br_provider.core.manifest import ManifestWriter
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import (
     ASSUMED_COPY_FRACTION,
+    UNORDERED_LISTING,
     KeyRange,
     keys_per_partition,
     plan_from_samples,
 )
 from s3br_provider.core.probe_plan import Probe, plan_by_probing
 from s3br_provider.core.settings import BACKUP_DEFAULTS
-from s3br_provider.core.stats import decode_copy_fraction, decode_stats, stats_uri
+from s3br_provider.core.stats import decode_copy_fraction, decode_stats, decode_unordered_listing, stats_uri
 from s3br_provider.operators.base import InvalidArgumentsError, S3brBaseOperator
 
 TARGET_KEYS_PER_PARTITION = 5_000
@@ -52,6 +54,9 @@ def listing_probe(hook: Any, bucket: str, prefix: str) -> Probe:
         kept = [key for key in keys if not is_reserved(key)]
         if len(kept) < len(keys) == max_keys and (start_after or "") < _AFTER_RESERVED:
             kept += page(_AFTER_RESERVED, max_keys - len(kept))
+        for before, after in zip(kept, kept[1:], strict=False):
+            if before >= after:  # str order is S3's UTF-8 byte order (core/keys.py)
+                raise ListingNotSortedError(f"{bucket!r} listed {after!r} after {before!r}")
         return kept
 
     return probe
@@ -131,14 +136,21 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
             return self._plan_from_inventory(context, limit)
         ranges, source = self._plan(limit)
         plan = [{"index": i, **r.to_dict()} for i, r in enumerate(ranges)]
+        if self.unordered_listing:
+            plan[0][UNORDERED_LISTING] = True
         self.log.info("Planned %d partition(s) from %s (limit %d):", len(plan), source, limit)
         for item, key_range in zip(plan, ranges, strict=True):
             self.log.info("  p%d %s", item["index"], key_range.label)
         return plan
 
+    unordered_listing = False
+    """Whether the endpoint lists out of S3's byte order: then the plan is one partition."""
+
     def _plan(self, limit: int) -> tuple[list[KeyRange], str]:
         stats_hook = self.hook_for(self.stats_aws_conn_id or self.aws_conn_id)
         body = stats_hook.get_json_bytes(stats_uri(self.stats_bucket or self.bucket, self.prefix))
+        if decode_unordered_listing(body, self.prefix):
+            return self._one_partition("an earlier run: the endpoint lists out of S3's byte order")
         samples = decode_stats(body, self.prefix)
         if samples:
             target, how = self.target_keys, ""
@@ -150,15 +162,32 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
                 how = f"; {measured} {shown:.1%} of keys to copy: about {target} keys each"
             ranges = plan_from_samples(samples, target_keys=target, max_partitions=limit)
             return ranges, f"statistics of {sum(w for _, w in samples)} keys{how}"
-        probed = plan_by_probing(
-            listing_probe(self.hook, self.bucket, self.prefix),
-            target_keys=self.target_keys,
-            max_partitions=limit,
-            prefix=self.prefix,
-            workers=PROBE_WORKERS,
-        )
+        try:
+            probed = plan_by_probing(
+                listing_probe(self.hook, self.bucket, self.prefix),
+                target_keys=self.target_keys,
+                max_partitions=limit,
+                prefix=self.prefix,
+                workers=PROBE_WORKERS,
+            )
+        except ListingNotSortedError as error:
+            return self._one_partition(f"a listing probe: {error}")
         counted = "counted" if probed.exact else "estimated"
         return probed.ranges, f"{probed.probes} listing probes ({counted}: {probed.estimated_keys} keys)"
+
+    def _one_partition(self, seen_by: str) -> tuple[list[KeyRange], str]:
+        """The plan of an endpoint that lists out of S3's byte order (SeaweedFS walks directory
+        by directory: ``a/b`` before ``a-``): ranges split by ``StartAfter`` and early stops
+        there can hide keys between them, so the whole key space is one partition, listed whole
+        and sorted by its diff (its copies still spread over workers in chunks)."""
+        self.unordered_listing = True
+        self.log.warning(
+            "%s lists keys out of S3's UTF-8 byte order (seen by %s): planning one partition, "
+            "listed whole and sorted, so no key falls between partitions",
+            self.bucket,
+            seen_by,
+        )
+        return [KeyRange()], "one partition for an endpoint listing out of order"
 
     def _plan_from_inventory(self, context: Any, limit: int) -> list[dict[str, Any]]:
         """Sort the latest inventory report and write each partition's sorted source listing."""

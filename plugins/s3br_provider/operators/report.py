@@ -13,6 +13,7 @@ from s3br_provider.core.backups_view import SUMMARY_XCOM_KEY, run_summary
 from s3br_provider.core.chunks import join_chunks
 from s3br_provider.core.deleted_index import build_index, index_key
 from s3br_provider.core.inventory import inventory_minute
+from s3br_provider.core.partitions import SORTED_LOCALLY
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.report import as_list, join_partitions, missing_steps, partition_table, total
 from s3br_provider.core.settings import BACKUP_DEFAULTS
@@ -275,7 +276,20 @@ class S3BackupReportOperator(S3brBaseOperator):
             if body is None:
                 return  # a partial picture would size the next run's partitions wrongly
             sample_sets.append([tuple(pair) for pair in json.loads(body)])
+        unordered = [row["index"] for row in rows if (row["diff"] or {}).get(SORTED_LOCALLY)]
+        if unordered and len(rows) > 1:
+            self.log.warning(
+                "Partition(s) %s found the endpoint listing out of S3's byte order: between "
+                "partitions such an endpoint can hide keys from every listing, and this run may "
+                "have missed some; the next runs plan one partition, listed whole and sorted",
+                ", ".join(f"p{i}" for i in unordered),
+            )
         backup.put_json(
             stats_uri(self.backup_bucket, self.prefix),
-            encode_stats(self.prefix, merge_samples(sample_sets), measured_copy_fraction(rows)),
+            encode_stats(
+                self.prefix,
+                merge_samples(sample_sets),
+                measured_copy_fraction(rows),
+                unordered_listing=bool(unordered),
+            ),
         )
