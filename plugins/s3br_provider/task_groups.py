@@ -231,7 +231,9 @@ def backup_group(
 
         def backup_partition(partition: Any) -> dict[str, Any]:
             """One key partition: diff, then copy, then tag what vanished."""
-            diff = S3DiffPartitionOperator(task_id="diff", partition=partition, aws_conn_id=backup_conn)
+            diff = S3DiffPartitionOperator(
+                task_id="diff", partition=partition, chunk_copies=True, aws_conn_id=backup_conn
+            )
             copy = _copy_step(diff.output["copy_partition"], diff.output, "copy_manifest_objects", **copying)
             tag = S3TagDeletedOperator(
                 task_id="tag_deleted",

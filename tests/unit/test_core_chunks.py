@@ -209,3 +209,15 @@ def test_the_report_rows_get_their_chunks_and_name_a_missing_one() -> None:
         "failed": 0,
         "gone_since_inventory": 0,
     }
+
+
+def test_chunks_that_no_copy_covers_are_missing_even_without_a_plan_of_them() -> None:
+    """A DAG that wires diff to one copy only (no gather_chunks) cannot pass for complete."""
+    rows = [{"index": 4, "diff": diff_result(4, 5), "copy": {"copied": 10}}]
+    merged = {"index": 4, "chunk": "2-3", "copied": 20, "bytes": 2, "failed": 0}
+    assert join_chunks(rows, [], [merged, {"index": 4, "chunk": "5", "copied": 10}]) == [
+        "p4:copy_chunk 4",
+        "p4:copy_chunk 6",
+    ]
+    assert rows[0]["chunked"]["copied"] == 30 and rows[0]["chunked"]["chunks"] == 6
+    assert join_chunks([{"index": 4, "diff": diff_result(4, 5)}], [], []) == ["p4:copy_chunk 2-6"]

@@ -97,3 +97,38 @@ def test_a_restore_keyword_reaches_every_task_that_takes_it() -> None:
         "aws_target",
     )
     assert tasks["r.create_target"].aws_conn_id == "aws_target"
+
+
+def test_chunk_copies_get_the_groups_keywords_and_gather_waits_for_the_diffs_only() -> None:
+    with _dag("chunks") as dag:
+        backup_group(
+            group_id="orders",
+            source_bucket="{{ params.src }}",
+            backup_bucket="orders-backup",
+            prefix="2026/",
+            retention_mode="GOVERNANCE",
+            retention_days=7,
+            backup_kms_key_id="alias/backup",
+            backup_aws_conn_id="aws_backup",
+            source_aws_conn_id="aws_source",
+        )
+    tasks = {task.task_id: task for task in dag.tasks}
+    assert tasks["orders.partition.diff"].chunk_copies is True
+    assert tasks["orders.gather_chunks"].upstream_task_ids == {"orders.partition.diff"}
+    assert tasks["orders.copy_chunk"].upstream_task_ids == {"orders.gather_chunks"}
+    assert {"orders.copy_chunk", "orders.gather_chunks"} <= tasks["orders.report"].upstream_task_ids
+    chunk = {"index": 2, "start_after": "a", "end": "b", "chunk": "3", "chunks": 4}
+    copy = tasks["orders.copy_chunk"].unmap({"partition": chunk, "manifest_uri": ["s3://m/c"], "expected": 5})
+    assert (copy.prefix, copy.retention_mode, copy.retention_days, copy.kms_key_id) == (
+        "2026/",
+        "GOVERNANCE",
+        7,
+        "alias/backup",
+    )
+    assert (copy.source_bucket, copy.target_bucket) == ("{{ params.src }}", "orders-backup")
+    assert (copy.aws_conn_id, copy.source_aws_conn_id, copy.run_scope) == (
+        "aws_backup",
+        "aws_source",
+        "orders",
+    )
+    assert copy.label == "p2 chunk 3/4 ('a', 'b']"

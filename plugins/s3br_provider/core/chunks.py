@@ -167,27 +167,43 @@ def join_chunks(
     rows: Sequence[dict[str, Any]], planned: Sequence[dict[str, Any]], results: Sequence[Any]
 ) -> list[str]:
     """Add to each report row (``core.report.join_partitions``) its chunk copies' results
-    (``chunk_copies``) and their sums (``chunked``: chunks the diff wrote, chunk copy tasks,
-    copied, bytes, failed); return ``p<index>:copy_chunk <chunk>`` for each planned chunk copy
-    that left no result."""
-    done = {(int(r["index"]), str(r["chunk"])): r for r in results if isinstance(r, dict) and "chunk" in r}
-    missing = []
+    (``chunk_copies``) and their sums (``chunked``: chunks the diff wrote, chunk copy tasks
+    planned, and the results' ``CHUNK_SUMS``); return ``p<index>:copy_chunk <numbers>`` for
+    every chunk of a diff after its first that no result covers: a copy task that left none,
+    or chunks nobody copied (a DAG that wires diff to one copy only, without ``copy_chunk``)."""
     by_partition: dict[int, list[dict[str, Any]]] = {}
-    for copy in planned:
-        index, chunk = int(copy["partition"]["index"]), str(copy["partition"]["chunk"])
-        result = done.get((index, chunk))
-        if result is None:
-            missing.append(f"p{index}:copy_chunk {chunk}")
-        else:
-            by_partition.setdefault(index, []).append(result)
+    for result in results:
+        if isinstance(result, dict) and result.get("chunk") is not None:
+            by_partition.setdefault(int(result["index"]), []).append(result)
     tasks = [int(copy["partition"]["index"]) for copy in planned]
+    missing = []
     for row in rows:
         index, diff = int(row["index"]), row.get("diff") or {}
-        mine = by_partition.get(index, [])
+        mine = sorted(by_partition.get(index, []), key=lambda r: _numbers(r["chunk"])[0])
+        extra = len(diff.get("copy_chunks") or ())
+        covered = {n for r in mine for n in _numbers(r["chunk"])}
+        missing += [f"p{index}:copy_chunk {run}" for run in _runs(sorted(set(range(2, extra + 2)) - covered))]
         row["chunk_copies"] = mine
         row["chunked"] = {
-            "chunks": (1 + len(diff.get("copy_chunks") or ())) if diff.get("copy_manifest") else 0,
+            "chunks": (1 + extra) if diff.get("copy_manifest") else 0,
             "tasks": tasks.count(index),
             **{field: sum(int(r.get(field, 0)) for r in mine) for field in CHUNK_SUMS},
         }
     return missing
+
+
+def _numbers(chunk: str) -> list[int]:
+    """The chunk numbers a copy's ``chunk`` names: ``"3"`` or a merged ``"2-4"``."""
+    low, _, high = str(chunk).partition("-")
+    return list(range(int(low), int(high or low) + 1))
+
+
+def _runs(numbers: Sequence[int]) -> list[str]:
+    """Sorted numbers as runs: ``[2, 3, 4, 7]`` -> ``["2-4", "7"]``."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return [str(low) if low == high else f"{low}-{high}" for low, high in runs]

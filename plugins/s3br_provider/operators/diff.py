@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 DRY_RUN_EXAMPLES = 10
 MAX_NAMED = 50  # archived keys named per partition in the result and report
+ALL_KEYS = 2**63  # copy_chunk_keys without chunk_copies: one chunk
 CHECK_WINDOW = 2000  # diff entries held back, at most, behind a key whose checksums are read
 
 
@@ -60,11 +61,13 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
     folder; only counts and manifest URIs are returned, each also as its own XCom
     (``diff.output["copy_manifest"]``; ``""`` when there is none).
 
-    The copy manifest is written in chunks of at most ``copy_chunk_keys`` records (key ranges
-    of the sorted diff, ``core.chunks``): ``copy_manifest`` is the first, copied by the
-    partition's ``copy_batch`` (``copy_manifest_objects`` records, over ``copy_partition``'s
-    range); ``copy_chunks`` lists the others (``[{manifest, objects, bytes, start_after, end}]``)
-    for ``gather_chunks`` and the mapped ``copy_chunk``.
+    With ``chunk_copies`` (``backup_group`` sets it), the copy manifest is written in chunks of
+    at most ``copy_chunk_keys`` records (key ranges of the sorted diff, ``core.chunks``):
+    ``copy_manifest`` is the first, copied by the partition's ``copy_batch``
+    (``copy_manifest_objects`` records, over ``copy_partition``'s range); ``copy_chunks`` lists
+    the others (``[{manifest, objects, bytes, start_after, end}]``) for ``gather_chunks`` and the
+    mapped ``copy_chunk``. Without it, ``copy_manifest`` holds every key to copy, as a DAG that
+    wires diff to one copy expects.
 
     :param source_bucket: bucket to back up.
     :param backup_bucket: bucket that receives the copies (and the run's manifests).
@@ -74,7 +77,8 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
     :param archived_source: source objects in GLACIER / DEEP_ARCHIVE that need a copy: ``skip``
         (counted and named) or ``restore`` (a Bulk restore for 7 days is requested in the source,
         once; a later run copies the object when it is readable).
-    :param copy_chunk_keys: most records per copy-manifest chunk; default: the Airflow option
+    :param chunk_copies: write the copy manifest in chunks (for ``gather_chunks``); default False.
+    :param copy_chunk_keys: most records per chunk; default: the Airflow option
         ``[s3br] copy_chunk_keys`` (env ``AIRFLOW__S3BR__COPY_CHUNK_KEYS``), else twice
         ``[s3br] target_keys_per_partition`` (10,000).
     """
@@ -98,6 +102,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         compare: str = Compare.SIZE_MTIME.value,
         source_aws_conn_id: str | None = None,
         archived_source: str = "skip",
+        chunk_copies: bool = False,
         copy_chunk_keys: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -109,12 +114,15 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         self.compare = compare
         self.source_aws_conn_id = source_aws_conn_id
         self.archived_source = archived_source
+        self.chunk_copies = chunk_copies
         self.copy_chunk_keys = copy_chunk_keys
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
         self.label_partition(context)
-        self.copy_chunk_keys = int(self.copy_chunk_keys or copy_chunk_keys())
+        # Without chunk_copies one chunk holds everything: the manifest of a diff without chunks.
+        chunk_keys = int(self.copy_chunk_keys or copy_chunk_keys())
+        self.copy_chunk_keys = chunk_keys if self.chunk_copies else ALL_KEYS
         source = self.hook_for(self.source_aws_conn_id or self.aws_conn_id)
         backup = self.hook
         run_uri = self.run_uri(context, self.backup_bucket)
