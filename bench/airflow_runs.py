@@ -38,9 +38,13 @@ TERMINAL = ("success", "failed")
 LOCAL_PARALLELISM = 8
 
 
+#: Params on top of the defaults for every s3br run (``run.py --s3br-conf``).
+EXTRA_CONF: dict[str, Any] = {}
+
+
 def backup_conf(spec: RunSpec) -> dict[str, Any]:
     # Metrics off: the peers publish none, and SeaweedFS serves no CloudWatch API.
-    return {"source_bucket": spec.src, "backup_bucket": spec.dst, "cloudwatch_namespace": ""}
+    return {"source_bucket": spec.src, "backup_bucket": spec.dst, "cloudwatch_namespace": "", **EXTRA_CONF}
 
 
 def _epoch(value: datetime | str | None) -> float | None:
@@ -336,7 +340,7 @@ class S3brLocalExecutor(Tool):
     # Deployment ----------------------------------------------------------------------------
 
     def setup(self, endpoint: Endpoint, workdir: Path) -> None:
-        self.home = home = workdir / "airflow-local"
+        self.home = home = workdir / f"airflow-{self.name}"  # each deployment its own home and logs
         home.mkdir(parents=True, exist_ok=True)
         if self.local_settings is not None:
             (home / "config").mkdir(exist_ok=True)
@@ -366,10 +370,10 @@ class S3brLocalExecutor(Tool):
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             **self.settings,
         }
-        with open(workdir / "airflow-local-migrate.log", "wb") as log:
+        with open(workdir / f"{self.name}-migrate.log", "wb") as log:
             subprocess.run([AIRFLOW, "db", "migrate"], env=self.env_vars, stdout=log, stderr=log, check=True)
         for service in ("api-server", "scheduler", "dag-processor"):
-            log = open(workdir / f"airflow-local-{service}.log", "wb")  # noqa: SIM115 - the child's
+            log = open(workdir / f"{self.name}-{service}.log", "wb")  # noqa: SIM115 - the child's
             self.services[service] = subprocess.Popen(
                 [AIRFLOW, service],
                 env=self.env_vars,

@@ -215,7 +215,11 @@ def markdown(
         f"{meta['load_after']} after (`load` column: the 1-minute load average as each run started; "
         f"other agents share the machine). Objects of {meta['object_size']} bytes over 50 prefixes, "
         f"each with a Content-Type, one user metadata pair and one tag. "
-        f"Endpoint: {meta['endpoint_version']}; the tools reach it {via}.",
+        f"Endpoint: {meta['endpoint_version']}; the tools reach it {via}. "
+        f"s3br at commit {meta.get('commit', 'unknown')}"
+        + (f", Params {json.dumps(meta['s3br_conf'])}" if meta.get("s3br_conf") else "")
+        + (" **Interrupted: not every run was made.**" if meta.get("interrupted") else "")
+        + ".",
         "",
         "Tools:",
         "",

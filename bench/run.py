@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import s3data  # noqa: E402
+from bench import airflow_runs, s3data  # noqa: E402
 from bench.airflow_runs import S3brDagsTest, S3brLocalExecutor, S3brLocalTuned  # noqa: E402
 from bench.endpoints import ENDPOINTS, running_endpoint  # noqa: E402
 from bench.report import console_table, write_all  # noqa: E402
@@ -86,6 +87,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="tools talk to the endpoint directly: no request counts (not with --latency-ms)",
     )
     parser.add_argument("--profile", help="folder for py-spy profiles of the s3br tools' runs")
+    parser.add_argument(
+        "--s3br-conf",
+        default="{}",
+        help="JSON Params for every s3br run on top of the defaults, e.g. '{\"max_partitions\": 1}'",
+    )
+    parser.add_argument(
+        "--s3br-suffix", default="", help="appended to the s3br tools' names (rows with other Params)"
+    )
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of the cases")
     parser.add_argument("--skip", default="", help="comma-separated tools to leave out")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per tool run")
@@ -97,6 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     args.cases = [c for c in args.cases.split(",") if c]
+    args.s3br_conf = json.loads(args.s3br_conf)
     if set(args.cases) - set(CASES):
         parser.error(f"cases are {', '.join(CASES)}")
     if args.no_proxy and args.latency_ms > 0:
@@ -108,8 +118,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def select_tools(args: argparse.Namespace) -> tuple[list[Tool], dict[str, str]]:
     tools = all_tools()
+    airflow_runs.EXTRA_CONF.update(args.s3br_conf)
+    for tool in tools:
+        if tool.name.startswith("s3br") and (args.s3br_suffix or args.s3br_conf):
+            tool.name += args.s3br_suffix
+            if args.s3br_conf:
+                tool.description += f"; Params {json.dumps(args.s3br_conf)}"
     fair = {cls.name for cls in FAIR_TOOLS}
-    wanted = {t for t in args.tools.split(",") if t} or {t.name for t in tools if t.name not in fair}
+    wanted = {t + (args.s3br_suffix if t.startswith("s3br") else "") for t in args.tools.split(",") if t} or {
+        t.name for t in tools if t.name not in fair
+    }
     if args.fair:
         wanted |= fair
     wanted -= {t for t in args.skip.split(",") if t}
@@ -199,8 +217,16 @@ def benchmark_size(
             results.append(result)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (and SIGINT, which a shell ignores in a background job) stop the runs, tear the
+    # deployments and the endpoint down and write the results measured so far.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     tools, skipped = select_tools(args)
     for name, reason in skipped.items():
         print(f"== {name}: skipped: {reason}")
@@ -217,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": args.sizes,
         "object_size": args.object_size,
         "latency_ms": args.latency_ms,
+        "s3br_conf": args.s3br_conf,
         "proxy": not args.no_proxy,
         "argv": sys.argv[1:] if argv is None else argv,
+        "commit": _commit(),
     }
     merge_join = run_merge_join(args.merge_pairs, workdir) if args.merge_pairs else None
     results: list[Result] = []
@@ -252,8 +280,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"== {tool.name}: set up in {time.perf_counter() - began:.0f} s (untimed)", flush=True
                     )
             meta["tools"] = {t.name: {"version": t.version(), "description": t.description} for t in ready}
-            for n in args.sizes:
-                benchmark_size(ready, endpoint, n, args, logdir, results)
+            try:
+                for n in args.sizes:
+                    benchmark_size(ready, endpoint, n, args, logdir, results)
+            except KeyboardInterrupt:  # keep what was measured
+                meta["interrupted"] = True
+                print("== interrupted: writing the results so far", flush=True)
         finally:
             for tool in ready:
                 tool.teardown()
@@ -268,6 +300,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"== logs: {workdir}")
     return 0 if all(r.ok for r in results) else 1
+
+
+def _commit() -> str:
+    """The git commit of the tree measured (``+ changes`` when its plugins/ or dags/ differ)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "plugins", "dags"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "not a git tree") + (" + changes in plugins/ or dags/" if dirty else "")
 
 
 def _load() -> str:
