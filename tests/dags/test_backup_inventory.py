@@ -184,3 +184,24 @@ def test_a_bad_inventory_fails_in_validate_writing_nothing(
     assert list_keys(s3, backup, include_reserved=True) == []
     assert list_keys(s3, destination, include_reserved=True) == inventory_before
     assert re.search(f"listing_source inventory: .*{expected}", out.out + out.err), expected
+
+
+def test_a_report_listing_reserved_keys_fails_in_plan_writing_nothing(
+    s3: Any, buckets: tuple[str, str], destination: str, capsys: Any
+) -> None:
+    """validate makes no LIST of the source with an inventory, so the plan refuses a report
+    that lists keys under ``_s3br/`` (a backup never copies them) before it writes anything."""
+    source, backup = buckets
+    seed(s3, source, {"a/x.txt": Obj(b"x", TEXT), "_s3br/runs/old.json": Obj(b"{}", "application/json")})
+    configure_inventory(s3, source, destination)
+    report = write_report(
+        s3, inventory_report(source, destination, rows_of_bucket(s3, source), when=minute(datetime.now(UTC)))
+    )
+    capsys.readouterr()
+    result = backup_run(s3, source, backup, listing_source="inventory", inventory_uri=report.uri)
+    out = capsys.readouterr()
+    lines = [line[:300] for line in out.out.splitlines() if "nventory" in line or "Planned" in line]
+    assert result.run.state == "failed" and result.run.tasks["plan_partitions"] == "failed", lines
+    assert result.run.tasks["validate"] == "success"
+    assert list_keys(s3, backup, include_reserved=True) == []
+    assert "lists keys under '_s3br/' (first: '_s3br/runs/old.json')" in out.out + out.err

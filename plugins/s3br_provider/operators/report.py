@@ -123,6 +123,10 @@ class S3BackupReportOperator(S3brBaseOperator):
         rows = join_partitions(
             as_list(self.partitions), diff=self.diff_results, copy=self.copy_results, tag=self.tag_results
         )
+        if not rows:
+            # A plan has at least one partition: none means plan_partitions failed (this step
+            # runs after any outcome), and a run that planned nothing must not succeed.
+            raise AirflowException("backup incomplete: plan_partitions made no plan (see its log)")
         missing_chunks = join_chunks(rows, as_list(self.chunks), as_list(self.chunk_results))
         totals = {
             "partitions": len(rows),
