@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from airflow.configuration import conf
@@ -23,6 +23,7 @@ from s3br_provider.core.partitions import (
     plan_from_samples,
 )
 from s3br_provider.core.probe_plan import Probe, plan_by_probing
+from s3br_provider.core.progress import Progress
 from s3br_provider.core.settings import BACKUP_DEFAULTS
 from s3br_provider.core.stats import decode_copy_fraction, decode_stats, decode_unordered_listing, stats_uri
 from s3br_provider.operators.base import InvalidArgumentsError, S3brBaseOperator
@@ -33,6 +34,8 @@ small enough to spread a large bucket over many workers."""
 PROBE_WORKERS = 16
 """Planning probes in flight at once (the hook's request slots bound them too)."""
 _AFTER_RESERVED = RESERVED_PREFIX + "\U0010ffff"
+PROGRESS_SECONDS = 30.0
+"""How often a plan from an inventory report logs its progress (1B keys take hours)."""
 
 
 def listing_probe(hook: Any, bucket: str, prefix: str) -> Probe:
@@ -200,7 +203,8 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
             raise InvalidArgumentsError(str(error)) from None
         manifest, counts = report.manifest, ReadCounts()
         snapshot = manifest.snapshot.isoformat()
-        listing = sorted_objects(reader.objects(manifest, self.prefix, counts))
+        read = Progress(f"inventory {report.uri}: read", self.log.info, interval=PROGRESS_SECONDS)
+        listing = sorted_objects(_counted(reader.objects(manifest, self.prefix, counts), read))
         first = next(listing, None)  # the sort has read every data file once it yields
         if counts.reserved:
             raise InvalidArgumentsError(
@@ -211,9 +215,10 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         cut = partition_size(counts.kept, self.target_keys, limit)
         run_uri = self.run_uri(context, self.stats_bucket or self.bucket)
         store = self.hook_for(self.stats_aws_conn_id or self.aws_conn_id)
+        written = Progress("partition listings: written", self.log.info, counts.kept, PROGRESS_SECONDS)
         with _PartitionManifests(store, f"{run_uri}/inventory") as manifests:
             objects = listing if first is None else _chain(first, listing)
-            ranges = cut_sorted(objects, cut.per_partition, manifests.write)
+            ranges = cut_sorted(_counted(objects, written), cut.per_partition, manifests.write)
         plan = [
             {
                 "index": i,
@@ -246,6 +251,12 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         for item, key_range in zip(plan, ranges, strict=True):
             self.log.info("  p%d %s", item["index"], key_range.label)
         return plan
+
+
+def _counted(objects: Iterator[ObjectInfo], progress: Progress) -> Iterator[ObjectInfo]:
+    for obj in objects:
+        progress.add(obj.size)
+        yield obj
 
 
 def _chain(first: ObjectInfo, rest: Any) -> Any:
