@@ -17,6 +17,7 @@ from s3br_provider.core.inventory import iso_minute
 from tests.dags.conftest import MARKER_TAGS, Obj, assert_copies, odd_objects, put, seed
 from tests.dags.test_backup_dag import MTIME_TICK, Gone, assert_backup, assert_succeeded, backup_run
 from tests.support.fault_proxy import FaultProxy
+from tests.support.iam import missing_permissions, policy
 from tests.support.inventory import configure_inventory, inventory_report, rows_of_bucket, write_report
 from tests.support.s3 import aws_conn_env, list_keys, snapshot, snapshot_bucket
 
@@ -95,6 +96,10 @@ def test_a_backup_from_the_inventory_never_lists_the_source(
     first = backup_run(s3, source, backup, **inventory_conf(report.uri))
     assert_succeeded(first)
     assert source_listings(proxy, source) == []
+    # Within iam/backup-policy.json: its inventory statements are all a run needs besides.
+    buckets = {"SOURCE_BUCKET": source, "BACKUP_BUCKET": backup, "INVENTORY_BUCKET": destination}
+    statements = policy("backup-policy", **buckets, INVENTORY_PREFIX="inventory")
+    assert missing_permissions(proxy.records, statements) == {}
     src, dst = snapshot_bucket(s3, source), snapshot_bucket(s3, backup)
     listed = set(model) - {deleted}
     assert sorted(dst) == sorted(listed | {"late/continuous.txt"})

@@ -23,6 +23,7 @@ BUCKET_ACTIONS = {
     "GetBucketLocation": "s3:GetBucketLocation",
     "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
     "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
+    "GetBucketInventoryConfiguration": "s3:GetInventoryConfiguration",
 }
 # operation -> (action, action with a versionId)
 OBJECT_ACTIONS = {
