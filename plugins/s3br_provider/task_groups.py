@@ -272,7 +272,9 @@ def restore_group(
 ) -> TaskGroup:
     """Restore ``backup_bucket`` into ``target_bucket``: ``validate -> create_target ->
     plan_partitions -> partition[p](select -> request_restore -> wait_for_restore ->
-    copy_batch) -> verify_and_report``, inside the current DAG.
+    copy_batch) -> verify_and_report``, and, for partitions with more to copy than a chunk,
+    ``wait_for_restore[p] -> gather_chunks -> copy_chunk[c] -> verify_and_report``, inside the
+    current DAG.
 
     The keywords are ``s3_restore``'s Params (see the README; ``core.settings.RestoreArguments``
     declares their types, ``RESTORE_DEFAULTS`` their defaults) and ``GroupArguments``; ``group_id``
@@ -288,30 +290,46 @@ def restore_group(
         create_target = S3CreateTargetBucketOperator(task_id="create_target", aws_conn_id=target_conn)
         plan = S3RestorePlanOperator(task_id="plan_partitions", bucket=backup_bucket, aws_conn_id=backup_conn)
 
+        copying = {
+            "source_bucket": backup_bucket,
+            "source_aws_conn_id": backup_conn,
+            "manifest_aws_conn_id": backup_conn,
+            "aws_conn_id": target_conn,
+        }
+        waits: dict[str, Any] = {}
+
         def restore_partition(partition: Any) -> dict[str, Any]:
             """One key partition: select, restore archived objects, wait, copy."""
-            select = S3RestoreSelectOperator(task_id="select", partition=partition, aws_conn_id=backup_conn)
+            select = S3RestoreSelectOperator(
+                task_id="select", partition=partition, chunk_copies=True, aws_conn_id=backup_conn
+            )
             archived = select.output["archived_manifest"]
             request = S3RequestRestoreOperator(
                 task_id="request_restore", partition=partition, manifest_uri=archived, aws_conn_id=backup_conn
             )
             wait = _wait_step(backup_bucket, select, shared, backup_conn)
             copy = _copy_step(
-                partition,
-                select.output,
-                "selected",
-                source_bucket=backup_bucket,
-                source_aws_conn_id=backup_conn,
-                manifest_aws_conn_id=backup_conn,
-                aws_conn_id=target_conn,
+                select.output["copy_partition"], select.output, "copy_manifest_objects", **copying
             )
             select >> request >> wait >> copy
+            waits["wait"] = wait
             return {"select": select, "copy": copy}
 
         partitions, results = _over_partitions(restore_partition, plan)
-        report = S3RestoreReportOperator(task_id="verify_and_report", aws_conn_id=target_conn, **results)
+        gather, copy_chunk = _chunk_steps(results["select_results"], **copying)
+        (
+            waits["wait"] >> gather
+        )  # chunks may hold archived objects: copied once every partition's are readable
+        report = S3RestoreReportOperator(
+            task_id="verify_and_report",
+            aws_conn_id=target_conn,
+            chunks=gather.output,
+            chunk_results=copy_chunk.output,
+            **results,
+        )
         validate >> create_target >> plan
         partitions >> report
+        copy_chunk >> report
     return group
 
 

@@ -17,7 +17,17 @@ import pytest
 
 from tests.dags.conftest import Obj, put
 from tests.dags.test_backup_dag import assert_backup, assert_succeeded, backup_run, mapped
+from tests.dags.test_restore_dag import (  # noqa: F401 -- slow_restores is a fixture
+    Item,
+    assert_restored,
+    build_backup,
+    let_age,
+    report_of,
+    slow_restores,
+)
+from tests.dags.test_restore_dag import mapped as restore_mapped
 from tests.reliability.conftest import run_xcoms, task_tries
+from tests.support.dag_runs import run_dag
 
 pytestmark = pytest.mark.slow
 
@@ -113,3 +123,35 @@ def test_a_failed_chunk_fails_the_run_naming_its_object_while_the_others_are_cop
     assert failing[0]["chunk"] == "3"
     backed_up = {item["Key"] for item in s3.list_objects_v2(Bucket=backup, Prefix="flat-")["Contents"]}
     assert backed_up == set(model)  # every other chunk copied, the bad object alone left out
+
+
+@pytest.mark.usefixtures("slow_restores")
+def test_a_restore_of_one_large_partition_is_copied_in_chunks_after_the_archive_restores(
+    s3: Any, bucket_names: Any, airflow_db: str
+) -> None:
+    """select writes its manifest in chunks too; a chunk holding an archived object is copied only
+    once every partition's restores are readable (moto refuses to copy it before)."""
+    items = {key: Item(obj) for key, obj in flat_objects().items()}
+    items["flat-0050.bin"] = Item(Obj(b"archived", "application/octet-stream"), "GLACIER")  # chunk 3
+    backup_name, target = bucket_names("bak"), bucket_names("restored")
+    backup = build_backup(s3, backup_name, items)
+    let_age(backup.created)
+
+    run = run_dag(
+        "s3_restore",
+        {
+            "backup_bucket": backup_name,
+            "target_bucket": target,
+            "poll_interval_seconds": 1,
+            "max_partitions": 1,
+        },
+    )
+
+    assert run.state == "success", run.failed_tasks()
+    assert_restored(s3, backup, target, backup.keys())
+    chunks = math.ceil(len(items) / CHUNK_KEYS)
+    assert len(restore_mapped(run, "copy_chunk")) == chunks - 1 > 1, run.tasks
+    totals = report_of(s3, backup_name, run)["totals"]
+    assert (totals["restored"], totals["failed"], totals["copy_chunks"]) == (len(items), 0, chunks), totals
+    header = s3.head_object(Bucket=backup_name, Key="flat-0050.bin").get("Restore") or ""
+    assert 'ongoing-request="false"' in header, header

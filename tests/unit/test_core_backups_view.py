@@ -156,3 +156,12 @@ def test_page_shows_every_pair_its_counts_and_a_chart() -> None:
     assert "No backup has run yet" in render_page([])
     evil = backup_entries([run(1, pair=("<script>", "x"))], now=NOW, periods={}, margin_seconds=0)
     assert "<script>" not in render_page(evil) and "&lt;script&gt;" in render_page(evil)
+
+
+def test_the_last_run_shows_its_partitions_and_copy_chunks() -> None:
+    entries = backup_entries([run(1, partitions=4, copy_chunks=11)], now=NOW, periods={}, margin_seconds=0)
+    counts = entries[0]["last_run"]["counts"]
+    assert (counts["partitions"], counts["copy_chunks"]) == (4, 11)
+    html = render_page(entries)
+    assert '<th>Partitions</th><td><span class="num">4</span>' in html
+    assert '<th>Copy chunks</th><td><span class="num">11</span>' in html

@@ -17,6 +17,7 @@ from s3br_provider.core.chunks import (
     writing_chunks,
 )
 from s3br_provider.core.manifest import read_manifest, split_s3_uri
+from s3br_provider.core.report import chunk_results
 
 URI = "s3://bak.with.dots/_s3br/runs/s3_backup/r1/copy/p00003.jsonl.gz"
 
@@ -199,6 +200,7 @@ def test_the_report_rows_get_their_chunks_and_name_a_missing_one() -> None:
         "bytes": 5,
         "failed": 1,
         "gone_since_inventory": 0,
+        "skipped_existing": 0,
     }
     assert rows[0]["chunk_copies"] == [results[0]]
     assert rows[1]["chunked"] == {
@@ -208,6 +210,7 @@ def test_the_report_rows_get_their_chunks_and_name_a_missing_one() -> None:
         "bytes": 0,
         "failed": 0,
         "gone_since_inventory": 0,
+        "skipped_existing": 0,
     }
 
 
@@ -221,3 +224,13 @@ def test_chunks_that_no_copy_covers_are_missing_even_without_a_plan_of_them() ->
     ]
     assert rows[0]["chunked"]["copied"] == 30 and rows[0]["chunked"]["chunks"] == 6
     assert join_chunks([{"index": 4, "diff": diff_result(4, 5)}], [], []) == ["p4:copy_chunk 2-6"]
+
+
+def test_chunk_results_are_read_only_when_chunks_were_planned() -> None:
+    class Unreadable:
+        def __iter__(self):  # a mapped task expanded to nothing: reading it logs an error
+            raise AssertionError("read")
+
+    assert chunk_results([], Unreadable()) == []
+    assert chunk_results([{"partition": {}}], [{"index": 0, "chunk": "2"}]) == [{"index": 0, "chunk": "2"}]
+    assert chunk_results(None, {"index": 0, "chunk": "2"}) == [{"index": 0, "chunk": "2"}]

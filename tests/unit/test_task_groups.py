@@ -132,3 +132,18 @@ def test_chunk_copies_get_the_groups_keywords_and_gather_waits_for_the_diffs_onl
         "orders",
     )
     assert copy.label == "p2 chunk 3/4 ('a', 'b']"
+
+
+def test_restore_chunk_copies_wait_for_every_partitions_archive_restores() -> None:
+    with _dag("restore_chunks") as dag:
+        restore_group(group_id="r", backup_bucket="a-bak", target_bucket="a-new", target_mode="missing_only")
+    tasks = {task.task_id: task for task in dag.tasks}
+    assert tasks["r.partition.select"].chunk_copies is True
+    assert tasks["r.gather_chunks"].upstream_task_ids == {
+        "r.partition.select",
+        "r.partition.wait_for_restore",
+    }
+    assert {"r.copy_chunk", "r.gather_chunks"} <= tasks["r.verify_and_report"].upstream_task_ids
+    chunk = {"index": 0, "start_after": None, "end": "k", "chunk": "2", "chunks": 2}
+    copy = tasks["r.copy_chunk"].unmap({"partition": chunk, "manifest_uri": ["s3://m/c"], "expected": 1})
+    assert (copy.source_bucket, copy.target_bucket, copy.target_mode) == ("a-bak", "a-new", "missing_only")

@@ -21,7 +21,9 @@ from typing import Any
 from s3br_provider.core.manifest import ManifestStore, ManifestWriter
 
 SUFFIX = ".jsonl.gz"
-CHUNK_SUMS = ("copied", "bytes", "failed", "gone_since_inventory")
+ALL_KEYS = 2**63
+"""A chunk size that never splits: the manifest of a writer without chunks."""
+CHUNK_SUMS = ("copied", "bytes", "failed", "gone_since_inventory", "skipped_existing")
 """Fields of the chunk copies' results that a report row sums (``join_chunks``)."""
 
 
@@ -163,14 +165,30 @@ def first_chunk_partition(partition: dict[str, Any], chunks: Sequence[Chunk]) ->
     return {**partition, "end": chunks[0].end, "chunk": "1", "chunks": len(chunks)}
 
 
+def chunk_outputs(partition: dict[str, Any] | None, chunks: Sequence[Chunk]) -> dict[str, Any]:
+    """What a chunked manifest's writer adds to its result (``diff``'s, ``select``'s): the first
+    chunk's records (``copy_manifest_objects``), the partition its copy runs over
+    (``copy_partition``) and the other chunks (``copy_chunks``)."""
+    whole = partition or {"index": 0, "start_after": None, "end": None}
+    return {
+        "copy_manifest_objects": chunks[0].objects if chunks else 0,
+        "copy_partition": first_chunk_partition(whole, chunks),
+        "copy_chunks": [chunk.to_dict() for chunk in chunks[1:]],
+    }
+
+
 def join_chunks(
-    rows: Sequence[dict[str, Any]], planned: Sequence[dict[str, Any]], results: Sequence[Any]
+    rows: Sequence[dict[str, Any]],
+    planned: Sequence[dict[str, Any]],
+    results: Sequence[Any],
+    step: str = "diff",
 ) -> list[str]:
     """Add to each report row (``core.report.join_partitions``) its chunk copies' results
     (``chunk_copies``) and their sums (``chunked``: chunks the diff wrote, chunk copy tasks
     planned, and the results' ``CHUNK_SUMS``); return ``p<index>:copy_chunk <numbers>`` for
     every chunk of a diff after its first that no result covers: a copy task that left none,
-    or chunks nobody copied (a DAG that wires diff to one copy only, without ``copy_chunk``)."""
+    or chunks nobody copied (a DAG that wires diff to one copy only, without ``copy_chunk``).
+    ``step`` names the rows' result that wrote the chunks (``diff``, or a restore's ``select``)."""
     by_partition: dict[int, list[dict[str, Any]]] = {}
     for result in results:
         if isinstance(result, dict) and result.get("chunk") is not None:
@@ -178,7 +196,7 @@ def join_chunks(
     tasks = [int(copy["partition"]["index"]) for copy in planned]
     missing = []
     for row in rows:
-        index, diff = int(row["index"]), row.get("diff") or {}
+        index, diff = int(row["index"]), row.get(step) or {}
         mine = sorted(by_partition.get(index, []), key=lambda r: _numbers(r["chunk"])[0])
         extra = len(diff.get("copy_chunks") or ())
         covered = {n for r in mine for n in _numbers(r["chunk"])}

@@ -15,6 +15,17 @@ def as_list(results: Any) -> list[Any]:
     return list(results)
 
 
+def chunk_results(planned: Any, results: Any) -> list[Any]:
+    """The chunk copies' results, read only when ``gather_chunks`` planned some (``planned`` its
+    output; None: not given): a mapped task expanded to nothing has no XCom, and reading it
+    logs an error in every run that has no chunks."""
+    if planned is not None and not as_list(planned):
+        return []
+    if isinstance(results, Sequence) and not isinstance(results, str):
+        return list(results[:])  # Airflow's lazy sequence: one request, not one per item and a miss
+    return as_list(results)
+
+
 def index_results(results: Iterable[dict[str, Any] | None]) -> dict[int, dict[str, Any]]:
     """Map partition index to result, ignoring missing results (failed or skipped tasks)."""
     return {int(r["index"]): r for r in results if isinstance(r, dict) and "index" in r}

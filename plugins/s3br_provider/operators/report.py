@@ -15,7 +15,14 @@ from s3br_provider.core.deleted_index import build_index, index_key
 from s3br_provider.core.inventory import inventory_minute
 from s3br_provider.core.partitions import SORTED_LOCALLY
 from s3br_provider.core.progress import format_bytes
-from s3br_provider.core.report import as_list, join_partitions, missing_steps, partition_table, total
+from s3br_provider.core.report import (
+    as_list,
+    chunk_results,
+    join_partitions,
+    missing_steps,
+    partition_table,
+    total,
+)
 from s3br_provider.core.settings import BACKUP_DEFAULTS
 from s3br_provider.core.stats import encode_stats, measured_copy_fraction, merge_samples, stats_uri
 from s3br_provider.operators.base import S3brBaseOperator
@@ -127,7 +134,7 @@ class S3BackupReportOperator(S3brBaseOperator):
             # A plan has at least one partition: none means plan_partitions failed (this step
             # runs after any outcome), and a run that planned nothing must not succeed.
             raise AirflowException("backup incomplete: plan_partitions made no plan (see its log)")
-        missing_chunks = join_chunks(rows, as_list(self.chunks), as_list(self.chunk_results))
+        missing_chunks = join_chunks(rows, as_list(self.chunks), self._chunk_results())
         totals = {
             "partitions": len(rows),
             "copy_chunks": total(rows, "chunked", "chunks"),
@@ -237,6 +244,9 @@ class S3BackupReportOperator(S3brBaseOperator):
             totals["newer_than_inventory"],
             totals["gone_since_inventory"],
         )
+
+    def _chunk_results(self) -> list[Any]:
+        return chunk_results(self.chunks, self.chunk_results)
 
     def _publish(self, totals: dict[str, int]) -> None:
         metrics = self.metrics_hook(self.cloudwatch_namespace)

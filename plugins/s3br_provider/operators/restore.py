@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
+from s3br_provider.core.chunks import ALL_KEYS, chunk_outputs, chunk_uri, writing_chunks
 from s3br_provider.core.deleted_index import INDEX_PREFIX, choose_index, manifests_in_range
 from s3br_provider.core.manifest import read_manifest, writing_manifest
 from s3br_provider.core.objects import ObjectInfo
@@ -29,6 +30,7 @@ from s3br_provider.operators.base import (
     S3brBaseOperator,
     S3brPartitionOperator,
 )
+from s3br_provider.operators.chunks import copy_chunk_keys
 from s3br_provider.operators.plan import S3PlanPartitionsOperator
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
@@ -149,6 +151,11 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         (HeadObject, or its versions with ``as_of``) instead of listing the partition; a key the
         backup lacks is counted in ``missing`` and named in ``missing_keys``, one left out as
         deleted in ``deleted_keys`` (up to 50 of each).
+    :param chunk_copies: write the selected objects' manifest in chunks of ``copy_chunk_keys``
+        (``restore_group`` sets it), as ``S3DiffPartitionOperator`` does: ``copy_manifest`` the
+        first (``copy_manifest_objects`` records, over ``copy_partition``), ``copy_chunks`` the
+        others, for ``gather_chunks``; without it ``copy_manifest`` holds every selected object.
+    :param copy_chunk_keys: most records per chunk; default ``[s3br] copy_chunk_keys``.
     """
 
     default_threads = 32  # tag reads are small: more in flight
@@ -169,6 +176,8 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         include_deleted: bool | str = R.include_deleted,
         as_of: str | None = R.as_of,
         keys: list[str] | str | None = None,
+        chunk_copies: bool = False,
+        copy_chunk_keys: int | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -178,6 +187,8 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         self.include_deleted = include_deleted
         self.as_of = as_of
         self.keys = keys
+        self.chunk_copies = chunk_copies
+        self.copy_chunk_keys = copy_chunk_keys
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
@@ -222,8 +233,18 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         with ExitStack() as stack:
             writers = None
             if not self.dry_run:
+                # Named keys come in the caller's order (at most 1,000): one chunk.
+                chunked = self.chunk_copies and not self.keys
+                chunk_keys = int(self.copy_chunk_keys or copy_chunk_keys()) if chunked else ALL_KEYS
                 writers = (
-                    stack.enter_context(writing_manifest(backup, restore_uri)),
+                    stack.enter_context(
+                        writing_chunks(
+                            backup,
+                            lambda n: chunk_uri(restore_uri, n),
+                            chunk_keys,
+                            self.key_range.start_after,
+                        )
+                    ),
                     stack.enter_context(writing_manifest(backup, archived_uri)),
                 )
             for obj, found, error in bounded_map_ordered(inspect, prefetch(listing), workers=self.threads):
@@ -274,6 +295,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
             # "" not None: Airflow reads a stored None XCom as missing, failing a template.
             "copy_manifest": restore_uri if written and counts["selected"] else "",
             "archived_manifest": archived_uri if written and counts["archived"] else "",
+            **chunk_outputs(self.partition, writers[0].chunks if writers else []),
         }
 
     def _deleted_index(self, backup: S3BucketHook, bucket: str) -> tuple[set[str], float] | None:

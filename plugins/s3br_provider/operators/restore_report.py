@@ -9,9 +9,17 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
+from s3br_provider.core.chunks import join_chunks
 from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.progress import format_bytes
-from s3br_provider.core.report import as_list, join_partitions, missing_steps, partition_table, total
+from s3br_provider.core.report import (
+    as_list,
+    chunk_results,
+    join_partitions,
+    missing_steps,
+    partition_table,
+    total,
+)
 from s3br_provider.core.retrieval import TIERS, describe
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.operators.base import S3brBaseOperator
@@ -21,9 +29,10 @@ TABLE = (
     ("selected", (("select", "selected"),)),
     ("archived", (("select", "archived"),)),
     ("deleted", (("select", "skipped_deleted"),)),
-    ("restored", (("copy", "copied"),)),
-    ("bytes", (("copy", "bytes"),)),
-    ("failed", (("copy", "failed"),)),
+    ("chunks", (("chunked", "chunks"),)),
+    ("restored", (("copy", "copied"), ("chunked", "copied"))),
+    ("bytes", (("copy", "bytes"), ("chunked", "bytes"))),
+    ("failed", (("copy", "failed"), ("chunked", "failed"))),
 )
 
 
@@ -40,6 +49,9 @@ class S3RestoreReportOperator(S3brBaseOperator):
     :param partitions: the plan.
     :param select_results: results of the mapped select tasks.
     :param copy_results: results of the mapped copy tasks.
+    :param chunks: ``gather_chunks``' output (the chunk copies planned); default: none.
+    :param chunk_results: results of the mapped ``copy_chunk`` tasks, counted with their
+        partitions' copies; a select chunk no copy covers leaves the restore incomplete.
     :param prefix, include_deleted, as_of, restore_tier, restore_days, keys: recorded in the report.
     :param target_mode: ``new_bucket``: the target must hold exactly what was restored;
         ``missing_only``: it holds other objects too, and the keys it already held are counted
@@ -56,6 +68,8 @@ class S3RestoreReportOperator(S3brBaseOperator):
         "partitions",
         "select_results",
         "copy_results",
+        "chunks",
+        "chunk_results",
         "prefix",
         "include_deleted",
         "as_of",
@@ -76,6 +90,8 @@ class S3RestoreReportOperator(S3brBaseOperator):
         partitions: Any,
         select_results: Any,
         copy_results: Any,
+        chunks: Any = None,
+        chunk_results: Any = None,
         prefix: str = R.prefix,
         include_deleted: bool | str = R.include_deleted,
         as_of: str | None = R.as_of,
@@ -96,6 +112,8 @@ class S3RestoreReportOperator(S3brBaseOperator):
         self.partitions = partitions
         self.select_results = select_results
         self.copy_results = copy_results
+        self.chunks = chunks
+        self.chunk_results = chunk_results
         self.prefix = prefix
         self.include_deleted = include_deleted
         self.as_of = as_of
@@ -110,6 +128,9 @@ class S3RestoreReportOperator(S3brBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
         rows = join_partitions(as_list(self.partitions), select=self.select_results, copy=self.copy_results)
+        missing_chunks = join_chunks(
+            rows, as_list(self.chunks), chunk_results(self.chunks, self.chunk_results), "select"
+        )
         classes: dict[str, dict[str, int]] = defaultdict(lambda: {"objects": 0, "bytes": 0})
         for row in rows:
             for name, value in ((row["select"] or {}).get("classes") or {}).items():
@@ -120,15 +141,25 @@ class S3RestoreReportOperator(S3brBaseOperator):
             "bytes_selected": total(rows, "select", "bytes"),
             "archived": total(rows, "select", "archived"),
             "left_out_deleted": total(rows, "select", "skipped_deleted"),
-            "restored": total(rows, "copy", "copied"),
-            "bytes_restored": total(rows, "copy", "bytes"),
-            "failed": total(rows, "copy", "failed"),
+            "restored": total(rows, "copy", "copied") + total(rows, "chunked", "copied"),
+            "bytes_restored": total(rows, "copy", "bytes") + total(rows, "chunked", "bytes"),
+            "failed": total(rows, "copy", "failed") + total(rows, "chunked", "failed"),
+            "partitions": len(rows),
+            "copy_chunks": total(rows, "chunked", "chunks"),
+            "chunk_copy_tasks": len(as_list(self.chunks)),
         }
         if self.target_mode == "missing_only":
-            totals["skipped_existing"] = total(rows, "copy", "skipped_existing")
+            totals["skipped_existing"] = total(rows, "copy", "skipped_existing") + total(
+                rows, "chunked", "skipped_existing"
+            )
         if self.keys:
             totals["missing"] = total(rows, "select", "missing")
-        failures = [f for row in rows for f in (row["copy"] or {}).get("failures", [])]
+        failures = [
+            f
+            for row in rows
+            for r in (row["copy"], *row["chunk_copies"])
+            for f in (r or {}).get("failures", [])
+        ]
         for name in ("missing_keys", "deleted_keys"):
             named = [key for row in rows for key in (row["select"] or {}).get(name, [])]
             if named:
@@ -184,7 +215,7 @@ class S3RestoreReportOperator(S3brBaseOperator):
                 uri, json.dumps(report, ensure_ascii=False, indent=1, default=str).encode()
             )
             self.log.info("Report written to %s", uri)
-        missing = missing_steps(rows, ("select", "copy"))
+        missing = missing_steps(rows, ("select", "copy")) + missing_chunks
         if missing:
             raise AirflowException(f"restore incomplete: no result from {', '.join(missing)}")
         if totals.get("missing"):
