@@ -112,18 +112,18 @@ def test_check_manifest_accepts_a_fresh_report_of_the_source() -> None:
     [
         ({"manifest_source": "other"}, "is of bucket 'other', not of source_bucket 'src'"),
         ({"when": WHEN - timedelta(hours=49)}, "49 hours old, older than inventory_max_age_hours 48"),
-        ({"file_format": "ORC"}, "format is ORC; s3br reads CSV and Parquet"),
+        ({"file_format": "JSON"}, "format is JSON; s3br reads CSV, Parquet, ORC"),
         ({"fields": ("Bucket", "Key", "LastModifiedDate")}, "lacks the field\\(s\\) Size"),
         ({"fields": ("Bucket", "Key")}, "lacks the field\\(s\\) Size, LastModifiedDate"),
     ],
 )
 def test_check_manifest_names_each_problem(change: dict, message: str) -> None:
     arguments = {"when": WHEN, **change}
-    if arguments.get("file_format") == "ORC":
+    if arguments.get("file_format") == "JSON":
         arguments["file_format"] = "CSV"
         report = inventory_report("src", "dest", _rows(), **arguments)
         data = json.loads(report.files[report.manifest_key])
-        manifest = parse_manifest(json.dumps({**data, "fileFormat": "ORC"}).encode(), "2026-11-30T00-00Z")
+        manifest = parse_manifest(json.dumps({**data, "fileFormat": "JSON"}).encode(), "2026-11-30T00-00Z")
     else:
         manifest = _manifest(inventory_report("src", "dest", [Row("k")], **arguments))
     with pytest.raises(InventoryError, match=message):
@@ -153,21 +153,16 @@ def test_report_folders_latest_first_other_names_left_out() -> None:
     assert folder_time("2026-11-30") is None
 
 
-def test_schema_fields_of_csv_and_parquet() -> None:
+def test_schema_fields_of_csv_parquet_and_orc() -> None:
+    orc = "struct<bucket:string,key:string,size:bigint,last_modified_date:timestamp,e_tag:string>"
+    assert schema_fields("ORC", orc) == ("Bucket", "Key", "Size", "LastModifiedDate", "ETag")
     assert schema_fields("CSV", "Bucket, Key, Size") == ("Bucket", "Key", "Size")
     parquet = (
         "message s3.inventory { required binary bucket (STRING); required binary key (STRING); "
         "optional int64 size; optional int64 last_modified_date (TIMESTAMP(MILLIS,true)); "
         "optional binary e_tag (STRING); optional binary checksum_algorithm (STRING);}"
     )
-    assert schema_fields("Parquet", parquet) == (
-        "Bucket",
-        "Key",
-        "Size",
-        "LastModifiedDate",
-        "ETag",
-        "checksum_algorithm",
-    )
+    assert schema_fields("Parquet", parquet) == ("Bucket", "Key", "Size", "LastModifiedDate", "ETag")
 
 
 def test_split_inventory_uri() -> None:
@@ -179,7 +174,7 @@ def test_split_inventory_uri() -> None:
 # Data files -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("file_format", ["CSV", "Parquet"])
+@pytest.mark.parametrize("file_format", ["CSV", "Parquet", "ORC"])
 def test_data_files_give_the_latest_objects_with_their_keys_decoded(file_format: str) -> None:
     report = inventory_report("src", "dest", _rows(), when=WHEN, file_format=file_format, data_files=2)
     objects, counts = _objects(report)

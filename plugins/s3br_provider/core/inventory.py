@@ -5,7 +5,8 @@ an inventory configuration delivers into ``s3://DEST/PREFIX/SOURCE-BUCKET/CONFIG
 report is a folder ``YYYY-MM-DDTHH-MMZ/`` holding ``manifest.json`` (and ``manifest.checksum``,
 its MD5), whose ``files`` name the data files (``data/<uuid>.csv.gz`` or ``.parquet``) with their
 MD5. CSV data files have no header: the columns are ``fileSchema``'s, in order, values quoted,
-keys URL-encoded. Parquet columns are the same fields in snake case (``last_modified_date``).
+keys URL-encoded. Parquet and ORC columns are the same fields in snake case
+(``last_modified_date``), keys as they are.
 
 Pure logic: no Airflow, no boto3; pyarrow is imported only to read Parquet.
 """
@@ -28,8 +29,8 @@ from s3br_provider.core.keys import is_reserved
 from s3br_provider.core.objects import ObjectInfo, epoch_seconds
 from s3br_provider.core.partitions import KeyRange
 
-FORMATS = ("CSV", "Parquet")
-"""Data file formats read; ORC is refused in validate."""
+FORMATS = ("CSV", "Parquet", "ORC")
+"""Data file formats read (Parquet and ORC with pyarrow)."""
 REQUIRED_FIELDS = ("Key", "Size", "LastModifiedDate")
 """Fields without which a report cannot stand in for a listing (ETag, StorageClass: if present)."""
 FOLDER = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d)-(\d\d)Z$")
@@ -110,11 +111,12 @@ def report_folders(names: Iterable[str]) -> list[str]:
 
 
 def schema_fields(file_format: str, schema: str) -> tuple[str, ...]:
-    """The field names of ``fileSchema``: CSV's comma list, or the column names of a Parquet
-    message (``message s3.inventory { required binary key (STRING); ... }``) in CSV's names."""
-    if file_format == "Parquet":
-        names = re.findall(r"(?:required|optional|repeated)\s+\w+\s+(\w+)", schema)
-        return tuple(_CSV_NAMES.get(name.lower(), name) for name in names)
+    """The field names of ``fileSchema``, in CSV's names: CSV's comma list in order; for Parquet
+    (``message s3.inventory { required binary key (STRING); ... }``) and ORC
+    (``struct<bucket:string,key:string,...>``), the known columns the schema names, whatever its
+    exact notation (the data files' own columns are what is read)."""
+    if file_format in ("Parquet", "ORC"):
+        return tuple(name for name, column in _PARQUET_NAMES.items() if re.search(rf"\b{column}\b", schema))
     return tuple(part.strip() for part in schema.split(",") if part.strip())
 
 
@@ -181,7 +183,7 @@ def check_manifest(
     if manifest.file_format not in FORMATS:
         raise InventoryError(
             f"the inventory report's format is {manifest.file_format}; s3br reads "
-            f"{' and '.join(FORMATS)}: change the inventory configuration's output format"
+            f"{', '.join(FORMATS)}: change the inventory configuration's output format"
         )
     missing = [name for name in REQUIRED_FIELDS if name not in manifest.fields]
     if missing:
@@ -290,31 +292,56 @@ def csv_objects(
             yield obj
 
 
+def _columnar_rows(batches: Iterable[Any], counts: ReadCounts, prefix: str) -> Iterator[ObjectInfo]:
+    """The objects of pyarrow record batches with AWS's snake-case columns."""
+    for batch in batches:
+        for values in batch.to_pylist():
+            row = {_CSV_NAMES[name]: value for name, value in values.items() if name in _CSV_NAMES}
+            modified = row.get("LastModifiedDate")
+            if isinstance(modified, datetime) and modified.tzinfo is None:
+                row["LastModifiedDate"] = modified.replace(tzinfo=UTC)
+            obj = _row_object(row, counts, prefix)
+            if obj is not None:
+                yield obj
+
+
+def orc_objects(
+    stream: IO[bytes], fields: tuple[str, ...], counts: ReadCounts, prefix: str
+) -> Iterator[ObjectInfo]:
+    """The objects of one ORC data file, read a stripe at a time."""
+    import pyarrow.orc as orc
+
+    data = orc.ORCFile(stream)
+    present = set(data.schema.names)
+    columns = [name for name in _wanted(fields) if name in present]
+    yield from _columnar_rows(
+        (data.read_stripe(i, columns=columns) for i in range(data.nstripes)), counts, prefix
+    )
+
+
+def _wanted(fields: tuple[str, ...]) -> list[str]:
+    return [_PARQUET_NAMES[name] for name in _PARQUET_NAMES if name in fields and name != "Bucket"]
+
+
 def parquet_objects(
     stream: IO[bytes], fields: tuple[str, ...], counts: ReadCounts, prefix: str
 ) -> Iterator[ObjectInfo]:
     """The objects of one Parquet data file, read a batch of rows at a time."""
     import pyarrow.parquet as pq
 
-    wanted = [_PARQUET_NAMES[name] for name in _PARQUET_NAMES if name in fields and name != "Bucket"]
     parquet = pq.ParquetFile(stream)
     present = set(parquet.schema_arrow.names)
-    columns = [name for name in wanted if name in present]
-    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
-        for values in batch.to_pylist():
-            row = {_CSV_NAMES[name]: value for name, value in values.items()}
-            if isinstance(row.get("LastModifiedDate"), datetime) and row["LastModifiedDate"].tzinfo is None:
-                row["LastModifiedDate"] = row["LastModifiedDate"].replace(tzinfo=UTC)
-            obj = _row_object(row, counts, prefix)
-            if obj is not None:
-                yield obj
+    columns = [name for name in _wanted(fields) if name in present]
+    batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns)
+    yield from _columnar_rows(batches, counts, prefix)
 
 
 def data_file_objects(
     manifest: InventoryManifest, stream: IO[bytes], counts: ReadCounts, prefix: str
 ) -> Iterator[ObjectInfo]:
     """The objects of one data file of ``manifest``'s format."""
-    reader = parquet_objects if manifest.file_format == "Parquet" else csv_objects
+    readers = {"Parquet": parquet_objects, "ORC": orc_objects}
+    reader = readers.get(manifest.file_format, csv_objects)
     counts.files += 1
     return reader(stream, manifest.fields, counts, prefix)
 

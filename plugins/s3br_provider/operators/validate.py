@@ -242,13 +242,14 @@ class S3BackupValidateOperator(_ValidateOperator):
             )
         except InventoryError as error:
             raise InvalidRunError(f"listing_source inventory: {error}") from None
-        if report.manifest.file_format == "Parquet":
+        if report.manifest.file_format in ("Parquet", "ORC"):
             try:
+                import pyarrow.orc  # noqa: F401
                 import pyarrow.parquet  # noqa: F401
             except ImportError:
                 raise InvalidRunError(
-                    "listing_source inventory: the report is in Parquet and pyarrow is not installed "
-                    "on the workers (pip install pyarrow)"
+                    f"listing_source inventory: the report is in {report.manifest.file_format} and "
+                    "pyarrow (with ORC and Parquet) is not installed on the workers (pip install pyarrow)"
                 ) from None
         self.log.info(
             "Inventory report %s: %s, %d data file(s), snapshot %s",
