@@ -234,3 +234,19 @@ def test_chunk_results_are_read_only_when_chunks_were_planned() -> None:
     assert chunk_results([], Unreadable()) == []
     assert chunk_results([{"partition": {}}], [{"index": 0, "chunk": "2"}]) == [{"index": 0, "chunk": "2"}]
     assert chunk_results(None, {"index": 0, "chunk": "2"}) == [{"index": 0, "chunk": "2"}]
+
+
+def test_records_out_of_key_order_give_every_chunk_the_partitions_range(store: FolderStore) -> None:
+    """An endpoint that lists out of order (a restore's select reads it as listed): no chunk may
+    claim a range its keys leave, nor an empty one."""
+    items = records(6)
+    items[1], items[4] = items[4], items[1]
+    with writing_chunks(store, lambda i: chunk_uri(URI, i), 2, "k/", "k/9") as writer:
+        for record in items:
+            writer.write(record)
+    assert not writer.ordered
+    assert [(c.start_after, c.end, c.objects) for c in writer.chunks] == [("k/", "k/9", 2)] * 3
+    assert [r for c in writer.chunks for r in read_manifest(store, c.manifest)] == items
+    assert (
+        first_chunk_partition({"index": 0, "start_after": "k/", "end": "k/9"}, writer.chunks)["end"] == "k/9"
+    )

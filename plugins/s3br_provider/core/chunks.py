@@ -43,13 +43,23 @@ class Chunk:
 
 class ChunkedManifestWriter:
     """Write manifest records (sorted by key, as the diff yields them) into files of at most
-    ``chunk_keys`` records each; ``chunks`` describes them, ``count`` is the total."""
+    ``chunk_keys`` records each; ``chunks`` describes them, ``count`` is the total. Records out
+    of key order (an endpoint that lists out of order, read by a restore's select) give every
+    chunk the whole range ``(start_after, end]``: the copies stay right, a retry lists more."""
 
-    def __init__(self, folder: str, uri_for: Callable[[int], str], chunk_keys: int, start_after: str | None):
+    def __init__(
+        self,
+        folder: str,
+        uri_for: Callable[[int], str],
+        chunk_keys: int,
+        start_after: str | None,
+        end: str | None = None,
+    ):
         if chunk_keys < 1:
             raise ValueError(f"chunk_keys must be at least 1, got {chunk_keys}")
         self._folder, self._uri_for, self._chunk_keys = folder, uri_for, chunk_keys
-        self._start_after = start_after
+        self._start_after, self._end = start_after, end
+        self.ordered = True
         self.chunks: list[Chunk] = []
         self.paths: list[str] = []
         self._writer: ManifestWriter | None = None
@@ -62,6 +72,9 @@ class ChunkedManifestWriter:
         assert self._writer is not None
         self._writer.write(record)
         chunk = self.chunks[-1]
+        last = chunk.end if chunk.objects else (self.chunks[-2].end if len(self.chunks) > 1 else None)
+        if last is not None and record["k"] <= last:
+            self.ordered = False
         chunk.objects += 1
         chunk.bytes += int(record.get("s", 0))
         chunk.end = record["k"]
@@ -81,16 +94,24 @@ class ChunkedManifestWriter:
             self._writer.close()
             self._stream.close()
             self._writer = self._stream = None
+        if not self.ordered:
+            for chunk in self.chunks:
+                chunk.start_after, chunk.end = self._start_after, self._end
 
 
 @contextmanager
 def writing_chunks(
-    store: ManifestStore, uri_for: Callable[[int], str], chunk_keys: int, start_after: str | None = None
+    store: ManifestStore,
+    uri_for: Callable[[int], str],
+    chunk_keys: int,
+    start_after: str | None = None,
+    end: str | None = None,
 ) -> Iterator[ChunkedManifestWriter]:
     """Stream records into chunk files; upload every chunk (chunk ``i`` to ``uri_for(i)``) only
-    on success, as ``writing_manifest`` does: no records, no upload."""
+    on success, as ``writing_manifest`` does: no records, no upload. ``(start_after, end]`` is
+    the partition's range."""
     with tempfile.TemporaryDirectory(prefix="s3br-") as folder:
-        writer = ChunkedManifestWriter(folder, uri_for, chunk_keys, start_after)
+        writer = ChunkedManifestWriter(folder, uri_for, chunk_keys, start_after, end)
         try:
             yield writer
         finally:
@@ -162,7 +183,13 @@ def first_chunk_partition(partition: dict[str, Any], chunks: Sequence[Chunk]) ->
     never where the partition's other chunks are being copied)."""
     if len(chunks) <= 1:
         return dict(partition)
-    return {**partition, "end": chunks[0].end, "chunk": "1", "chunks": len(chunks)}
+    return {
+        **partition,
+        "start_after": chunks[0].start_after,
+        "end": chunks[0].end,
+        "chunk": "1",
+        "chunks": len(chunks),
+    }
 
 
 def chunk_outputs(partition: dict[str, Any] | None, chunks: Sequence[Chunk]) -> dict[str, Any]:

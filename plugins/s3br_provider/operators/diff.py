@@ -260,6 +260,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                         lambda number: chunk_uri(copy_uri, number),
                         self.copy_chunk_keys,
                         self.key_range.start_after,
+                        self.key_range.end,
                     )
                 )
                 vanished = stack.enter_context(writing_manifest(backup, vanished_uri))

@@ -243,6 +243,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
                             lambda n: chunk_uri(restore_uri, n),
                             chunk_keys,
                             self.key_range.start_after,
+                            self.key_range.end,
                         )
                     ),
                     stack.enter_context(writing_manifest(backup, archived_uri)),
