@@ -38,7 +38,8 @@ RESTORE_PARAMS = (
 )
 TIERS = ["Expedited", "Standard", "Bulk"]
 # A mapped partition's name in the UI: "p0 (-inf, 'b/']", "p3 ('logs/', +inf]".
-PARTITION_LABEL = re.compile(r"^p(\d+) \((-inf|'.*'), ('.*'|\+inf)\]$")
+PARTITION_LABEL = re.compile(r"^p(\d+)( chunk \d+(-\d+)?/\d+)? \((-inf|'.*'), ('.*'|\+inf)\]$")
+"""``p3 ('a', 'b']``; a partition copied in chunks labels its copy_batch ``p3 chunk 1/4 ('a', 'b']``."""
 
 
 def test_dags_page_lists_both_dags_with_descriptions(page: Any, ui: UI) -> None:
