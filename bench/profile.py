@@ -3,6 +3,8 @@ which kind of work, which functions.
 
     python -m bench.profile /tmp/prof/s3br-local-10000-noop-*.txt [--json out.json]
 
+(``.txt.gz`` files are read as they are: ``results/profiles/raw/`` keeps the committed ones.)
+
 Every stack line is ``process PID:"cmdline";...;frame (file:line);... COUNT``. A sample is
 the thread holding a process's GIL at one instant (``bench/airflow_runs.py`` records with
 ``--gil``), so shares are of Python CPU time; seconds are samples / ``--rate``. Each stack is
@@ -13,6 +15,7 @@ put in the first category of :data:`CATEGORIES` whose patterns one of its frames
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import sys
@@ -32,7 +35,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("task supervisor (heartbeats, log relay)", ("execution_time/supervisor.py",)),
     ("scheduler loop", ("scheduler_job_runner.py",)),
     ("executor", ("executors/",)),
-    ("api-server (execution API, REST)", ("api_fastapi/", "uvicorn/", "starlette/", "fastapi/")),
+    ("api-server (execution API, REST)", ("api_fastapi/", "cadwyn/", "uvicorn/", "starlette/", "fastapi/")),
     ("dag-processor loop", ("dag_processing/",)),
     ("database (SQLAlchemy)", ("sqlalchemy/",)),
     ("logging", ("structlog/", "logging/")),
@@ -65,6 +68,9 @@ class Profile:
     by_category: Counter[str] = field(default_factory=Counter)
     by_function: Counter[str] = field(default_factory=Counter)
     """Inclusive samples per s3br or Airflow function (file:function), once per stack."""
+    by_role_category: Counter[str] = field(default_factory=Counter)
+    imported: Counter[str] = field(default_factory=Counter)
+    """Import samples by the package first imported (the outermost module being executed)."""
 
     def add(self, line: str) -> None:
         stack, _, count = line.rstrip("\n").rpartition(" ")
@@ -75,8 +81,13 @@ class Profile:
         processes = [m.group(2) for m in map(_PROCESS.match, frames) if m]
         frames = [f for f in frames if not f.startswith("process ")]
         self.samples += samples
-        self.by_role[role_of(processes[-1]) if processes else "?"] += samples
-        self.by_category[category_of(frames)] += samples
+        role = role_of(processes[-1]) if processes else "?"
+        category = category_of(frames)
+        self.by_role[role] += samples
+        self.by_category[category] += samples
+        self.by_role_category[f"{role}: {category}"] += samples
+        if category == CATEGORIES[0][0]:
+            self.imported[first_import(frames)] += samples
         for name in {function_of(f) for f in frames if "s3br_provider/" in f or "airflow/" in f}:
             self.by_function[name] += samples
 
@@ -89,6 +100,21 @@ def category_of(frames: Iterable[str]) -> str:
     return OTHER
 
 
+def first_import(frames: list[str]) -> str:
+    """The package whose import a stack is in: the first ``<module>`` frame after the import
+    machinery (``airflow/providers/amazon``, ``botocore``, ``s3br_provider``...)."""
+    inside = False
+    for frame in frames:
+        if "<frozen importlib" in frame:
+            inside = True
+        elif inside and frame.startswith("<module> ("):
+            path = frame[len("<module> (") :].rsplit(":", 1)[0]
+            parts = path.split("/")
+            depth = 3 if parts[:2] == ["airflow", "providers"] else 1
+            return "/".join(parts[:depth])
+    return "?"
+
+
 def function_of(frame: str) -> str:
     """``name (path/file.py:123)`` -> ``path/file.py:name``."""
     name, _, where = frame.partition(" (")
@@ -98,7 +124,8 @@ def function_of(frame: str) -> str:
 def load(paths: Iterable[Path]) -> Profile:
     profile = Profile()
     for path in paths:
-        with open(path, errors="replace") as lines:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", errors="replace") as lines:
             for line in lines:
                 profile.add(line)
     return profile
@@ -118,6 +145,8 @@ def summary(profile: Profile, rate: float) -> dict[str, object]:
         "cpu_s": round(profile.samples / rate, 1),
         "by_role": shares(profile.by_role, total, rate),
         "by_category": shares(profile.by_category, total, rate),
+        "by_role_and_category": shares(profile.by_role_category, total, rate, 15),
+        "imports_by_package": shares(profile.imported, total, rate, 10),
         "top_functions": shares(profile.by_function, total, rate, 25),
     }
 
@@ -130,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = summary(load(args.files), args.rate)
     print(f"{result['samples']} samples, ~{result['cpu_s']} CPU s")
-    for title in ("by_role", "by_category", "top_functions"):
+    for title in ("by_role", "by_category", "by_role_and_category", "imports_by_package", "top_functions"):
         print(f"\n{title}:")
         for row in result[title]:  # type: ignore[union-attr]
             print(f"  {row['share']:6.1%}  {row['cpu_s']:7.1f} s  {row['name']}")
