@@ -320,7 +320,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def plot(results: list[Result], path: Path, meta: dict[str, Any]) -> Path | None:
-    """Seconds against N per tool, one panel per case, log-log."""
+    """Seconds against N per tool, one panel per case, log-log (None when nothing ran)."""
+    if not results:
+        return None
     try:
         import matplotlib
 

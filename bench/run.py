@@ -303,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _commit() -> str:
-    """The git commit of the tree measured (``+ changes`` when its plugins/ or dags/ differ)."""
+    """The git commit of the tree measured (``+ changes`` when its plugins/ or dags/ differ);
+    ``BENCH_COMMIT`` names it for a tree exported with ``git archive``."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
