@@ -29,6 +29,7 @@ from tests.reliability.conftest import (
     fault_rate,
     forwarded,
     report_json,
+    restore_run,
     seed,
     task_tries,
     via,
@@ -231,3 +232,26 @@ def test_persistent_error_fails_the_run_naming_the_key_after_bounded_retries(
     assert report is not None, "the failed run wrote no report.json"
     shown = f"totals={report['totals']} incomplete={report.get('incomplete')}"
     assert report["totals"]["failed"] >= 1 or POISONED in str(report), shown
+
+
+# A restore whose target cannot be created -------------------------------------------------------
+
+
+def test_a_restore_whose_target_cannot_be_created_fails(
+    s3: Any, buckets: tuple[str, str], proxy: FaultProxy, bucket_names: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """create_target fails after validate passed: nothing is planned, and the report (which
+    runs after any outcome) must fail the run rather than succeed with zero totals."""
+    source, backup = buckets
+    seed(s3, source, small_objects(4))
+    assert_succeeded(backup_run(source, backup, cloudwatch_namespace=""))
+    target = bucket_names("dst")
+    proxy.set_faults([{"kind": "access_denied", "operation": "CreateBucket", "rate": 1.0}])
+
+    result = restore_run(backup, target, cloudwatch_namespace="", **via(PROXY_CONN_ID, "s3_restore"))
+
+    assert result.state == "failed", result.tasks
+    states = (result.tasks["create_target"], result.tasks["verify_and_report"])
+    assert states == ("failed", "failed"), result.tasks
+    assert "restore incomplete: no partitions were planned" in "".join(capfd.readouterr())
+    assert target not in {b["Name"] for b in s3.list_buckets()["Buckets"]}

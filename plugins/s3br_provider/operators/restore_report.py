@@ -128,6 +128,14 @@ class S3RestoreReportOperator(S3brBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
         rows = join_partitions(as_list(self.partitions), select=self.select_results, copy=self.copy_results)
+        if not rows:
+            # A plan has at least one partition: none means create_target or plan_partitions
+            # failed (this step runs after any outcome), and a restore that planned nothing
+            # must not succeed.
+            raise AirflowException(
+                "restore incomplete: no partitions were planned (create_target or plan_partitions "
+                "failed: see their logs)"
+            )
         missing_chunks = join_chunks(
             rows, as_list(self.chunks), chunk_results(self.chunks, self.chunk_results), "select"
         )
