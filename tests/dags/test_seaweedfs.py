@@ -174,3 +174,30 @@ def test_a_diff_that_finds_the_listing_out_of_order_sorts_it(weed_conn: Any, buc
     result = steps.diff(run_args)
     assert result["sorted_locally"] is True
     assert (result["new"], result["to_copy"], result["vanished"]) == (len(model), len(model), 0), result
+
+
+def test_a_backup_planned_into_several_partitions_by_probing_copies_every_key(
+    weed_conn: Any, bucket_names: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The benchmark's bucket (10,000 keys over ``d00/`` .. ``d49/``, which SeaweedFS lists in
+    byte order) planned by probing into partitions of 5,000, so the cut falls in a gap between
+    probes. Cut at a string that is no key (``d24``, as the plan once did), SeaweedFS's
+    ``StartAfter`` skips the whole directory ``d24/``: the backup missed its 200 keys and
+    reported success. Cuts are listed keys now."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    s3, source, backup = weed_conn, bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    keys = [f"d{d:02d}/obj-{i:05d}" for d in range(50) for i in range(200)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda key: s3.put_object(Bucket=source, Key=key, Body=key.encode()), keys))
+    monkeypatch.setenv("AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION", "5000")
+
+    result = run("s3_backup", source_bucket=source, backup_bucket=backup, **conns("source", "backup"))
+
+    logs = "".join(capsys.readouterr())
+    assert "Planned 1 partition(s)" not in logs, "the plan should cut this bucket"
+    assert sorted(list_keys(s3, backup)) == keys
+    totals = report(s3, backup, "s3_backup", result.run_id)["totals"]
+    assert (totals["source_objects"], totals["copied"]) == (len(keys), len(keys)), totals

@@ -288,44 +288,21 @@ def _next_points(segments: list[_Segment], target: int, page: int, limit: int) -
     return chosen
 
 
-def _split_points(segment: _Segment, target: int) -> list[str]:
-    """Points that cut a gap estimated above ``2 * target`` keys into pieces of about
-    ``target``, spread evenly over its positions, without probing them: the probe budget is
-    spent, and a cut at an estimate beats a partition of several times the target. The open
-    end is not cut (where the key space ends there is not known)."""
-    if segment.end is None or segment.scale is None or segment.gap <= 2 * target:
-        return []
-    scale, low, high = segment.scale, segment.keys[-1], segment.end
-    start, stop = scale.position(low), scale.position(high)
-    pieces = math.ceil(segment.gap / target)
-    points: list[str] = []
-    for j in range(1, pieces):
-        point = scale.between(low, high, start + (stop - start) * j // pieces, (stop - start) // (8 * pieces))
-        if point is not None and low < point < high and (not points or point > points[-1]):
-            points.append(point)
-    return points
-
-
-def _sizes(segments: list[_Segment], target: int) -> Iterable[tuple[str | None, float]]:
-    """``(end, keys)`` pieces in key order: each key seen, then each gap up to its end point
-    (a large one in pieces, see ``_split_points``)."""
+def _sizes(segments: list[_Segment]) -> Iterable[tuple[str | None, float]]:
+    """``(end, keys)`` pieces in key order: each key seen, then each gap up to its end point."""
     for segment in segments:
         for key in segment.keys:
             yield key, 1
         if segment.gap:
-            points = _split_points(segment, target)
-            share = segment.gap / (len(points) + 1)
-            for point in points:
-                yield point, share
-            yield segment.end, share
+            yield segment.end, segment.gap
 
 
 def _boundaries(segments: list[_Segment], target: int) -> list[str]:
     """Where to cut the pieces into ranges of about ``target`` keys: none above ``2 * target``
-    unless a single unseen gap is, and could not be cut."""
+    unless a single unseen gap is."""
     boundaries: list[str] = []
     filled, last_end = 0.0, None
-    for end, keys in _sizes(segments, target):
+    for end, keys in _sizes(segments):
         over = filled + keys > target
         if last_end is not None and filled and over and (filled >= target / 2 or filled + keys > 2 * target):
             boundaries.append(last_end)
@@ -333,6 +310,26 @@ def _boundaries(segments: list[_Segment], target: int) -> list[str]:
         filled += keys
         last_end = end
     return boundaries
+
+
+def _listed(
+    boundaries: Iterable[str | None], segments: list[_Segment], runs: dict[str | None, list[str]]
+) -> list[str]:
+    """The boundaries as keys the endpoint listed: a probed point becomes the first key its
+    probe listed after it (the range before it then ends there; a point nothing follows is
+    dropped). On S3 that moves no key across partitions; on endpoints that walk directories
+    (SeaweedFS), ``StartAfter`` at a string that is no key can skip a whole directory
+    (``StartAfter=d24`` lists from ``d25/``), while at a listed key it resumes right after it."""
+    seen = {key for segment in segments for key in segment.keys}
+    listed = []
+    for boundary in boundaries:
+        if boundary is None:
+            continue
+        if boundary in seen:
+            listed.append(boundary)
+        elif runs.get(boundary):
+            listed.append(runs[boundary][0])
+    return sorted(set(listed))
 
 
 def _probe_all(probe: Probe, points: list[str], page: int, workers: int) -> dict[str | None, list[str]]:
@@ -396,9 +393,10 @@ def plan_by_probing(
         round_size *= 2
     exact = all(not s.gap for s in segments)
     boundaries = _boundaries(segments, target)
-    if len(boundaries) < max_partitions:
-        ranges = ranges_from_boundaries(boundaries)
-    else:  # too many: cut where the estimated keys, not the boundaries, divide evenly
-        pieces = [(end, max(1, round(keys))) for end, keys in _sizes(segments, target) if end is not None]
-        ranges = plan_from_samples(pieces, target_keys=target, max_partitions=max_partitions)
+    if len(boundaries) >= max_partitions:  # too many: cut where the estimated keys divide evenly
+        pieces = [(end, max(1, round(keys))) for end, keys in _sizes(segments) if end is not None]
+        boundaries = [
+            r.end for r in plan_from_samples(pieces, target_keys=target, max_partitions=max_partitions)
+        ]
+    ranges = ranges_from_boundaries(_listed(boundaries, segments, runs))
     return ProbedPlan(ranges, probes, round(total), exact)
