@@ -116,7 +116,8 @@ def test_backup_report_is_readable_in_the_task_log(page: Any, ui: UI, run_ids: d
     page.get_by_text(re.compile(r"Totals: \d+ source objects")).first.wait_for()
     ui.shot(page, "06-s3_backup-report-log")
     text = page.inner_text("body")
-    header = re.search(r"part\s+range\s+source\s+new\s+changed\s+unchanged\s+vanished\s+copied", text)
+    columns = r"part\s+range\s+source\s+new\s+changed\s+unchanged\s+vanished\s+chunks\s+copied"
+    header = re.search(columns, text)
     assert header, "the report table's header is not in the report task's log"
     rows = re.findall(r"^p\d+\s+\(", text, flags=re.MULTILINE)
     assert len(rows) >= 2, f"expected a report row per partition, found {len(rows)}"
