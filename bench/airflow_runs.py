@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.endpoints import HOST, Endpoint, free_ports
-from bench.procs import ProcessPeak, TreeSampler, Usage, stop_process, tree_cpu_seconds
+from bench.procs import ProcessPeak, TreeSampler, Usage, stop_process, tree_cpu_by_role, tree_cpu_seconds
 from bench.s3data import client
 from bench.toolpaths import tool_path
 from bench.tools import ROOT, EndpointMeter, Result, RunSpec, Tool
@@ -425,6 +425,7 @@ class S3brLocalExecutor(Tool):
         roots = [proc.pid for proc in self.services.values()]
         profilers = self._start_profilers(spec)
         cpu_before = tree_cpu_seconds(roots)
+        by_role_before = self._cpu_by_role()
         deadline = time.monotonic() + spec.timeout
         with TreeSampler(roots) as sampler, EndpointMeter(spec.endpoint) as meter:
             started_at = time.time()
@@ -439,6 +440,7 @@ class S3brLocalExecutor(Tool):
                 state = self._request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_quote(run_id)}")["state"]
             seconds = time.perf_counter() - began
         cpu_seconds = tree_cpu_seconds(roots) - cpu_before
+        by_role = {k: v - by_role_before.get(k, 0.0) for k, v in self._cpu_by_role().items()}
         self._stop_profilers(profilers)
         ok = state == "success"
         result = Result(
@@ -455,6 +457,7 @@ class S3brLocalExecutor(Tool):
         summary = summarize_tasks(self._task_rows(run_id), started=started_at)
         summary["run_id"], summary["state"] = run_id, state
         summary["peak_rss_mib"] = _peaks_by_role(sampler, self.services)
+        summary["cpu_s_by_role"] = {k: round(v, 2) for k, v in sorted(by_role.items())}
         add_execute_times(
             summary,
             execute_times_from_task_logs(self.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"),
@@ -463,6 +466,14 @@ class S3brLocalExecutor(Tool):
         _add_report(result, spec)
         result.note = result.note or _describe(summary, seconds)
         return result
+
+    def _cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds so far of each service's processes, the executor workers' (and so the
+        task processes they start) apart as ``tasks``: s3br's own work against Airflow's."""
+        return tree_cpu_by_role(
+            {role: proc.pid for role, proc in self.services.items()},
+            lambda title: "tasks" if "LocalExecutor" in title else None,
+        )
 
     def _start_profilers(self, spec: RunSpec) -> list[subprocess.Popen]:
         """One ``py-spy record`` per service (scheduler, dag-processor, api-server), each following

@@ -136,6 +136,40 @@ def tree_cpu_seconds(roots: Iterable[int]) -> float:
     return total
 
 
+def tree_cpu_by_role(roots: dict[str, int], role_of: Callable[[str], str | None]) -> dict[str, float]:
+    """:func:`tree_cpu_seconds` split by role: each process counts for its root's role, unless
+    ``role_of(its command line)`` or an ancestor's names another (an executor worker under the
+    scheduler: ``tasks``). A process that exits between two readings moves its CPU into its
+    reaper's children times, so a worker that exits counts for the scheduler: the split is
+    exact for long-lived workers, as the LocalExecutor's are."""
+    totals: dict[str, float] = {}
+    for role, pid in roots.items():
+        try:
+            root = psutil.Process(pid)
+            members = [root, *root.children(recursive=True)]
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue
+        named: dict[int, str | None] = {pid: role}
+        parent: dict[int, int] = {}
+        cpu: dict[int, float] = {}
+        for proc in members:
+            try:
+                if proc.pid != pid:
+                    named[proc.pid] = role_of(" ".join(proc.cmdline()))
+                    parent[proc.pid] = proc.ppid()
+                t = proc.cpu_times()
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+            cpu[proc.pid] = t.user + t.system + t.children_user + t.children_system
+
+        for p, seconds in cpu.items():
+            while named.get(p) is None and p in parent:  # the nearest named ancestor's role
+                p = parent[p]
+            own = named.get(p) or role
+            totals[own] = totals.get(own, 0.0) + seconds
+    return totals
+
+
 def run_measured(
     cmd: Sequence[str],
     *,

@@ -178,6 +178,38 @@ def airflow_rows(results: Iterable[Result]) -> list[list[str]]:
     return table
 
 
+CPU_ROLES = ("tasks", "scheduler", "dag-processor", "api-server")
+CPU_ROLE_COLUMNS = (
+    "tool",
+    "case",
+    "N",
+    *(f"{r} CPU s" for r in CPU_ROLES),
+    "tasks CPU s/1000",
+    "all CPU s/1000",
+)
+
+
+def cpu_role_rows(results: Iterable[Result]) -> list[list[str]]:
+    """CPU of an s3br-local run split into its task processes and each Airflow service."""
+    table = []
+    for r in sorted(results, key=lambda r: (r.n, CASES.index(r.case), r.tool)):
+        roles = (r.details or {}).get("cpu_s_by_role")
+        if not roles or not r.n:
+            continue
+        per = 1000 / r.n
+        table.append(
+            [
+                r.tool,
+                r.case,
+                str(r.n),
+                *(_number(roles.get(role), 1) for role in CPU_ROLES),
+                _number(roles.get("tasks", 0.0) * per, 2),
+                _number(r.cpu_s_per_1000, 2),
+            ]
+        )
+    return table
+
+
 AIRFLOW_STEPS = ("validate", "plan_partitions", "diff", "copy_batch", "tag_deleted", "report")
 AIRFLOW_COLUMNS = (
     "tool",
@@ -263,6 +295,18 @@ def markdown(
             "task was running; `no task running` = wall - busy: CLI start, DAG parsing, the "
             "in-process execution API's start (dags test), scheduling and hand-offs between tasks. "
             "Per step: task count x mean duration / mean `execute()` seconds.",
+            "",
+        ]
+    by_role = cpu_role_rows(results)
+    if by_role:
+        out += ["## Whose CPU: s3br's tasks against Airflow's services", ""]
+        out += [markdown_table(CPU_ROLE_COLUMNS, by_role), ""]
+        out += [
+            "`tasks`: the LocalExecutor's workers and everything they start (each task's supervisor "
+            "and task process: s3br's code, its imports, the Task SDK); the services' own processes "
+            "apart (the dag-processor with the parse processes it starts). Per 1,000 as in `CPU s/1000`. "
+            "The services run whether or not a backup does (a deployment's fixed cost, shared by all "
+            "its DAGs); the tasks' CPU is what a backup adds.",
             "",
         ]
     if merge_join:
