@@ -34,14 +34,20 @@ def chunk_copy(source: str, backup: str, kwargs: dict[str, Any], try_number: int
     return op.execute(context(try_number=try_number))
 
 
-def test_diff_writes_sorted_chunks_and_a_retried_chunk_copy_keeps_to_its_range(
-    s3: Any, bucket_names: Any, fault_proxy: FaultProxy
-) -> None:
+def seeded_pair(s3: Any, bucket_names: Any) -> tuple[str, str]:
+    """A source holding KEYS (each key its own body) and an empty backup bucket."""
     source, backup = bucket_names("src"), bucket_names("bak")
     s3.create_bucket(Bucket=source)
     s3.create_bucket(Bucket=backup)
     for key in KEYS:
         s3.put_object(Bucket=source, Key=key, Body=key.encode())
+    return source, backup
+
+
+def test_diff_writes_sorted_chunks_and_a_retried_chunk_copy_keeps_to_its_range(
+    s3: Any, bucket_names: Any, fault_proxy: FaultProxy
+) -> None:
+    source, backup = seeded_pair(s3, bucket_names)
 
     work = chunked_diff(source, backup)
 
@@ -93,11 +99,7 @@ def test_diff_writes_sorted_chunks_and_a_retried_chunk_copy_keeps_to_its_range(
 def test_without_chunk_copies_the_copy_manifest_holds_every_key(
     s3: Any, bucket_names: Any, fault_proxy: FaultProxy
 ) -> None:
-    source, backup = bucket_names("src"), bucket_names("bak")
-    s3.create_bucket(Bucket=source)
-    s3.create_bucket(Bucket=backup)
-    for key in KEYS:
-        s3.put_object(Bucket=source, Key=key, Body=key.encode())
+    source, backup = seeded_pair(s3, bucket_names)
 
     work = chunked_diff(source, backup, chunk_copies=False)
 

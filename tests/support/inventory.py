@@ -41,7 +41,8 @@ ORC_SCHEMA = (
     "struct<bucket:string,key:string,version_id:string,is_latest:boolean,is_delete_marker:boolean,"
     "size:bigint,last_modified_date:timestamp,e_tag:string,storage_class:string>"
 )
-_PARQUET_NAMES = {
+_PARQUET_NAMES = {  # AWS's documented columns, written out here and not imported from core:
+    # a wrong name in core/inventory.py must fail the tests, not be copied into them
     "Bucket": "bucket",
     "Key": "key",
     "VersionId": "version_id",

@@ -312,15 +312,17 @@ def orc_objects(
     import pyarrow.orc as orc
 
     data = orc.ORCFile(stream)
-    present = set(data.schema.names)
-    columns = [name for name in _wanted(fields) if name in present]
+    columns = _wanted(fields, data.schema.names)
     yield from _columnar_rows(
         (data.read_stripe(i, columns=columns) for i in range(data.nstripes)), counts, prefix
     )
 
 
-def _wanted(fields: tuple[str, ...]) -> list[str]:
-    return [_PARQUET_NAMES[name] for name in _PARQUET_NAMES if name in fields and name != "Bucket"]
+def _wanted(fields: tuple[str, ...], present: Iterable[str]) -> list[str]:
+    """The data file's columns to read: the known fields the manifest names, Bucket aside."""
+    have = set(present)
+    wanted = (_PARQUET_NAMES[name] for name in _PARQUET_NAMES if name in fields and name != "Bucket")
+    return [column for column in wanted if column in have]
 
 
 def parquet_objects(
@@ -330,8 +332,7 @@ def parquet_objects(
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(stream)
-    present = set(parquet.schema_arrow.names)
-    columns = [name for name in _wanted(fields) if name in present]
+    columns = _wanted(fields, parquet.schema_arrow.names)
     batches = parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns)
     yield from _columnar_rows(batches, counts, prefix)
 
