@@ -212,7 +212,9 @@ def backup_group(
     source_conn, backup_conn = shared["source_aws_conn_id"], shared["backup_aws_conn_id"]
     tooltip = f"s3br backup {group_id}: validate, plan, partitions, report"
     with _group(group_id, grouping, tooltip, shared) as group:
-        validate = _validate_step(S3BackupValidateOperator, options, grouping)
+        # The tag probe's answer (XCom exact_tag_copy) saves each changed object's tag read.
+        validate = _validate_step(S3BackupValidateOperator, {**options, "probe_tag_copy": True}, grouping)
+        exact_tag_copy = validate.output["exact_tag_copy"]
         plan = S3PlanPartitionsOperator(
             task_id="plan_partitions",
             bucket=source_bucket,
@@ -232,7 +234,11 @@ def backup_group(
         def backup_partition(partition: Any) -> dict[str, Any]:
             """One key partition: diff, then copy, then tag what vanished."""
             diff = S3DiffPartitionOperator(
-                task_id="diff", partition=partition, chunk_copies=True, aws_conn_id=backup_conn
+                task_id="diff",
+                partition=partition,
+                chunk_copies=True,
+                exact_tag_copy=exact_tag_copy,
+                aws_conn_id=backup_conn,
             )
             copy = _copy_step(diff.output["copy_partition"], diff.output, "copy_manifest_objects", **copying)
             tag = S3TagDeletedOperator(

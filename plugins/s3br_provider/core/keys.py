@@ -5,6 +5,12 @@ from __future__ import annotations
 RESERVED_PREFIX = "_s3br/"
 """Manifests and run reports live here in the backup bucket; never listed as data."""
 
+TAG_PROBE_SOURCE = f"{RESERVED_PREFIX}probe/tag-copy-source"
+TAG_PROBE_TARGET = f"{RESERVED_PREFIX}probe/tag-copy-target"
+"""The two fixed keys of the backup validate's tag probe (written once and overwritten by each
+probe, so they do not grow in number): is a CopyObject with TaggingDirective=COPY onto a tagged
+object left with exactly its source's tags?"""
+
 
 def s3_sort_key(key: str) -> bytes:
     """Return the key S3 sorts by: its UTF-8 bytes.

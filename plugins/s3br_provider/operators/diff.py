@@ -28,9 +28,9 @@ from s3br_provider.core.partitions import SORTED_LOCALLY, UNORDERED_LISTING
 from s3br_provider.core.pool import map_where_ordered, prefetch
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
-from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE
+from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE, SettingsError, check_bool
 from s3br_provider.hooks.errors import error_code
-from s3br_provider.operators.base import WHOLE_KEY_SPACE, S3brPartitionOperator
+from s3br_provider.operators.base import WHOLE_KEY_SPACE, InvalidArgumentsError, S3brPartitionOperator
 from s3br_provider.operators.chunks import copy_chunk_keys
 from s3br_provider.operators.copy_batch import FROM_INVENTORY, REPLACE_TAGS
 
@@ -81,6 +81,12 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
     :param copy_chunk_keys: most records per chunk; default: the Airflow option
         ``[s3br] copy_chunk_keys`` (env ``AIRFLOW__S3BR__COPY_CHUNK_KEYS``), else twice
         ``[s3br] target_keys_per_partition`` (10,000).
+    :param exact_tag_copy: the backup endpoint's CopyObject with TaggingDirective=COPY gives a
+        copy exactly its source's tags, dropping those of the object it overwrites (validate's
+        tag probe: ``backup_group`` passes its XCom ``exact_tag_copy``). Then a changed object is
+        copied so, without a GetObjectTagging first. Default False: each changed object is
+        flagged for copy_batch to read its tags and set them (TaggingDirective=REPLACE), so a
+        returning object never keeps ``Deleted=True`` on an endpoint that merges old tags in.
     """
 
     template_fields: Sequence[str] = (
@@ -91,6 +97,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         "compare",
         "source_aws_conn_id",
         "archived_source",
+        "exact_tag_copy",
     )
 
     def __init__(
@@ -104,6 +111,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         archived_source: str = "skip",
         chunk_copies: bool = False,
         copy_chunk_keys: int | None = None,
+        exact_tag_copy: bool | str = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -116,9 +124,14 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         self.archived_source = archived_source
         self.chunk_copies = chunk_copies
         self.copy_chunk_keys = copy_chunk_keys
+        self.exact_tag_copy = exact_tag_copy
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
+        try:
+            self.exact_tag_copy = check_bool(self.exact_tag_copy, "exact_tag_copy")
+        except SettingsError as error:
+            raise InvalidArgumentsError(str(error)) from None
         self.label_partition(context)
         # Without chunk_copies one chunk holds everything: the manifest of a diff without chunks.
         chunk_keys = int(self.copy_chunk_keys or copy_chunk_keys())
@@ -285,7 +298,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                         continue
                 if action is Action.NEW or action is Action.CHANGED:
                     counts["bytes_to_copy"] += src.size
-                    if action is Action.CHANGED:
+                    if action is Action.CHANGED and not self.exact_tag_copy:
                         src.extra[REPLACE_TAGS] = True
                     to_copy.write(src.to_record())
                     self._example(action, src.key, counts)

@@ -1,10 +1,12 @@
-"""The first task of a backup or restore: check the arguments and the buckets, write nothing."""
+"""The first task of a backup or restore: check the arguments and the buckets, write nothing
+(but, where ``backup_group`` asks for it, the two objects of the tag probe)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -16,7 +18,8 @@ from s3br_provider.core.inventory import (
     iso_minute,
     split_inventory_uri,
 )
-from s3br_provider.core.keys import RESERVED_PREFIX, reaches_reserved
+from s3br_provider.core.keys import RESERVED_PREFIX, TAG_PROBE_SOURCE, TAG_PROBE_TARGET, reaches_reserved
+from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import bounded_map_ordered
 from s3br_provider.core.settings import BACKUP_DEFAULTS as B
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
@@ -25,6 +28,7 @@ from s3br_provider.core.settings import (
     RestoreSettings,
     SettingsError,
     backup_settings,
+    check_bool,
     restore_settings,
 )
 from s3br_provider.core.tags import is_marked_deleted
@@ -35,6 +39,12 @@ if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts
     from s3br_provider.hooks.s3_bucket import S3BucketHook
 
 __all__ = ["InvalidRunError", "S3BackupValidateOperator", "S3RestoreValidateOperator"]
+
+EXACT_TAG_COPY_XCOM = "exact_tag_copy"
+"""XCom key of the tag probe's answer (a bool), for each diff's ``exact_tag_copy``."""
+_PROBE_BODY = b"s3br tag probe: does CopyObject with TaggingDirective=COPY keep only the source's tags?\n"
+_PROBE_SOURCE_TAGS = {"s3br-probe": "source"}
+_PROBE_TARGET_TAGS = {"s3br-probe-overwritten": "target"}
 
 
 def _check_connection(conn_id: str, param: str) -> None:
@@ -79,6 +89,33 @@ def _check_no_reserved_keys(hook: S3BucketHook, bucket: str, prefix: str) -> Non
             "a backup never copies them. Is it an s3br backup bucket? Keep a second copy of a "
             "backup with S3 Replication (see the README), or set prefix to the keys to back up."
         )
+
+
+def probe_tag_copy(hook: S3BucketHook, bucket: str) -> dict[str, str]:
+    """The tags a CopyObject with TaggingDirective=COPY of a tagged object onto another tagged
+    object (``core.keys.TAG_PROBE_*``) leaves on it: exactly ``_PROBE_SOURCE_TAGS`` where the
+    endpoint copies tags as AWS does. The copy goes the way backup copies go (``hook.copy``).
+    Three requests (PutObject, CopyObject, GetObjectTagging); the source is written only when
+    it is missing (the first probe of a bucket). Overwrites, never deletes: a versioned bucket
+    keeps each probe's versions (a few bytes each)."""
+    from botocore.exceptions import ClientError
+
+    from s3br_provider.hooks.errors import error_code
+
+    hook.client.put_object(
+        Bucket=bucket, Key=TAG_PROBE_TARGET, Body=_PROBE_BODY, Tagging=urlencode(_PROBE_TARGET_TAGS)
+    )
+    source = ObjectInfo(key=TAG_PROBE_SOURCE, size=len(_PROBE_BODY), etag="", last_modified=0.0)
+    try:
+        hook.copy(source, bucket, bucket, multipart_threshold=2**20, target_key=TAG_PROBE_TARGET)
+    except ClientError as error:
+        if error_code(error) not in ("NoSuchKey", "404"):
+            raise
+        hook.client.put_object(
+            Bucket=bucket, Key=TAG_PROBE_SOURCE, Body=_PROBE_BODY, Tagging=urlencode(_PROBE_SOURCE_TAGS)
+        )
+        hook.copy(source, bucket, bucket, multipart_threshold=2**20, target_key=TAG_PROBE_TARGET)
+    return hook.get_tags(bucket, TAG_PROBE_TARGET)
 
 
 def _empty_bucket(values: dict[str, Any], variables: dict[str, str | None]) -> None:
@@ -151,6 +188,11 @@ class S3BackupValidateOperator(_ValidateOperator):
     :param backup_bucket_variable: the same for ``backup_bucket``.
     :param known_params: the DAG's Params: a run conf naming another one fails (the ready DAGs
         pass theirs).
+    :param probe_tag_copy: after the checks, learn whether the backup endpoint's CopyObject with
+        TaggingDirective=COPY gives a copy exactly its source's tags (the function
+        ``probe_tag_copy``: two fixed objects under ``_s3br/probe/``; not in a dry run) and push
+        the answer as XCom ``exact_tag_copy`` for the diffs (``backup_group`` sets it); False on
+        any doubt or error. Default False: nothing is written, no such XCom.
     :param kwargs: the backup's options (``core.settings.BackupArguments``: prefix, compare,
         tag_deleted, dry_run, ...), as ``backup_group`` takes them, and BaseOperator's.
     """
@@ -164,6 +206,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         *S3brBaseOperator.template_fields,
         *(name for name in BackupSettings.__dataclass_fields__ if name != "verify"),
         "verify_copies",
+        "probe_tag_copy",
     )
 
     def __init__(
@@ -174,6 +217,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         verify_copies: bool | str = B.verify,
         source_bucket_variable: str | None = None,
         backup_bucket_variable: str | None = None,
+        probe_tag_copy: bool | str = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("aws_conn_id", kwargs.get("backup_aws_conn_id", B.backup_aws_conn_id))
@@ -183,6 +227,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         self.verify_copies = verify_copies
         self.source_bucket_variable = source_bucket_variable
         self.backup_bucket_variable = backup_bucket_variable
+        self.probe_tag_copy = probe_tag_copy
 
     def option_values(self) -> dict[str, Any]:
         # The option named verify is the copies' (``verify`` is the TLS setting of the base).
@@ -215,6 +260,10 @@ class S3BackupValidateOperator(_ValidateOperator):
                     f"backup_aws_conn_id {settings.backup_aws_conn_id!r}: {problem} (it must be a "
                     "key of the backup account: see the README, Encryption)"
                 )
+        try:
+            probing = check_bool(self.probe_tag_copy, "probe_tag_copy")
+        except SettingsError as error:
+            raise InvalidRunError(str(error)) from None
         self.log.info(
             "Backing up s3://%s/%s into s3://%s/ (compare=%s, dry_run=%s, listing_source=%s)",
             settings.source_bucket,
@@ -224,7 +273,41 @@ class S3BackupValidateOperator(_ValidateOperator):
             settings.dry_run,
             settings.listing_source,
         )
+        if probing:
+            exact = not settings.dry_run and self._exact_tag_copy(backup, settings.backup_bucket)
+            context["ti"].xcom_push(key=EXACT_TAG_COPY_XCOM, value=exact)
         return settings.to_dict()
+
+    def _exact_tag_copy(self, backup: S3BucketHook, bucket: str) -> bool:
+        """``probe_tag_copy``'s answer, logged; False (each changed object's tags are then read
+        and set explicitly, as without the probe) where it is not exactly the source's tags,
+        or the probe fails."""
+        where = f"s3://{bucket}/{TAG_PROBE_TARGET}"
+        try:
+            tags = probe_tag_copy(backup, bucket)
+        except Exception as error:  # any doubt: the safe way, which costs a request per change
+            self.log.warning(
+                "Tag probe at %s failed (%s: %s): each changed object's tags will be read and set",
+                where,
+                type(error).__name__,
+                error,
+            )
+            return False
+        if tags == _PROBE_SOURCE_TAGS:
+            self.log.info(
+                "Tag probe at %s: a copy with TaggingDirective=COPY carries exactly its source's "
+                "tags; changed objects are copied so, without reading their tags first",
+                where,
+            )
+            return True
+        self.log.info(
+            "Tag probe at %s: a copy with TaggingDirective=COPY was left with tags %s, not exactly "
+            "its source's %s; each changed object's tags will be read and set explicitly",
+            where,
+            tags,
+            _PROBE_SOURCE_TAGS,
+        )
+        return False
 
     def _check_inventory(self, source: S3BucketHook, settings: BackupSettings) -> None:
         """The latest report under ``inventory_uri`` exists, is of the source bucket, young
