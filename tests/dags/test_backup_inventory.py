@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from s3br_provider.core.inventory import iso_minute
+from s3br_provider.core.keys import TAG_PROBE_SOURCE, TAG_PROBE_TARGET
 from tests.dags.conftest import MARKER_TAGS, Obj, assert_copies, odd_objects, put, seed
 from tests.dags.test_backup_dag import MTIME_TICK, Gone, assert_backup, assert_succeeded, backup_run
 from tests.support.fault_proxy import FaultProxy
@@ -200,7 +201,8 @@ def test_a_report_listing_reserved_keys_fails_in_plan_writing_nothing(
     s3: Any, buckets: tuple[str, str], destination: str, capsys: Any
 ) -> None:
     """validate makes no LIST of the source with an inventory, so the plan refuses a report
-    that lists keys under ``_s3br/`` (a backup never copies them) before it writes anything."""
+    that lists keys under ``_s3br/`` (a backup never copies them) before it writes anything
+    (validate's tag probe apart: its two fixed keys)."""
     source, backup = buckets
     seed(s3, source, {"a/x.txt": Obj(b"x", TEXT), "_s3br/runs/old.json": Obj(b"{}", "application/json")})
     configure_inventory(s3, source, destination)
@@ -213,5 +215,5 @@ def test_a_report_listing_reserved_keys_fails_in_plan_writing_nothing(
     lines = [line[:300] for line in out.out.splitlines() if "nventory" in line or "Planned" in line]
     assert result.run.state == "failed" and result.run.tasks["plan_partitions"] == "failed", lines
     assert result.run.tasks["validate"] == "success"
-    assert list_keys(s3, backup, include_reserved=True) == []
+    assert list_keys(s3, backup, include_reserved=True) == [TAG_PROBE_SOURCE, TAG_PROBE_TARGET]
     assert "lists keys under '_s3br/' (first: '_s3br/runs/old.json')" in out.out + out.err
