@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from s3br_provider.core.keys import s3_sort_key
+from s3br_provider.core.keys import TAG_PROBE_TARGET, s3_sort_key
 from tests.dags.conftest import Obj, assert_copies, seed
 from tests.support.dag_runs import RunResult, load_dag, run_dag
 from tests.support.s3 import aws_conn_env, list_keys, s3_client, snapshot_bucket
@@ -201,3 +201,49 @@ def test_a_backup_planned_into_several_partitions_by_probing_copies_every_key(
     assert sorted(list_keys(s3, backup)) == keys
     totals = report(s3, backup, "s3_backup", result.run_id)["totals"]
     assert (totals["source_objects"], totals["copied"]) == (len(keys), len(keys)), totals
+
+
+def test_changed_objects_are_copied_with_exactly_their_tags_and_no_tag_read(
+    seaweedfs: str,
+    monkeypatch: pytest.MonkeyPatch,
+    airflow_db: str,
+    bucket_names: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SeaweedFS's CopyObject with TaggingDirective=COPY leaves a copy exactly its source's tags,
+    as AWS does; validate's tag probe finds so, and a changed object (one coming back tagged
+    deleted among them) is copied with COPY, without a GetObjectTagging (counted by a proxy)."""
+    from tests.support.fault_proxy import FaultProxy
+
+    s3, source, backup = s3_client(seaweedfs), bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    model = {
+        "back.txt": Obj(b"first", TEXT, {"n": "1"}, {"keep": "me"}),
+        "changed.txt": Obj(b"v1", TEXT, {}, {"v": "1", "old": "x"}),
+        "same.txt": Obj(b"same", TEXT, {}, {"s": "1"}),
+    }
+    seed(s3, source, model)
+    with FaultProxy(seaweedfs) as proxy:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", aws_conn_env(proxy.endpoint_url))
+        run("s3_backup", source_bucket=source, backup_bucket=backup, **conns("source", "backup"))
+        s3.delete_object(Bucket=source, Key="back.txt")
+        run("s3_backup", source_bucket=source, backup_bucket=backup, **conns("source", "backup"))
+        assert s3.get_object_tagging(Bucket=backup, Key="back.txt")["TagSet"][0]["Key"] == "Deleted"
+        model["back.txt"] = Obj(b"back again, longer", TEXT, {"n": "2"}, {"keep": "again"})
+        model["changed.txt"] = Obj(b"v2, longer", TEXT, {}, {"v": "2"})
+        seed(s3, source, {key: model[key] for key in ("back.txt", "changed.txt")})
+        capsys.readouterr()
+        proxy.reset_records()
+
+        result = run("s3_backup", source_bucket=source, backup_bucket=backup, **conns("source", "backup"))
+
+        operations = proxy.operations()
+        tag_reads = [(r.bucket, r.key) for r in proxy.records if r.operation == "GetObjectTagging"]
+    logs = "".join(capsys.readouterr())
+    assert "a copy with TaggingDirective=COPY carries exactly its source's tags" in logs
+    assert tag_reads == [(backup, TAG_PROBE_TARGET)], tag_reads  # the probe's read only
+    totals = report(s3, backup, "s3_backup", result.run_id)["totals"]
+    assert (totals["to_copy"], totals["copied"], totals["failed"]) == (2, 2, 0), totals
+    assert operations["CopyObject"] == 2 + 1  # the two changes and the probe's copy
+    assert_copies(snapshot_bucket(s3, source), snapshot_bucket(s3, backup), model)
