@@ -9,7 +9,8 @@ port through which the runner reads and resets the counts between runs:
     python -m bench.proxy --upstream http://127.0.0.1:8333 --latency-ms 30
 
 prints ``PROXY_URL CONTROL_URL`` on its first line; ``GET CONTROL_URL/counts`` answers
-``{"operations": {...}}`` for the requests forwarded since the last read, and forgets them.
+``{"operations": {...}, "by_bucket": {bucket: {...}}}`` for the requests forwarded since the
+last read, and forgets them.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ class _Control(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         records = self.proxy.records
         self.proxy.reset_records()
-        counts = collections.Counter(
-            r.operation for r in records if r.forwarded and r.operation != fault_proxy.MOTO_API
-        )
-        body = json.dumps({"operations": dict(counts)}).encode()
+        forwarded = [r for r in records if r.forwarded and r.operation != fault_proxy.MOTO_API]
+        counts = collections.Counter(r.operation for r in forwarded)
+        by_bucket: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        for r in forwarded:
+            by_bucket[r.bucket or ""][r.operation] += 1
+        body = json.dumps({"operations": dict(counts), "by_bucket": by_bucket}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -100,15 +103,19 @@ class ProxyProcess:
             self.stop()
             raise RuntimeError(f"bench.proxy did not start (see {log})")
         self.url, self._control = line
+        self.by_bucket: dict[str, dict[str, int]] = {}
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     def take_counts(self) -> dict[str, int]:
-        """Requests forwarded per S3 operation since the last call."""
+        """Requests forwarded per S3 operation since the last call (per bucket and operation
+        in ``by_bucket`` afterwards)."""
         with urllib.request.urlopen(f"{self._control}/counts", timeout=60) as answer:
-            return json.loads(answer.read())["operations"]
+            counts = json.loads(answer.read())
+        self.by_bucket = counts["by_bucket"]
+        return counts["operations"]
 
     def stop(self) -> None:
         from bench.procs import stop_process
