@@ -309,6 +309,7 @@ AIRFLOW_DETAILS = (
     "in_execute_s",
     "peak_rss_mib",
     "run_id",
+    "cpu_s_by_role",
 )
 
 
@@ -343,6 +344,18 @@ def markdown(meta: dict[str, Any], runs: list[dict[str, Any]]) -> str:
             f"| {r['task_cpu_s']} | {r['endpoint_cpu_s']} | {r['proxy_cpu_s']} | {r['peak_task_rss_mib']} "
             f"| {r['requests_total']:,} | {r['source_list_requests']} |"
         )
+    roles = [(r["n"], r["airflow"].get("cpu_s_by_role")) for r in runs]
+    if any(split for _, split in roles):
+        out += [
+            "",
+            "Airflow CPU s by process: "
+            + "; ".join(
+                f"{n:,}: " + ", ".join(f"{role} {sec}" for role, sec in split.items())
+                for n, split in roles
+                if split
+            )
+            + " (`tasks`: the LocalExecutor workers, i.e. the task supervisors and the task processes).",
+        ]
     out += ["", "## Requests by bucket and operation", ""]
     buckets = sorted({b for r in runs for b in r["by_bucket"]})
     out += ["| N | bucket | requests |", "|---|---|---|"]
