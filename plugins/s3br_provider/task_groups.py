@@ -81,6 +81,13 @@ _AWS_KEYWORDS = ("region_name", "botocore_config")
 PARTITION_GROUP = "partition"
 TAG_TRIGGER_RULE = "all_done_min_one_success"
 """tag_deleted's upstreams are diff and copy_batch: it runs when both are done and diff succeeded."""
+RESTORE_COPY_TRIGGER_RULE = "none_failed"
+"""A restore's copy_batch runs after its select and wait_for_restore, also when select skipped
+the wait (no archived object): never after a failure of either."""
+BACKUP_IDLE_STEPS = ("copy_batch", "tag_deleted")
+"""What diff skips when its partition has nothing to copy or tag (``operators.idle``)."""
+RESTORE_IDLE_STEPS = ("request_restore", "wait_for_restore")
+"""What select skips when its partition has no archived object."""
 _ONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
@@ -196,7 +203,8 @@ def backup_group(
     """Back up ``source_bucket`` into ``backup_bucket``: ``validate -> plan_partitions ->
     partition[p](diff -> copy_batch -> tag_deleted) -> report``, and, for partitions with more
     to copy than a chunk, ``diff[p] -> gather_chunks -> copy_chunk[c] -> report``, inside the
-    current DAG.
+    current DAG. A partition with nothing to copy or tag has its ``copy_batch`` and
+    ``tag_deleted`` skipped by its diff (they never start).
 
     The keywords are ``s3_backup``'s Params (see the README; ``core.settings.BackupArguments``
     declares their types, ``BACKUP_DEFAULTS`` their defaults), and those of
@@ -238,6 +246,7 @@ def backup_group(
                 partition=partition,
                 chunk_copies=True,
                 exact_tag_copy=exact_tag_copy,
+                skip_when_idle=BACKUP_IDLE_STEPS,
                 aws_conn_id=backup_conn,
             )
             copy = _copy_step(diff.output["copy_partition"], diff.output, "copy_manifest_objects", **copying)
@@ -280,7 +289,9 @@ def restore_group(
     plan_partitions -> partition[p](select -> request_restore -> wait_for_restore ->
     copy_batch) -> verify_and_report``, and, for partitions with more to copy than a chunk,
     ``wait_for_restore[p] -> gather_chunks -> copy_chunk[c] -> verify_and_report``, inside the
-    current DAG.
+    current DAG. A partition without archived objects has its ``request_restore`` and
+    ``wait_for_restore`` skipped by its select; its ``copy_batch`` runs (trigger rule
+    ``none_failed``).
 
     The keywords are ``s3_restore``'s Params (see the README; ``core.settings.RestoreArguments``
     declares their types, ``RESTORE_DEFAULTS`` their defaults) and ``GroupArguments``; ``group_id``
@@ -307,7 +318,11 @@ def restore_group(
         def restore_partition(partition: Any) -> dict[str, Any]:
             """One key partition: select, restore archived objects, wait, copy."""
             select = S3RestoreSelectOperator(
-                task_id="select", partition=partition, chunk_copies=True, aws_conn_id=backup_conn
+                task_id="select",
+                partition=partition,
+                chunk_copies=True,
+                skip_when_idle=RESTORE_IDLE_STEPS,
+                aws_conn_id=backup_conn,
             )
             archived = select.output["archived_manifest"]
             request = S3RequestRestoreOperator(
@@ -315,7 +330,11 @@ def restore_group(
             )
             wait = _wait_step(backup_bucket, select, shared, backup_conn)
             copy = _copy_step(
-                select.output["copy_partition"], select.output, "copy_manifest_objects", **copying
+                select.output["copy_partition"],
+                select.output,
+                "copy_manifest_objects",
+                trigger_rule=RESTORE_COPY_TRIGGER_RULE,
+                **copying,
             )
             select >> request >> wait >> copy
             waits["wait"] = wait

@@ -23,6 +23,7 @@ from s3br_provider.core.diff import (
 )
 from s3br_provider.core.external_sort import sorted_objects
 from s3br_provider.core.fingerprints import content_differs
+from s3br_provider.core.idle import backup_partition_idle
 from s3br_provider.core.manifest import ManifestWriter, read_manifest, writing_manifest
 from s3br_provider.core.objects import ObjectInfo, epoch_seconds
 from s3br_provider.core.partitions import SORTED_LOCALLY, UNORDERED_LISTING
@@ -34,6 +35,7 @@ from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import WHOLE_KEY_SPACE, InvalidArgumentsError, S3brPartitionOperator
 from s3br_provider.operators.chunks import copy_chunk_keys
 from s3br_provider.operators.copy_batch import FROM_INVENTORY, REPLACE_TAGS
+from s3br_provider.operators.idle import skip_idle_steps, steps_to_skip
 
 if TYPE_CHECKING:
     from s3br_provider.hooks.s3_bucket import S3BucketHook
@@ -88,6 +90,12 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         copied so, without a GetObjectTagging first. Default False: each changed object is
         flagged for copy_batch to read its tags and set them (TaggingDirective=REPLACE), so a
         returning object never keeps ``Deleted=True`` on an endpoint that merges old tags in.
+    :param tag_deleted: the backup's option: off, vanished objects leave nothing to tag.
+    :param skip_when_idle: tasks downstream of this one in its mapped task group, by their ids
+        within the group (``backup_group``: ``copy_batch``, ``tag_deleted``), marked skipped
+        for this map index when the partition has nothing to copy and nothing to tag, so they
+        never start (``operators.idle``); the result then says ``idle_steps_skipped``, and the
+        report counts them as zero work. Default: none, every task runs.
     """
 
     template_fields: Sequence[str] = (
@@ -99,6 +107,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         "source_aws_conn_id",
         "archived_source",
         "exact_tag_copy",
+        "tag_deleted",
     )
 
     def __init__(
@@ -113,6 +122,8 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         chunk_copies: bool = False,
         copy_chunk_keys: int | None = None,
         exact_tag_copy: bool | str = False,
+        tag_deleted: bool | str = True,
+        skip_when_idle: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -126,6 +137,8 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         self.chunk_copies = chunk_copies
         self.copy_chunk_keys = copy_chunk_keys
         self.exact_tag_copy = exact_tag_copy
+        self.tag_deleted = tag_deleted
+        self.skip_when_idle = skip_when_idle
 
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
@@ -134,6 +147,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         except SettingsError as error:
             raise InvalidArgumentsError(str(error)) from None
         self.label_partition(context)
+        idle_steps = steps_to_skip(self, self.skip_when_idle)
         # Without chunk_copies one chunk holds everything: the manifest of a diff without chunks.
         chunk_keys = int(self.copy_chunk_keys or copy_chunk_keys())
         self.copy_chunk_keys = chunk_keys if self.chunk_copies else ALL_KEYS
@@ -204,7 +218,14 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             result["vanished"],
             " (dry run: nothing written)" if self.dry_run else "",
         )
+        self._skip_idle(context, result, idle_steps)
         return result
+
+    def _skip_idle(self, context: Any, result: dict[str, Any], idle_steps: list[str]) -> None:
+        """With nothing to copy and nothing to tag, end with ``idle_steps`` skipped."""
+        if idle_steps and backup_partition_idle(result, tag_deleted=bool(self.tag_deleted)):
+            why = "dry run" if self.dry_run else "nothing to copy or tag"
+            skip_idle_steps(self, context, result, idle_steps, f"{self.label}: {why}")
 
     def _listings(
         self, source: S3BucketHook, backup: S3BucketHook, *, sort: bool

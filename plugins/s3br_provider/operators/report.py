@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException
 from s3br_provider.core.backups_view import SUMMARY_XCOM_KEY, run_summary
 from s3br_provider.core.chunks import join_chunks
 from s3br_provider.core.deleted_index import build_index, index_key
+from s3br_provider.core.idle import ZERO_COPY, ZERO_TAG, backup_partition_idle, fill_skipped_steps
 from s3br_provider.core.inventory import inventory_minute
 from s3br_provider.core.partitions import SORTED_LOCALLY
 from s3br_provider.core.progress import format_bytes
@@ -136,6 +137,7 @@ class S3BackupReportOperator(S3brBaseOperator):
         rows = join_partitions(
             as_list(self.partitions), diff=self.diff_results, copy=self.copy_results, tag=self.tag_results
         )
+        self._count_skipped_steps(rows)
         if not rows:
             # A plan has at least one partition: none means plan_partitions failed (this step
             # runs after any outcome), and a run that planned nothing must not succeed.
@@ -250,6 +252,21 @@ class S3BackupReportOperator(S3brBaseOperator):
             totals["newer_than_inventory"],
             totals["gone_since_inventory"],
         )
+
+    def _count_skipped_steps(self, rows: list[dict[str, Any]]) -> None:
+        """A copy_batch and tag_deleted that their diff skipped count as zero work, but only
+        where the diff's numbers say there was nothing to copy or tag (else they stay missing)."""
+
+        def idle(diff: dict[str, Any]) -> bool:
+            return backup_partition_idle(diff, tag_deleted=bool(self.tag_deleted))
+
+        skipped = fill_skipped_steps(rows, "diff", {"copy": ZERO_COPY, "tag": ZERO_TAG}, idle)
+        if skipped:
+            self.log.info(
+                "%d partition(s) had nothing to copy or tag (copy_batch, tag_deleted skipped): %s",
+                len(skipped),
+                ", ".join(f"p{i}" for i in skipped[:20]),
+            )
 
     def _chunk_results(self) -> list[Any]:
         return chunk_results(self.chunks, self.chunk_results)

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.chunks import ALL_KEYS, chunk_outputs, chunk_uri, writing_chunks
 from s3br_provider.core.deleted_index import INDEX_PREFIX, choose_index, manifests_in_range
+from s3br_provider.core.idle import restore_partition_idle
 from s3br_provider.core.manifest import read_manifest, writing_manifest
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.pool import bounded_map_ordered, prefetch
@@ -31,6 +32,7 @@ from s3br_provider.operators.base import (
     S3brPartitionOperator,
 )
 from s3br_provider.operators.chunks import copy_chunk_keys
+from s3br_provider.operators.idle import skip_idle_steps, steps_to_skip
 from s3br_provider.operators.plan import S3PlanPartitionsOperator
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
@@ -156,6 +158,10 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         first (``copy_manifest_objects`` records, over ``copy_partition``), ``copy_chunks`` the
         others, for ``gather_chunks``; without it ``copy_manifest`` holds every selected object.
     :param copy_chunk_keys: most records per chunk; default ``[s3br] copy_chunk_keys``.
+    :param skip_when_idle: tasks downstream of this one in its mapped task group, by their ids
+        within the group (``restore_group``: ``request_restore``, ``wait_for_restore``), marked
+        skipped for this map index when the partition has no archived object, so they never
+        start (``operators.idle``). Default: none.
     """
 
     default_threads = 32  # tag reads are small: more in flight
@@ -178,10 +184,12 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         keys: list[str] | str | None = None,
         chunk_copies: bool = False,
         copy_chunk_keys: int | None = None,
+        skip_when_idle: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
+        self.skip_when_idle = skip_when_idle
         self.backup_bucket = backup_bucket
         self.prefix = prefix
         self.include_deleted = include_deleted
@@ -193,6 +201,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
         self.label_partition(context)
+        idle_steps = steps_to_skip(self, self.skip_when_idle)
         backup, bucket = self.hook, self.backup_bucket
         as_of = as_of_epoch(self.as_of)
         named = [key for key in self.keys or () if self.key_range.contains(key)]
@@ -286,7 +295,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
             ", ".join(f"{c} {v['objects']} ({format_bytes(v['bytes'])})" for c, v in sorted(classes.items())),
         )
         self._log_named(named_keys)
-        return {
+        result = {
             "index": self.index,
             "label": self.key_range.label,
             "partition_name": self.label,
@@ -298,6 +307,9 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
             "archived_manifest": archived_uri if written and counts["archived"] else "",
             **chunk_outputs(self.partition, writers[0].chunks if writers else []),
         }
+        if idle_steps and restore_partition_idle(result):
+            skip_idle_steps(self, context, result, idle_steps, f"{self.label}: no archived object")
+        return result
 
     def _deleted_index(self, backup: S3BucketHook, bucket: str) -> tuple[set[str], float] | None:
         """This partition's deleted keys by the backup's deleted-key index, and when the index was

@@ -1,0 +1,62 @@
+"""Partitions with nothing to do: which of their steps need not start, and how a report counts them.
+
+A backup partition whose diff found nothing to copy and nothing to tag leaves its ``copy_batch``
+and ``tag_deleted`` nothing to do; a restore partition whose select found no archived object
+leaves ``request_restore`` and ``wait_for_restore`` nothing to do. The first step marks those
+skipped (``operators.idle``) and says so in its result (``IDLE_SKIPPED``); a report then counts
+a skipped step as zero work, but only where the result's own numbers say there was none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+IDLE_SKIPPED = "idle_steps_skipped"
+"""Result key: the step marked this partition's later steps skipped (they had nothing to do)."""
+
+ZERO_COPY: dict[str, Any] = {
+    "copied": 0,
+    "bytes": 0,
+    "skipped_done": 0,
+    "failed": 0,
+    "failures": [],
+    "gone_since_inventory": 0,
+}
+"""What a copy_batch with nothing to copy returns (besides its ``index``)."""
+ZERO_TAG: dict[str, Any] = {"tagged": 0, "already_tagged": 0, "failed": 0, "dropped_tags": [], "failures": []}
+"""What a tag_deleted with nothing to tag returns (besides its ``index``)."""
+
+
+def backup_partition_idle(diff: Mapping[str, Any], *, tag_deleted: bool) -> bool:
+    """Whether a diff result leaves its partition's copy and tag steps nothing to do: no copy
+    manifest (nor chunk: a dry run writes none) and no vanished manifest, or tagging off."""
+    nothing_to_copy = not diff.get("copy_manifest") and not diff.get("copy_chunks")
+    return nothing_to_copy and (not diff.get("vanished_manifest") or not tag_deleted)
+
+
+def restore_partition_idle(select: Mapping[str, Any]) -> bool:
+    """Whether a select result leaves its partition's restore request and wait nothing to do."""
+    return not select.get("archived_manifest")
+
+
+def fill_skipped_steps(
+    rows: Iterable[dict[str, Any]],
+    step: str,
+    zeros: Mapping[str, Mapping[str, Any]],
+    idle: Callable[[Mapping[str, Any]], bool],
+) -> list[int]:
+    """Give each report row (``core.report.join_partitions``) whose ``step`` result marked its
+    later steps skipped, and whose numbers say it had nothing for them (``idle``), the zero
+    result of each of ``zeros``' steps that left none; return the indexes of those partitions.
+    A step without a result elsewhere stays missing (the report names it)."""
+    filled = []
+    for row in rows:
+        first = row.get(step) or {}
+        if not first.get(IDLE_SKIPPED) or not idle(first):
+            continue
+        for name, zero in zeros.items():
+            if row.get(name) is None:
+                row[name] = {"index": row["index"], **zero, "skipped": "nothing to do"}
+        filled.append(int(row["index"]))
+    return filled
