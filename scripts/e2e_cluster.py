@@ -568,7 +568,7 @@ def print_worker_table(
             continue
         row = by_index.setdefault(ti["map_index"], {"partition": ""})
         task = ti["task_id"].removeprefix("partition.")
-        row[task] = ti["hostname"]
+        row[task] = ti["hostname"] or str(ti["state"])  # a skipped idle step ran nowhere
         row["partition"] = row["partition"] or ti.get("rendered_map_index") or f"[{ti['map_index']}]"
         if task == "copy_batch" and ti["start_date"] and ti["end_date"]:
             took = parse_time(ti["end_date"]) - parse_time(ti["start_date"])

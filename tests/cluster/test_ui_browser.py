@@ -97,8 +97,11 @@ def test_mapped_tasks_are_named_by_key_range(
     run_id = run_ids[dag_id]
     tis = ui.api(f"dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances?limit=100")
     mapped = [ti for ti in tis["task_instances"] if ti["task_id"] == task_id and ti["map_index"] >= 0]
-    assert len(mapped) >= 2, f"{dag_id}: expected several mapped {task_id}, got {len(mapped)}"
-    labels = sorted((ti["rendered_map_index"] for ti in mapped), key=lambda s: int(s.split()[0][1:]))
+    # A step its partition's first task skipped (a restore partition without archived objects:
+    # select skips wait_for_restore) never started, so it never rendered its name.
+    started = [ti for ti in mapped if ti["state"] != "skipped"]
+    assert len(started) >= 2, f"{dag_id}: expected several mapped {task_id} that ran, got {len(started)}"
+    labels = sorted((ti["rendered_map_index"] for ti in started), key=lambda s: int(s.split()[0][1:]))
     for label in labels:
         assert PARTITION_LABEL.match(label), f"{task_id} map index name {label!r} is not a key range"
 
@@ -108,7 +111,7 @@ def test_mapped_tasks_are_named_by_key_range(
     text = page.inner_text("body")
     shown = [label for label in labels if label in text]
     assert shown == labels, f"not shown in the UI: {sorted(set(labels) - set(shown))}"
-    assert f"{len(labels)} Task Instances" in text
+    assert f"{len(mapped)} Task Instances" in text
 
 
 def test_backup_report_is_readable_in_the_task_log(page: Any, ui: UI, run_ids: dict[str, str]) -> None:
