@@ -147,3 +147,21 @@ def test_restore_chunk_copies_wait_for_every_partitions_archive_restores() -> No
     chunk = {"index": 0, "start_after": None, "end": "k", "chunk": "2", "chunks": 2}
     copy = tasks["r.copy_chunk"].unmap({"partition": chunk, "manifest_uri": ["s3://m/c"], "expected": 1})
     assert (copy.source_bucket, copy.target_bucket, copy.target_mode) == ("a-bak", "a-new", "missing_only")
+
+
+def test_backup_group_gives_each_diff_the_answer_of_validates_tag_probe() -> None:
+    """Hand-wired operators keep the explicit tag read: only the factory asks validate to probe
+    and passes its XCom ``exact_tag_copy`` on."""
+    from s3br_provider.operators.diff import S3DiffPartitionOperator
+    from s3br_provider.operators.validate import EXACT_TAG_COPY_XCOM, S3BackupValidateOperator
+
+    with _dag("tag_probe") as dag:
+        backup_group(group_id="g", source_bucket="a-src", backup_bucket="a-bak")
+    tasks = {task.task_id: task for task in dag.tasks}
+    assert tasks["g.validate"].probe_tag_copy is True
+    answer = tasks["g.partition.diff"].exact_tag_copy
+    assert (answer.operator.task_id, answer.key) == ("g.validate", EXACT_TAG_COPY_XCOM)
+    assert "g.validate" in tasks["g.partition.diff"].upstream_task_ids
+    bare = S3DiffPartitionOperator(task_id="d", source_bucket="a-src", backup_bucket="a-bak")
+    assert bare.exact_tag_copy is False
+    assert S3BackupValidateOperator(task_id="v", source_bucket="a", backup_bucket="b").probe_tag_copy is False
