@@ -6,11 +6,13 @@ two additions, for ``bench/inventory_noop.py`` only:
 - **Seeding in memory.** ``--bucket NAME=N`` creates the bucket and puts its N objects
   (:func:`key_of`, every body ``--object-size`` bytes) straight into moto's backend with
   ``S3Backend.put_object`` before the server listens: 2M PutObject requests over HTTP take
-  about half an hour on moto, this about a minute. ``--bucket NAME=N@ISO`` gives the objects
+  about half an hour on moto, this 1.5 to 6 minutes for 2.2M objects (idle or loaded machine).
+  ``--bucket NAME=N@ISO`` gives the objects
   that LastModified (whole seconds, UTC) instead of the time of seeding.
 - **A sorted listing index.** moto answers each ListObjectsV2 page by copying, filtering and
   sorting every key of the bucket (``S3Backend.list_objects`` and ``_get_results_from_token``):
-  O(n log n) a page, 3 s for one page of a 1M-key bucket, an hour for the 1,000 pages of a run.
+  O(n log n) a page: 0.3 s for one page of a 100k-key bucket, 13 s at 1M keys (measured
+  in-process, load average 8), nearly 4 hours for the 1,024 pages of a 1M run.
   AWS answers a page in milliseconds from an index; so does this server, for the seeded
   buckets: their key store keeps its names sorted (built once, on the first listing, then kept
   up to date by bisection as keys come and go) and a page without a ``Delimiter`` is cut from it
