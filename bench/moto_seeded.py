@@ -7,8 +7,8 @@ two additions, for ``bench/inventory_noop.py`` only:
   (:func:`key_of`, every body ``--object-size`` bytes) straight into moto's backend with
   ``S3Backend.put_object`` before the server listens: 2M PutObject requests over HTTP take
   about half an hour on moto, this 1.5 to 6 minutes for 2.2M objects (idle or loaded machine).
-  ``--bucket NAME=N@ISO`` gives the objects
-  that LastModified (whole seconds, UTC) instead of the time of seeding.
+  ``--bucket NAME=N@ISO`` gives the objects that LastModified (whole seconds, UTC) instead of
+  the time of seeding.
 - **A sorted listing index.** moto answers each ListObjectsV2 page by copying, filtering and
   sorting every key of the bucket (``S3Backend.list_objects`` and ``_get_results_from_token``):
   O(n log n) a page: 0.3 s for one page of a 100k-key bucket, 13 s at 1M keys (measured
