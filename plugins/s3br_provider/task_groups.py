@@ -184,8 +184,10 @@ def _copy_step(partition: Any, picked: Any, count: str, **kwargs: Any) -> S3Copy
 def _chunk_steps(diff_results: Any, **kwargs: Any) -> tuple[S3GatherChunksOperator, Any]:
     """``gather_chunks`` (after the diffs only, not their copies) and the mapped ``copy_chunk``
     that copies the partitions' chunks after their first, with ``copy_batch``'s ``kwargs``.
-    Without such chunks ``copy_chunk`` maps to nothing and is skipped."""
-    gather = S3GatherChunksOperator(task_id="gather_chunks", diff_results=diff_results)
+    Without such chunks gather_chunks marks ``copy_chunk`` skipped."""
+    gather = S3GatherChunksOperator(
+        task_id="gather_chunks", diff_results=diff_results, skip_when_empty=("copy_chunk",)
+    )
     copy = S3CopyBatchOperator.partial(
         task_id="copy_chunk", map_index_template="{{ partition_label }}", **kwargs
     ).expand_kwargs(gather.output)

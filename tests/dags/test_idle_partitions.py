@@ -120,6 +120,9 @@ def test_nothing_to_do_skips_copy_and_tag_of_every_partition(
     assert idle.report is not None and idle.report["incomplete"] == []
     out = capsys.readouterr().out
     assert "nothing to copy or tag: copy_batch, tag_deleted skipped" in out
+    # No partition had a second chunk: gather_chunks skipped copy_chunk (not expanded to nothing).
+    assert idle.run.tasks["copy_chunk"] == "skipped"
+    assert "No chunk to copy: copy_chunk skipped" in out
 
 
 def test_partitions_with_work_next_to_idle_ones(s3: Any, buckets: tuple[str, str], monkeypatch: Any) -> None:

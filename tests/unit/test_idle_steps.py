@@ -37,6 +37,8 @@ def test_the_factories_skip_their_partitions_idle_steps(prefix_group_id: bool, p
         f"{prefix}partition.copy_batch",
         f"{prefix}partition.tag_deleted",
     ]
+    gather = tasks[f"{prefix}gather_chunks"]
+    assert steps_to_skip(gather, gather.skip_when_empty) == [f"{prefix}copy_chunk"]
     select = tasks["back.partition.select"]
     assert steps_to_skip(select, select.skip_when_idle) == [
         "back.partition.request_restore",
@@ -84,5 +86,6 @@ def test_a_hand_wired_diff_skips_only_what_follows_it_in_its_mapped_group() -> N
     with pytest.raises(InvalidArgumentsError, match=r"\['diff'\], not tasks downstream"):
         steps_to_skip(tasks["one.diff"], ("diff",))
     unmapped = _hand_wired("unmapped", ("copy",), mapped=False)
-    with pytest.raises(InvalidArgumentsError, match="needs the task in a mapped task group"):
-        steps_to_skip(unmapped["diff"], ("copy",))
+    assert steps_to_skip(unmapped["diff"], ("copy",)) == ["copy"]
+    with pytest.raises(InvalidArgumentsError, match="not tasks downstream of it outside every mapped"):
+        steps_to_skip(unmapped["diff"], ("elsewhere",))

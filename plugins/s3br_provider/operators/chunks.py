@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 
 from s3br_provider.core.chunks import chunk_copies
 from s3br_provider.core.report import as_list
+from s3br_provider.operators.idle import skip_idle_steps, steps_to_skip
 
 TARGET_KEYS_PER_PARTITION = 5_000  # the default of [s3br] target_keys_per_partition (operators.plan)
 GATHER_TRIGGER_RULE = "all_done_setup_success"
@@ -35,19 +36,32 @@ class S3GatherChunksOperator(BaseOperator):
 
     :param diff_results: results of the mapped diff tasks (their ``copy_chunks``).
     :param max_map_length: most copy tasks; default: Airflow's ``[core] max_map_length`` (1024).
+    :param skip_when_empty: tasks downstream of this one, by their ids within its group (the
+        factories: ``copy_chunk``), marked skipped when there is no chunk to copy, so that the
+        scheduler need not first expand them to nothing (one more scheduler loop before the
+        report); the empty list is pushed all the same. Default: none.
     """
 
     template_fields: Sequence[str] = ("diff_results",)
     ui_color = "#e8f1ff"
 
-    def __init__(self, *, diff_results: Any, max_map_length: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        diff_results: Any,
+        max_map_length: int | None = None,
+        skip_when_empty: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("trigger_rule", GATHER_TRIGGER_RULE)
         kwargs.setdefault("retries", 0)
         super().__init__(**kwargs)
         self.diff_results = diff_results
         self.max_map_length = max_map_length
+        self.skip_when_empty = skip_when_empty
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
+        empty_steps = steps_to_skip(self, self.skip_when_empty, "skip_when_empty")
         limit = self.max_map_length or conf.getint("core", "max_map_length", fallback=1024)
         results = [r for r in as_list(self.diff_results) if isinstance(r, dict)]
         copies = chunk_copies(results, limit)
@@ -63,4 +77,6 @@ class S3GatherChunksOperator(BaseOperator):
             chunked,
             len(copies),
         )
+        if not copies:
+            skip_idle_steps(self, context, copies, empty_steps, "No chunk to copy")
         return copies

@@ -20,38 +20,34 @@ from s3br_provider.core.idle import IDLE_SKIPPED
 from s3br_provider.operators.base import InvalidArgumentsError
 
 
-def steps_to_skip(task: Any, names: Sequence[str]) -> list[str]:
+def steps_to_skip(task: Any, names: Sequence[str], argument: str = "skip_when_idle") -> list[str]:
     """The task ids of ``names`` (ids within ``task``'s group, such as ``copy_batch``), each of
-    which must be downstream of ``task`` in its mapped task group: a hand-wired DAG can never
-    skip a task of another partition, or one outside the partition."""
+    which must be downstream of ``task`` in its mapped task group (for a task in none, outside
+    every mapped task group): a hand-wired DAG can never skip a task of another partition, or
+    one outside the partition. ``argument`` names the operator's argument in the error."""
     if not names:
         return []
-    group = task.get_closest_mapped_task_group()
-    if group is None:
-        raise InvalidArgumentsError(
-            f"{task.task_id}: skip_when_idle={list(names)!r} needs the task in a mapped task group"
-        )
-    below = {
-        t.task_id
-        for t in task.get_flat_relatives(upstream=False)
-        if (mapped := t.get_closest_mapped_task_group()) is not None and mapped.group_id == group.group_id
-    }
-    ids = [task.task_group.child_id(name) for name in names]
+    group = _mapped_group_id(task)
+    below = {t.task_id for t in task.get_flat_relatives(upstream=False) if _mapped_group_id(t) == group}
+    ids = [task.task_group.child_id(name) if task.task_group else name for name in names]
     wrong = [name for name, task_id in zip(names, ids, strict=True) if task_id not in below]
     if wrong:
+        where = f"in its mapped task group {group!r}" if group else "outside every mapped task group"
         raise InvalidArgumentsError(
-            f"{task.task_id}: skip_when_idle names {wrong}, not tasks downstream of it in its "
-            f"mapped task group {group.group_id!r}"
+            f"{task.task_id}: {argument} names {wrong}, not tasks downstream of it {where}"
         )
     return ids
 
 
-def skip_idle_steps(
-    task: Any, context: Any, result: dict[str, Any], task_ids: Sequence[str], why: str
-) -> None:
+def _mapped_group_id(task: Any) -> str | None:
+    group = task.get_closest_mapped_task_group()
+    return None if group is None else group.group_id
+
+
+def skip_idle_steps(task: Any, context: Any, result: Any, task_ids: Sequence[str], why: str) -> None:
     """End ``task`` with ``task_ids`` of its map index skipped, ``result`` pushed as its XComs
-    (a task that raises pushes none itself) and marked ``IDLE_SKIPPED``; or, where those task
-    instances do not exist yet, return and let them run."""
+    (a task that raises pushes none itself; a dict result marked ``IDLE_SKIPPED``); or, where
+    those task instances do not exist yet, return and let them run."""
     if not task_ids:
         return
     ti = context["ti"]
@@ -62,13 +58,14 @@ def skip_idle_steps(
     if found < len(task_ids):
         task.log.info("%s; %s not scheduled yet: they start and find nothing to do", why, names)
         return
-    result[IDLE_SKIPPED] = True
+    if isinstance(result, dict):
+        result[IDLE_SKIPPED] = True
     _push_result(task, ti, result)
     task.log.info("%s: %s skipped", why, names)
     raise DownstreamTasksSkipped(tasks=[(task_id, ti.map_index) for task_id in task_ids])
 
 
-def _push_result(task: Any, ti: Any, result: dict[str, Any]) -> None:
+def _push_result(task: Any, ti: Any, result: Any) -> None:
     """Push ``result`` as the task runner does after a return: each key with ``multiple_outputs``,
     and the whole as ``return_value``."""
     if not task.do_xcom_push:
