@@ -146,7 +146,9 @@ def throttle_burst(proxy: FaultProxy) -> Iterator[list[float]]:
 
     def watch() -> None:
         while not stop.is_set():
-            if any("/copy/p" in (r.key or "") for r in proxy.records):
+            # The copy task's read of its manifest (GetObject), not the diff's upload of it: on a
+            # loaded machine the copy task may start seconds after the diff wrote the manifest.
+            if any(r.operation == "GetObject" and "/copy/p" in (r.key or "") for r in proxy.records):
                 until = time.monotonic() + 3.0
                 proxy.set_faults([{"kind": "slowdown", "operation": "CopyObject", "until": until}])
                 armed.append(until)
