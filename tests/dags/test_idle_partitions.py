@@ -72,26 +72,38 @@ def states(backup: Backup, task_id: str) -> dict[int, str]:
 
 def busy_partitions(backup: Backup) -> set[int]:
     """Partitions whose diff found something to copy or tag."""
+    return copying_partitions(backup) | tagging_partitions(backup)
+
+
+def copying_partitions(backup: Backup) -> set[int]:
+    """Partitions whose diff found something to copy."""
     assert backup.report is not None
-    rows = backup.report["partitions"]
-    return {row["index"] for row in rows if row["diff"]["to_copy"] or row["diff"]["vanished"]}
+    return {row["index"] for row in backup.report["partitions"] if row["diff"]["to_copy"]}
 
 
-def assert_idle_skipped(backup: Backup, busy: set[int]) -> None:
-    """copy_batch and tag_deleted ran where there was work and were skipped everywhere else;
-    the report counts a skipped step as zero work."""
+def tagging_partitions(backup: Backup) -> set[int]:
+    """Partitions whose diff found something vanished to tag (when tagging is on)."""
+    assert backup.report is not None
+    return {row["index"] for row in backup.report["partitions"] if row["diff"]["vanished_manifest"]}
+
+
+def assert_idle_skipped(backup: Backup, busy: set[int], tagging: set[int] | None = None) -> None:
+    """copy_batch ran where there was work (to copy or to tag) and was skipped everywhere else;
+    tag_deleted ran where there was something to tag (``tagging``; default ``busy``) and was
+    skipped everywhere else; the report counts a skipped step as zero work."""
+    tagging = busy if tagging is None else tagging
     assert_succeeded(backup)
     diffs = states(backup, "partition.diff")
     assert diffs and set(diffs.values()) == {"success"}, diffs
-    for task_id in IDLE:
-        expected = {p: "success" if p in busy else "skipped" for p in diffs}
+    for task_id, ran in (("partition.copy_batch", busy), ("partition.tag_deleted", tagging)):
+        expected = {p: "success" if p in ran else "skipped" for p in diffs}
         assert states(backup, task_id) == expected, (task_id, backup.run.tasks)
     assert backup.report is not None
     for row in backup.report["partitions"]:
-        skipped = row["index"] not in busy
-        assert bool(row["diff"].get("idle_steps_skipped")) is skipped, row
-        assert (row["copy"].get("skipped") == "nothing to do") is skipped, row
-        assert (row["tag"].get("skipped") == "nothing to do") is skipped, row
+        index = row["index"]
+        assert bool(row["diff"].get("idle_steps_skipped")) is (index not in tagging), row
+        assert (row["copy"].get("skipped") == "nothing to do") is (index not in busy), row
+        assert (row["tag"].get("skipped") == "nothing to do") is (index not in tagging), row
 
 
 def test_nothing_to_do_skips_copy_and_tag_of_every_partition(
@@ -103,8 +115,9 @@ def test_nothing_to_do_skips_copy_and_tag_of_every_partition(
     monkeypatch.setenv(TARGET_KEYS_ENV, "4")  # several partitions, in every run
     first = scheduled_backup(s3, source, backup)
     assert len(states(first, "partition.diff")) >= 3, first.run.tasks
-    assert_idle_skipped(first, busy_partitions(first))
-    assert busy_partitions(first) == set(states(first, "partition.diff"))
+    # A first backup copies in every partition and finds nothing vanished: its tag steps skipped.
+    assert_idle_skipped(first, busy_partitions(first), tagging=set())
+    assert copying_partitions(first) == set(states(first, "partition.diff"))
     assert_backup(s3, source, backup)
     assert first.totals["copied"] == len(objects)
     before = snapshot_bucket(s3, backup)
@@ -143,7 +156,8 @@ def test_partitions_with_work_next_to_idle_ones(s3: Any, buckets: tuple[str, str
 
     busy = busy_partitions(mixed)
     assert 1 <= len(busy) <= 2 < len(states(mixed, "partition.diff")), mixed.report
-    assert_idle_skipped(mixed, busy)
+    assert len(tagging_partitions(mixed)) == 1, mixed.report  # only the deletion has a tag step
+    assert_idle_skipped(mixed, busy, tagging_partitions(mixed))
     gone = {"d/three.txt": Gone(olds["d/three.txt"])}
     dst = assert_backup(s3, source, backup, gone=gone)
     assert dst["a/two.txt"].body == b"a two, rewritten"

@@ -10,10 +10,18 @@ from s3br_provider.core.idle import (
     ZERO_TAG,
     backup_partition_idle,
     fill_skipped_steps,
+    nothing_to_tag,
     restore_partition_idle,
 )
 
 NOTHING = {"copy_manifest": "", "copy_chunks": [], "vanished_manifest": ""}
+
+
+def test_nothing_to_tag_without_vanished_objects_or_with_tagging_off() -> None:
+    assert nothing_to_tag({**NOTHING, "copy_manifest": "s3://b/c.jsonl.gz"}, tag_deleted=True)
+    vanished = {**NOTHING, "vanished_manifest": "s3://b/v.jsonl.gz"}
+    assert not nothing_to_tag(vanished, tag_deleted=True)
+    assert nothing_to_tag(vanished, tag_deleted=False)
 
 
 def test_a_backup_partition_is_idle_with_nothing_to_copy_and_nothing_to_tag() -> None:
@@ -34,7 +42,10 @@ def _rows(*diffs: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"index": i, "diff": diff, "copy": None, "tag": None} for i, diff in enumerate(diffs)]
 
 
-def _idle(diff: Any) -> bool:
+def _idle(diff: Any, step: str) -> bool:
+    """As the backup report judges: a tag step by what vanished, a copy step by the whole."""
+    if step == "tag":
+        return nothing_to_tag(diff, tag_deleted=True)
     return backup_partition_idle(diff, tag_deleted=True)
 
 
@@ -42,18 +53,19 @@ def test_skipped_steps_count_as_zero_work_only_where_the_diff_skipped_them_with_
     rows = _rows(
         {**NOTHING, IDLE_SKIPPED: True},  # skipped by its diff: zero work
         dict(NOTHING),  # idle but not skipped by the diff: its steps must report themselves
-        {**NOTHING, "copy_manifest": "s3://b/c", IDLE_SKIPPED: True},  # had work: stays missing
+        {**NOTHING, "copy_manifest": "s3://b/c", IDLE_SKIPPED: True},  # copies to make
         None,  # the diff left no result
     )
     rows[1]["copy"] = {"index": 1, "copied": 0, "failed": 0}
 
     filled = fill_skipped_steps(rows, "diff", {"copy": ZERO_COPY, "tag": ZERO_TAG}, _idle)
 
-    assert filled == [0]
+    assert filled == [0, 2]
     assert rows[0]["copy"] == {"index": 0, **ZERO_COPY, "skipped": "nothing to do"}
     assert rows[0]["tag"] == {"index": 0, **ZERO_TAG, "skipped": "nothing to do"}
     assert rows[1]["copy"] == {"index": 1, "copied": 0, "failed": 0} and rows[1]["tag"] is None
-    assert rows[2]["copy"] is None and rows[2]["tag"] is None
+    # Work to copy, nothing vanished: its tag step counts as zero, its copy step stays missing.
+    assert rows[2]["copy"] is None and rows[2]["tag"] == {"index": 2, **ZERO_TAG, "skipped": "nothing to do"}
     assert rows[3]["copy"] is None
 
 

@@ -1,7 +1,9 @@
 """Partitions with nothing to do: which of their steps need not start, and how a report counts them.
 
 A backup partition whose diff found nothing to copy and nothing to tag leaves its ``copy_batch``
-and ``tag_deleted`` nothing to do; a restore partition whose select found no archived object
+and ``tag_deleted`` nothing to do, and one that found nothing vanished its ``tag_deleted`` alone
+(the common case of a first or a growing backup: its copies run, its tag step need not start);
+a restore partition whose select found no archived object
 leaves ``request_restore`` and ``wait_for_restore`` nothing to do. The first step marks those
 skipped (``operators.idle``) and says so in its result (``IDLE_SKIPPED``); a report then counts
 a skipped step as zero work, but only where the result's own numbers say there was none.
@@ -28,11 +30,17 @@ ZERO_TAG: dict[str, Any] = {"tagged": 0, "already_tagged": 0, "failed": 0, "drop
 """What a tag_deleted with nothing to tag returns (besides its ``index``)."""
 
 
+def nothing_to_tag(diff: Mapping[str, Any], *, tag_deleted: bool) -> bool:
+    """Whether a diff result leaves its partition's tag step nothing to do: no vanished
+    manifest (a dry run writes none), or tagging off."""
+    return not diff.get("vanished_manifest") or not tag_deleted
+
+
 def backup_partition_idle(diff: Mapping[str, Any], *, tag_deleted: bool) -> bool:
     """Whether a diff result leaves its partition's copy and tag steps nothing to do: no copy
-    manifest (nor chunk: a dry run writes none) and no vanished manifest, or tagging off."""
+    manifest (nor chunk: a dry run writes none) and nothing to tag."""
     nothing_to_copy = not diff.get("copy_manifest") and not diff.get("copy_chunks")
-    return nothing_to_copy and (not diff.get("vanished_manifest") or not tag_deleted)
+    return nothing_to_copy and nothing_to_tag(diff, tag_deleted=tag_deleted)
 
 
 def restore_partition_idle(select: Mapping[str, Any]) -> bool:
@@ -44,19 +52,23 @@ def fill_skipped_steps(
     rows: Iterable[dict[str, Any]],
     step: str,
     zeros: Mapping[str, Mapping[str, Any]],
-    idle: Callable[[Mapping[str, Any]], bool],
+    idle: Callable[[Mapping[str, Any], str], bool],
 ) -> list[int]:
-    """Give each report row (``core.report.join_partitions``) whose ``step`` result marked its
-    later steps skipped, and whose numbers say it had nothing for them (``idle``), the zero
-    result of each of ``zeros``' steps that left none; return the indexes of those partitions.
-    A step without a result elsewhere stays missing (the report names it)."""
+    """Give each report row (``core.report.join_partitions``) whose ``step`` result marked later
+    steps skipped the zero result of each of ``zeros``' steps that left none and for which the
+    result's numbers say there was nothing to do (``idle(result, name)``); return the indexes
+    of the partitions given one. A step without a result elsewhere stays missing (the report
+    names it)."""
     filled = []
     for row in rows:
         first = row.get(step) or {}
-        if not first.get(IDLE_SKIPPED) or not idle(first):
+        if not first.get(IDLE_SKIPPED):
             continue
+        given = False
         for name, zero in zeros.items():
-            if row.get(name) is None:
+            if row.get(name) is None and idle(first, name):
                 row[name] = {"index": row["index"], **zero, "skipped": "nothing to do"}
-        filled.append(int(row["index"]))
+                given = True
+        if given:
+            filled.append(int(row["index"]))
     return filled

@@ -23,7 +23,7 @@ from s3br_provider.core.diff import (
 )
 from s3br_provider.core.external_sort import sorted_objects
 from s3br_provider.core.fingerprints import content_differs
-from s3br_provider.core.idle import backup_partition_idle
+from s3br_provider.core.idle import backup_partition_idle, nothing_to_tag
 from s3br_provider.core.manifest import ManifestWriter, read_manifest, writing_manifest
 from s3br_provider.core.objects import ObjectInfo, epoch_seconds
 from s3br_provider.core.partitions import SORTED_LOCALLY, UNORDERED_LISTING
@@ -36,6 +36,7 @@ from s3br_provider.operators.base import WHOLE_KEY_SPACE, InvalidArgumentsError,
 from s3br_provider.operators.chunks import copy_chunk_keys
 from s3br_provider.operators.copy_batch import FROM_INVENTORY, REPLACE_TAGS
 from s3br_provider.operators.idle import skip_idle_steps, steps_to_skip
+from s3br_provider.operators.tag_deleted import S3TagDeletedOperator
 
 if TYPE_CHECKING:
     from s3br_provider.hooks.s3_bucket import S3BucketHook
@@ -222,10 +223,20 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         return result
 
     def _skip_idle(self, context: Any, result: dict[str, Any], idle_steps: list[str]) -> None:
-        """With nothing to copy and nothing to tag, end with ``idle_steps`` skipped."""
-        if idle_steps and backup_partition_idle(result, tag_deleted=bool(self.tag_deleted)):
+        """With nothing to copy and nothing to tag, end with ``idle_steps`` skipped; with only
+        nothing to tag, the tag steps among them (``S3TagDeletedOperator``), so a partition that
+        copies but found nothing vanished (every partition of a first backup) starts one task
+        less. A copy step is never skipped alone: its tag step waits for it."""
+        if not idle_steps:
+            return
+        tagging = bool(self.tag_deleted)
+        if backup_partition_idle(result, tag_deleted=tagging):
             why = "dry run" if self.dry_run else "nothing to copy or tag"
             skip_idle_steps(self, context, result, idle_steps, f"{self.label}: {why}")
+        elif nothing_to_tag(result, tag_deleted=tagging):
+            tag_steps = [t for t in idle_steps if isinstance(self.dag.get_task(t), S3TagDeletedOperator)]
+            why = "tag_deleted is off" if not tagging else "nothing vanished"
+            skip_idle_steps(self, context, result, tag_steps, f"{self.label}: {why}")
 
     def _listings(
         self, source: S3BucketHook, backup: S3BucketHook, *, sort: bool

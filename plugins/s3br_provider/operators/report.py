@@ -12,7 +12,13 @@ from airflow.sdk.exceptions import AirflowException
 from s3br_provider.core.backups_view import SUMMARY_XCOM_KEY, run_summary
 from s3br_provider.core.chunks import join_chunks
 from s3br_provider.core.deleted_index import build_index, index_key
-from s3br_provider.core.idle import ZERO_COPY, ZERO_TAG, backup_partition_idle, fill_skipped_steps
+from s3br_provider.core.idle import (
+    ZERO_COPY,
+    ZERO_TAG,
+    backup_partition_idle,
+    fill_skipped_steps,
+    nothing_to_tag,
+)
 from s3br_provider.core.inventory import inventory_minute
 from s3br_provider.core.partitions import SORTED_LOCALLY
 from s3br_provider.core.progress import format_bytes
@@ -255,15 +261,21 @@ class S3BackupReportOperator(S3brBaseOperator):
 
     def _count_skipped_steps(self, rows: list[dict[str, Any]]) -> None:
         """A copy_batch and tag_deleted that their diff skipped count as zero work, but only
-        where the diff's numbers say there was nothing to copy or tag (else they stay missing)."""
+        where the diff's numbers say there was nothing to copy or tag (else they stay missing):
+        a skipped copy_batch where the partition was idle, a skipped tag_deleted where nothing
+        was left to tag."""
+        tagging = bool(self.tag_deleted)
 
-        def idle(diff: dict[str, Any]) -> bool:
-            return backup_partition_idle(diff, tag_deleted=bool(self.tag_deleted))
+        def idle(diff: dict[str, Any], step: str) -> bool:
+            if step == "tag":
+                return nothing_to_tag(diff, tag_deleted=tagging)
+            return backup_partition_idle(diff, tag_deleted=tagging)
 
         skipped = fill_skipped_steps(rows, "diff", {"copy": ZERO_COPY, "tag": ZERO_TAG}, idle)
         if skipped:
             self.log.info(
-                "%d partition(s) had nothing to copy or tag (copy_batch, tag_deleted skipped): %s",
+                "%d partition(s) had nothing to tag (tag_deleted skipped; where also nothing to "
+                "copy, copy_batch too): %s",
                 len(skipped),
                 ", ".join(f"p{i}" for i in skipped[:20]),
             )
