@@ -216,27 +216,6 @@ def test_backup_plan_sizes_partitions_by_the_last_runs_change_rate(
     assert len(plan(settings, target_keys=20_000)) == 5
 
 
-@pytest.mark.parametrize(("seconds_per_key", "partitions"), [(None, 1), (1e-5, 1), (4e-5, 2), (1e-4, 5)])
-def test_backup_plan_cuts_slow_listings_finer(
-    s3: Any, bucket_names: Callable[[str], str], seconds_per_key: float | None, partitions: int
-) -> None:
-    """A run that copies nothing lists 100,000 keys in one partition, unless the last run's
-    listing was slow: then each partition lists in about two seconds (never below the size
-    for full copies, 20,000 keys)."""
-    source, backup = bucket_names("src"), bucket_names("bak")
-    s3.create_bucket(Bucket=source)
-    s3.create_bucket(Bucket=backup)
-    samples = [(f"k{i:04d}", 100) for i in range(1000)]
-    bucket, key = split_s3_uri(stats_uri(backup, ""))
-    body = encode_stats("", samples, 0.0, listing_seconds_per_key=seconds_per_key)
-    s3.put_object(Bucket=bucket, Key=key, Body=body)
-
-    planned = plan(validate(source, backup), target_keys=20_000, size_by_change_rate=True)
-
-    assert len(planned) == partitions
-    assert_contiguous(planned)
-
-
 # diff -> copy -> tag -------------------------------------------------------------------------
 
 

@@ -8,11 +8,9 @@ import random
 import pytest
 
 from s3br_provider.core.partitions import (
-    LISTING_SECONDS_PER_PARTITION,
     MAX_LISTING_FACTOR,
     KeyRange,
     even_boundaries,
-    keys_for_listing_time,
     keys_per_partition,
     plan_from_samples,
     ranges_from_boundaries,
@@ -214,27 +212,3 @@ def test_keys_per_partition_shrinks_as_the_change_rate_grows() -> None:
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[0] == 1_000 * MAX_LISTING_FACTOR and sizes[-1] == 1_000
     assert keys_per_partition(1, 1.0) == 1
-
-
-def test_a_slow_listing_is_cut_finer_while_workers_are_free() -> None:
-    # 100,000 keys that mostly list: 50,000-key partitions (2 of them) from the change rate;
-    # at 74 us a key (30 ms a page) each would list for 3.7 s: cut to 2 s of listing, 27,027 keys.
-    assert keys_for_listing_time(
-        50_000, floor=5_000, total_keys=100_000, seconds_per_key=74e-6, workers=8
-    ) == round(LISTING_SECONDS_PER_PARTITION / 74e-6)
-
-
-def test_listing_time_never_makes_more_partitions_than_workers_nor_goes_below_the_floor() -> None:
-    def size(keys: int, total: int, n: int) -> int:  # 1 ms a key: 2,000 keys list in 2 s
-        return keys_for_listing_time(keys, floor=5000, total_keys=total, seconds_per_key=1e-3, workers=n)
-
-    assert size(50_000, 100_000, n=4) == 25_000
-    assert size(50_000, 100_000, n=64) == 5_000
-    assert size(5_000, 10**9, n=64) == 5_000
-
-
-@pytest.mark.parametrize("speed", [None, 0.0, -1.0, 10e-6])
-def test_unmeasured_or_fast_listings_keep_the_size(speed: float | None) -> None:
-    # 10 us a key: 50,000 keys list in 0.5 s, under the 2 s a partition may take
-    kept = keys_for_listing_time(50_000, floor=5_000, total_keys=100_000, seconds_per_key=speed, workers=8)
-    assert kept == 50_000

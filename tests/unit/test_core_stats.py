@@ -11,12 +11,10 @@ from s3br_provider.core.manifest import split_s3_uri
 from s3br_provider.core.stats import (
     MAX_SAMPLES,
     decode_copy_fraction,
-    decode_listing_speed,
     decode_stats,
     decode_unordered_listing,
     encode_stats,
     measured_copy_fraction,
-    measured_listing_speed,
     merge_samples,
     stats_uri,
 )
@@ -118,25 +116,3 @@ def test_an_unordered_listing_is_kept_for_the_prefix_only() -> None:
     assert decode_unordered_listing(encode_stats("logs/", [("logs/a", 3)]), "logs/") is False
     assert decode_unordered_listing(None, "logs/") is False
     assert decode_stats(body, "logs/") == [("logs/a", 3)]
-
-
-def test_the_listing_speed_is_kept_from_runs_that_listed_enough_keys() -> None:
-    rows = [
-        {"diff": {"source_objects": 3_000, "backup_objects": 2_990, "listing_seconds": 0.3}},
-        {"diff": {"source_objects": 1_000, "backup_objects": 1_000, "listing_seconds": 0.1}},
-        {"diff": None},  # a failed diff
-    ]
-    speed = measured_listing_speed(rows)
-    assert speed == pytest.approx(0.4 / 4_000)
-    body = encode_stats("p/", [("p/a", 4_000)], 0.01, listing_seconds_per_key=speed)
-    assert decode_listing_speed(body, "p/") == pytest.approx(1e-4)
-    assert decode_listing_speed(body, "other/") is None
-
-
-def test_no_listing_speed_from_untimed_or_tiny_runs() -> None:
-    assert measured_listing_speed([{"diff": {"source_objects": 5_000, "backup_objects": 5_000}}]) is None
-    tiny = [{"diff": {"source_objects": 10, "backup_objects": 10, "listing_seconds": 0.5}}]
-    assert measured_listing_speed(tiny) is None
-    assert decode_listing_speed(encode_stats("", [("a", 1)]), "") is None
-    not_a_number = b'{"prefix": "", "samples": [], "listing_seconds_per_key": "fast"}'
-    assert decode_listing_speed(not_a_number, "") is None

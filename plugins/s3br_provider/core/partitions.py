@@ -116,31 +116,6 @@ def keys_per_partition(target_keys: int, copy_fraction: float | None) -> int:
     return max(1, round(target_keys * min(factor, MAX_LISTING_FACTOR)))
 
 
-LISTING_SECONDS_PER_PARTITION = 2.0
-"""A partition with little to copy spends its time listing. Where the last run's listings were
-slow (a distant or busy endpoint: tens of milliseconds a page), such partitions are cut until
-each lists in about this long, a task start-up's worth or two, so the run's listing spreads over
-the workers instead of waiting on a few long ones."""
-
-
-def keys_for_listing_time(
-    keys: int, *, floor: int, total_keys: int, seconds_per_key: float | None, workers: int
-) -> int:
-    """Shrink ``keys`` (a partition size from ``keys_per_partition``) so a partition lists in
-    about ``LISTING_SECONDS_PER_PARTITION``, given the last run's listing time per key.
-
-    Only while that makes no more partitions than ``workers`` can run at once (beyond that,
-    each extra partition costs a task start-up and saves no wall time) and never below
-    ``floor`` (the size sized for full copies). None or 0 ``seconds_per_key`` (not measured):
-    ``keys`` unchanged.
-    """
-    if not seconds_per_key or seconds_per_key <= 0 or keys <= floor:
-        return keys
-    by_time = max(1, round(LISTING_SECONDS_PER_PARTITION / seconds_per_key))
-    by_workers = -(-max(0, total_keys) // max(1, workers))
-    return max(floor, min(keys, max(by_time, by_workers)))
-
-
 def _check_max(max_partitions: int) -> None:
     if max_partitions < 1:
         raise ValueError(f"max_partitions must be at least 1, got {max_partitions}")

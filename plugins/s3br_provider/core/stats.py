@@ -48,40 +48,21 @@ def measured_copy_fraction(rows: Iterable[dict[str, Any]]) -> float | None:
     return sum(d.get("new", 0) + d.get("changed", 0) for d in diffs) / source
 
 
-MIN_TIMED_KEYS = 1_000
-"""Listing times of runs that listed fewer keys say more about a task's start than the endpoint."""
-
-
-def measured_listing_speed(rows: Iterable[dict[str, Any]]) -> float | None:
-    """Seconds a run's diffs took per key of the longer of their two listings (both are listed
-    side by side), from the per-partition diff results; None where no diff timed its listing
-    or they listed too few keys to tell."""
-    diffs = [d for d in (row.get("diff") or {} for row in rows) if d.get("listing_seconds") is not None]
-    keys = sum(max(d.get("source_objects", 0), d.get("backup_objects", 0)) for d in diffs)
-    if keys < MIN_TIMED_KEYS:
-        return None
-    return sum(d["listing_seconds"] for d in diffs) / keys
-
-
 def encode_stats(
     prefix: str,
     samples: list[tuple[str, int]],
     copy_fraction: float | None = None,
     *,
     unordered_listing: bool = False,
-    listing_seconds_per_key: float | None = None,
 ) -> bytes:
     """Serialize a run's key samples and, for an incremental run, the fraction of keys it
     copied; ``unordered_listing``: the endpoint listed out of S3's byte order (later plans make
-    one partition); ``listing_seconds_per_key``: how fast its diffs listed (later plans cut a
-    slow listing finer)."""
+    one partition)."""
     data: dict[str, Any] = {"prefix": prefix, "samples": samples}
     if unordered_listing:
         data["unordered_listing"] = True
     if copy_fraction is not None:
         data["copy_fraction"] = round(min(1.0, max(0.0, copy_fraction)), 6)
-    if listing_seconds_per_key is not None and listing_seconds_per_key > 0:
-        data["listing_seconds_per_key"] = float(f"{listing_seconds_per_key:.3g}")
     return json.dumps(data, ensure_ascii=False).encode("utf-8")
 
 
@@ -113,15 +94,6 @@ def decode_copy_fraction(body: bytes | None, prefix: str) -> float | None:
     data = _load(body, prefix)
     value = None if data is None else data.get("copy_fraction")
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        return None
-    return float(value)
-
-
-def decode_listing_speed(body: bytes | None, prefix: str) -> float | None:
-    """Return the last run's listing seconds per key, or None if not recorded."""
-    data = _load(body, prefix)
-    value = None if data is None else data.get("listing_seconds_per_key")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
         return None
     return float(value)
 

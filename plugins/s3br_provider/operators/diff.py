@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
@@ -157,7 +156,6 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         run_uri = self.run_uri(context, self.backup_bucket)
         copy_uri, vanished_uri = self.manifest_uri(run_uri, "copy"), self.manifest_uri(run_uri, "vanished")
         sort = bool((self.partition or {}).get(UNORDERED_LISTING))
-        began = time.monotonic()
         if sort:
             self.log.info(
                 "%s: the plan found the endpoint listing out of S3's byte order: listing the "
@@ -180,7 +178,6 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         counts, archived_keys, sampler, to_copy, vanished = joined
         result = self._result(counts, to_copy, vanished, copy_uri, vanished_uri)
         result |= {"archived_keys": archived_keys, SORTED_LOCALLY: sort}
-        result["listing_seconds"] = round(time.monotonic() - began, 3)  # sizes later partitions
         if self.inventory_snapshot is not None:
             result |= {"listing_source": "inventory", "newer_than_inventory": counts["newer_than_inventory"]}
             if counts["newer_than_inventory"]:

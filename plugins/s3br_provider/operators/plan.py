@@ -19,20 +19,13 @@ from s3br_provider.core.partitions import (
     ASSUMED_COPY_FRACTION,
     UNORDERED_LISTING,
     KeyRange,
-    keys_for_listing_time,
     keys_per_partition,
     plan_from_samples,
 )
 from s3br_provider.core.probe_plan import Probe, plan_by_probing
 from s3br_provider.core.progress import Progress
 from s3br_provider.core.settings import BACKUP_DEFAULTS
-from s3br_provider.core.stats import (
-    decode_copy_fraction,
-    decode_listing_speed,
-    decode_stats,
-    decode_unordered_listing,
-    stats_uri,
-)
+from s3br_provider.core.stats import decode_copy_fraction, decode_stats, decode_unordered_listing, stats_uri
 from s3br_provider.operators.base import InvalidArgumentsError, S3brBaseOperator
 
 TARGET_KEYS_PER_PARTITION = 5_000
@@ -91,9 +84,7 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         ``[s3br] target_keys_per_partition`` (env ``AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION``), 5,000.
     :param size_by_change_rate: backups: when statistics exist, size partitions by the work the
         last run measured (a run that mostly lists gets fewer, larger partitions; see
-        ``keys_per_partition``), cut finer again where its listings were slow, so each lists in
-        about two seconds while there are workers to spare (``[core] parallelism``; see
-        ``keys_for_listing_time``). Restores copy every key and leave this off.
+        ``keys_per_partition``). Restores copy every key and leave this off.
     :param listing_source: ``list``, or ``inventory``: the source's latest S3 Inventory report
         under ``inventory_uri`` (read with ``aws_conn_id``) is sorted and cut into partitions of
         about ``target_keys`` keys, each partition's sorted listing written as a manifest in the
@@ -172,18 +163,6 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
                 measured = "last run copied" if fraction is not None else "assumed"
                 shown = ASSUMED_COPY_FRACTION if fraction is None else fraction
                 how = f"; {measured} {shown:.1%} of keys to copy: about {target} keys each"
-                speed = decode_listing_speed(body, self.prefix)
-                timed = keys_for_listing_time(
-                    target,
-                    floor=self.target_keys,
-                    total_keys=sum(w for _, w in samples),
-                    seconds_per_key=speed,
-                    workers=min(limit, conf.getint("core", "parallelism", fallback=32)),
-                )
-                if timed < target:
-                    assert speed is not None
-                    target = timed
-                    how += f", {target} where listing took {speed * 1000:.3f} ms per key"
             ranges = plan_from_samples(samples, target_keys=target, max_partitions=limit)
             return ranges, f"statistics of {sum(w for _, w in samples)} keys{how}"
         try:

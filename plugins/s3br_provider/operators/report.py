@@ -31,13 +31,7 @@ from s3br_provider.core.report import (
     total,
 )
 from s3br_provider.core.settings import BACKUP_DEFAULTS
-from s3br_provider.core.stats import (
-    encode_stats,
-    measured_copy_fraction,
-    measured_listing_speed,
-    merge_samples,
-    stats_uri,
-)
+from s3br_provider.core.stats import encode_stats, measured_copy_fraction, merge_samples, stats_uri
 from s3br_provider.operators.base import S3brBaseOperator
 
 BACKUP_ASSET_ALIAS = "s3br-backup"
@@ -340,6 +334,5 @@ class S3BackupReportOperator(S3brBaseOperator):
                 merge_samples(sample_sets),
                 measured_copy_fraction(rows),
                 unordered_listing=bool(unordered),
-                listing_seconds_per_key=measured_listing_speed(rows),
             ),
         )
