@@ -30,6 +30,7 @@ def get_provider_info() -> dict[str, Any]:
                     "s3br_provider.operators.diff",
                     "s3br_provider.operators.copy_batch",
                     "s3br_provider.operators.chunks",
+                    "s3br_provider.operators.idle",
                     "s3br_provider.operators.tag_deleted",
                     "s3br_provider.operators.report",
                     "s3br_provider.operators.restore",
