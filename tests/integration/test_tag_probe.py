@@ -16,14 +16,14 @@ import pytest
 
 from s3br_provider.core.keys import TAG_PROBE_SOURCE, TAG_PROBE_TARGET
 from s3br_provider.operators.base import InvalidArgumentsError
-from s3br_provider.operators.diff import S3DiffPartitionOperator
 from s3br_provider.operators.validate import EXACT_TAG_COPY_XCOM, S3BackupValidateOperator
 from tests.integration.conftest import PROXY_CONN_ID
 from tests.integration.test_operator_backup import put_objects
+from tests.support import steps
 from tests.support.fault_proxy import FaultProxy
 from tests.support.iam import missing_permissions, policy
 from tests.support.s3 import list_keys, snapshot
-from tests.support.steps import WHOLE, context, copy, tag
+from tests.support.steps import context, copy, tag
 
 PROXIED = {"source_aws_conn_id": PROXY_CONN_ID, "backup_aws_conn_id": PROXY_CONN_ID}
 VALIDATE_OPS = {"HeadBucket": 2, "ListObjectsV2": 1}  # validate's own checks
@@ -39,17 +39,7 @@ def probed(source: str, backup: str, run_id: str = "manual__x", **options: Any) 
 
 
 def diff(run: dict[str, Any], exact_tag_copy: Any) -> dict[str, Any]:
-    op = S3DiffPartitionOperator(
-        task_id="diff",
-        partition=WHOLE,
-        source_bucket=run["source_bucket"],
-        backup_bucket=run["backup_bucket"],
-        dry_run=run["dry_run"],
-        source_aws_conn_id=run["source_aws_conn_id"],
-        aws_conn_id=run["backup_aws_conn_id"],
-        exact_tag_copy=exact_tag_copy,
-    )
-    return op.execute(context(run["run_id"]))
+    return steps.diff(run, exact_tag_copy=exact_tag_copy)
 
 
 @pytest.fixture
@@ -181,6 +171,8 @@ def test_diff_takes_a_rendered_answer_and_refuses_another_value(
     run = {
         "source_bucket": source,
         "backup_bucket": backup,
+        "prefix": "",
+        "compare": "size_mtime",
         "dry_run": True,
         "source_aws_conn_id": "aws_default",
         "backup_aws_conn_id": "aws_default",

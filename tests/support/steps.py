@@ -70,7 +70,8 @@ def plan(run: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
     return op.execute(context(run["run_id"]))
 
 
-def diff(run: dict[str, Any], partition: dict[str, Any] = WHOLE) -> dict[str, Any]:
+def diff(run: dict[str, Any], partition: dict[str, Any] = WHOLE, **options: Any) -> dict[str, Any]:
+    """diff over ``partition`` with the validated run's settings; ``options``: other arguments."""
     op = S3DiffPartitionOperator(
         task_id="diff",
         partition=partition,
@@ -81,6 +82,7 @@ def diff(run: dict[str, Any], partition: dict[str, Any] = WHOLE) -> dict[str, An
         dry_run=run["dry_run"],
         source_aws_conn_id=run["source_aws_conn_id"],
         aws_conn_id=run["backup_aws_conn_id"],
+        **options,
     )
     return op.execute(context(run["run_id"]))
 
