@@ -82,9 +82,11 @@ def copying_partitions(backup: Backup) -> set[int]:
 
 
 def tagging_partitions(backup: Backup) -> set[int]:
-    """Partitions whose diff found something vanished to tag (when tagging is on)."""
+    """Partitions whose diff found something vanished to tag (when tagging is on): not only
+    objects the deleted-key index says are marked already."""
     assert backup.report is not None
-    return {row["index"] for row in backup.report["partitions"] if row["diff"]["vanished_manifest"]}
+    rows = backup.report["partitions"]
+    return {row["index"] for row in rows if row["diff"]["vanished_manifest"] and row["diff"]["to_tag"]}
 
 
 def assert_idle_skipped(backup: Backup, busy: set[int], tagging: set[int] | None = None) -> None:
@@ -183,6 +185,15 @@ def test_partitions_with_work_next_to_idle_ones(s3: Any, buckets: tuple[str, str
     gone["b/one.txt"] = Gone(olds["b/one.txt"])
     assert_backup(s3, source, backup, gone=gone)
     assert (final.totals["copied"], final.totals["tagged_deleted"]) == (1, 1), final.totals
+
+    # Both deletions are marked and named by final's deleted-key index: a run that finds them
+    # vanished again starts no tag_deleted and reads no tag.
+    history = scheduled_backup(s3, source, backup)
+    assert_idle_skipped(history, set())
+    totals = history.totals
+    assert (totals["vanished"], totals["marked_deleted"], totals["tagged_deleted"]) == (2, 2, 0), totals
+    assert history.report is not None and history.report["incomplete"] == []
+    assert_backup(s3, source, backup, gone=gone)
 
 
 def test_restore_skips_restore_steps_where_nothing_is_archived(

@@ -1,7 +1,8 @@
 """Partitions with nothing to do: which of their steps need not start, and how a report counts them.
 
 A backup partition whose diff found nothing to copy and nothing to tag leaves its ``copy_batch``
-and ``tag_deleted`` nothing to do, and one that found nothing vanished its ``tag_deleted`` alone
+and ``tag_deleted`` nothing to do, and one that found nothing vanished (or only objects marked
+deleted before) its ``tag_deleted`` alone
 (the common case of a first or a growing backup: its copies run, its tag step need not start);
 a restore partition whose select found no archived object
 leaves ``request_restore`` and ``wait_for_restore`` nothing to do. The first step marks those
@@ -26,14 +27,22 @@ ZERO_COPY: dict[str, Any] = {
     "gone_since_inventory": 0,
 }
 """What a copy_batch with nothing to copy returns (besides its ``index``)."""
-ZERO_TAG: dict[str, Any] = {"tagged": 0, "already_tagged": 0, "failed": 0, "dropped_tags": [], "failures": []}
+ZERO_TAG: dict[str, Any] = {
+    "tagged": 0,
+    "already_tagged": 0,
+    "marked_by_index": 0,
+    "failed": 0,
+    "dropped_tags": [],
+    "failures": [],
+}
 """What a tag_deleted with nothing to tag returns (besides its ``index``)."""
 
 
 def nothing_to_tag(diff: Mapping[str, Any], *, tag_deleted: bool) -> bool:
     """Whether a diff result leaves its partition's tag step nothing to do: no vanished
-    manifest (a dry run writes none), or tagging off."""
-    return not diff.get("vanished_manifest") or not tag_deleted
+    manifest (a dry run writes none), every vanished object marked deleted before (``to_tag``
+    0: by the deleted-key index), or tagging off."""
+    return not diff.get("vanished_manifest") or diff.get("to_tag") == 0 or not tag_deleted
 
 
 def backup_partition_idle(diff: Mapping[str, Any], *, tag_deleted: bool) -> bool:

@@ -30,12 +30,13 @@ from s3br_provider.core.pool import map_where_ordered, prefetch
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
 from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE, SettingsError, check_bool
+from s3br_provider.hooks.deleted_index import read_deleted_keys
 from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import WHOLE_KEY_SPACE, InvalidArgumentsError, S3brPartitionOperator
 from s3br_provider.operators.chunks import copy_chunk_keys
 from s3br_provider.operators.copy_batch import FROM_INVENTORY, REPLACE_TAGS
 from s3br_provider.operators.idle import skip_idle_steps, steps_to_skip
-from s3br_provider.operators.tag_deleted import S3TagDeletedOperator
+from s3br_provider.operators.tag_deleted import MARKED_DELETED, S3TagDeletedOperator
 
 if TYPE_CHECKING:
     from s3br_provider.hooks.s3_bucket import S3BucketHook
@@ -205,7 +206,8 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             backup.put_json(samples_uri, json.dumps(sampler.samples(), ensure_ascii=False).encode())
             result["samples_uri"] = samples_uri
         self.log.info(
-            "%s: %d source, %d backup objects; %d new, %d changed (%s to copy), %d unchanged, %d vanished%s",
+            "%s: %d source, %d backup objects; %d new, %d changed (%s to copy), %d unchanged, "
+            "%d vanished (%d of them marked deleted before)%s",
             self.label,
             result["source_objects"],
             result["backup_objects"],
@@ -214,6 +216,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             format_bytes(result["bytes_to_copy"]),
             result["unchanged"],
             result["vanished"],
+            result["marked_deleted"],
             " (dry run: nothing written)" if self.dry_run else "",
         )
         self._skip_idle(context, result, idle_steps)
@@ -232,7 +235,13 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             skip_idle_steps(self, context, result, idle_steps, f"{self.label}: {why}")
         elif nothing_to_tag(result, tag_deleted=tagging):
             tag_steps = [t for t in idle_steps if isinstance(self.dag.get_task(t), S3TagDeletedOperator)]
-            why = "tag_deleted is off" if not tagging else "nothing vanished"
+            why = (
+                "tag_deleted is off"
+                if not tagging
+                else "every vanished object marked deleted before"
+                if result["vanished"]
+                else "nothing vanished"
+            )
             skip_idle_steps(self, context, result, tag_steps, f"{self.label}: {why}")
 
     def _listings(
@@ -335,9 +344,33 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
                     to_copy.write(src.to_record())
                     self._example(action, src.key, counts)
                 elif action is Action.VANISHED:
+                    if self._marked_deleted(backup, dst):
+                        counts["marked_deleted"] += 1
+                        dst.extra[MARKED_DELETED] = True
                     vanished.write(dst.to_record())
                     self._example(action, dst.key, counts)
         return counts, archived_keys, sampler, to_copy, vanished
+
+    def _marked_deleted(self, backup: S3BucketHook, obj: ObjectInfo) -> bool:
+        """Whether the vanished backup object ``obj`` already carries the deleted marker by the
+        backup's deleted-key index (``hooks.deleted_index``): then ``tag_deleted`` sends nothing
+        for it, and a run over a bucket with a deletion history reads no tags. The index is read
+        at the first vanished object (none: no request), once per partition."""
+        if not self.tag_deleted:
+            return False
+        if not hasattr(self, "_deleted_keys"):
+            self._deleted_keys = read_deleted_keys(
+                backup, self.backup_bucket, self.prefix, self.key_range, source_bucket=self.source_bucket
+            )
+            found = self._deleted_keys
+            self.log.info(
+                "%s: %s",
+                self.label,
+                f"deleted-key index {found.index_key}: {len(found.keys)} key(s) in range marked deleted"
+                if found
+                else "no usable deleted-key index: every vanished object's tags are read",
+            )
+        return self._deleted_keys is not None and self._deleted_keys.marked(obj.key, obj.last_modified)
 
     def _checked(
         self, entries: Iterable[DiffEntry], source: S3BucketHook, backup: S3BucketHook, counts: Counter[str]
@@ -417,6 +450,8 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             "changed": changed,
             "unchanged": unchanged,
             "vanished": gone,
+            "marked_deleted": counts["marked_deleted"],
+            "to_tag": gone - counts["marked_deleted"],
             "to_copy": new + changed - skipped_archived,
             "skipped_archived": skipped_archived,
             "archive_restores_requested": counts["archived_requested"],

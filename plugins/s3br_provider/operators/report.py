@@ -157,6 +157,7 @@ class S3BackupReportOperator(S3brBaseOperator):
             "copied": total(rows, "copy", "copied") + total(rows, "chunked", "copied"),
             "bytes_copied": total(rows, "copy", "bytes") + total(rows, "chunked", "bytes"),
             "vanished": total(rows, "diff", "vanished"),
+            "marked_deleted": total(rows, "diff", "marked_deleted"),
             "tagged_deleted": total(rows, "tag", "tagged"),
             "failed": sum(total(rows, step, "failed") for step in ("copy", "chunked", "tag")),
         }
@@ -187,7 +188,8 @@ class S3BackupReportOperator(S3brBaseOperator):
         )
         self.log.info(
             "Totals: %(source_objects)d source objects, %(to_copy)d to copy, %(copied)d copied, "
-            "%(unchanged)d unchanged, %(vanished)d vanished, %(tagged_deleted)d newly tagged deleted, "
+            "%(unchanged)d unchanged, %(vanished)d vanished (%(marked_deleted)d marked deleted "
+            "before), %(tagged_deleted)d newly tagged deleted, "
             "%(failed)d failed; %(partitions)d partition(s), %(copy_chunks)d copy chunk(s) "
             "(%(chunk_copy_tasks)d copy_chunk task(s))",
             totals,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -11,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowException
 
 from s3br_provider.core.chunks import ALL_KEYS, chunk_outputs, chunk_uri, writing_chunks
-from s3br_provider.core.deleted_index import INDEX_PREFIX, choose_index, manifests_in_range
 from s3br_provider.core.idle import restore_partition_idle
 from s3br_provider.core.manifest import read_manifest, writing_manifest
 from s3br_provider.core.objects import ObjectInfo
@@ -23,6 +21,7 @@ from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.core.settings import as_of_epoch
 from s3br_provider.core.tags import DELETED_TAG, strip_marker
 from s3br_provider.core.versions import objects_as_of
+from s3br_provider.hooks.deleted_index import read_deleted_keys
 from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import (
     MAX_REPORTED_FAILURES,
@@ -313,32 +312,20 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
 
     def _deleted_index(self, backup: S3BucketHook, bucket: str) -> tuple[set[str], float] | None:
         """This partition's deleted keys by the backup's deleted-key index, and when the index was
-        written; None where no index can be trusted (``core.deleted_index``): then every object's
-        tags are read. Costs one listing, one GET and one per overlapping vanished manifest."""
-        pages = backup.conn.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=INDEX_PREFIX)
-        listing = [
-            (o["Key"], o["LastModified"].timestamp()) for page in pages for o in page.get("Contents", [])
-        ]
-        chosen = choose_index(listing, self.prefix)
-        body = backup.get_json_bytes(f"s3://{bucket}/{chosen[0]}") if chosen else None
-        uris = manifests_in_range(json.loads(body), self.key_range) if body else None
-        if chosen is None or uris is None:
+        written; None where no index can be trusted (``hooks.deleted_index``): then every
+        object's tags are read."""
+        found = read_deleted_keys(backup, bucket, self.prefix, self.key_range)
+        if found is None:
             self.log.info("%s: no usable deleted-key index: reading every object's tags", self.label)
             return None
-        deleted = {
-            record["k"]
-            for uri in uris
-            for record in read_manifest(backup, uri)
-            if self.key_range.contains(record["k"])
-        }
         self.log.info(
             "%s: deleted-key index %s: %d deleted key(s) in range; tags read only for objects "
             "written after it",
             self.label,
-            chosen[0],
-            len(deleted),
+            found.index_key,
+            len(found.keys),
         )
-        return deleted, chosen[1]
+        return found.keys, found.written_at
 
     def _log_named(self, named_keys: dict[str, list[str]]) -> None:
         if named_keys["missing_keys"]:

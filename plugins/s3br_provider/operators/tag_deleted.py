@@ -14,6 +14,9 @@ from s3br_provider.core.tags import mark_deleted
 from s3br_provider.operators.base import S3brPartitionOperator
 
 MAX_REPORTED = 50
+MARKED_DELETED = "marked_deleted"
+"""Record flag set by ``diff``: the backup's deleted-key index says this object carries the
+marker already (``hooks.deleted_index``), so it is counted as already tagged without a request."""
 
 
 class S3TagDeletedOperator(S3brPartitionOperator):
@@ -57,7 +60,7 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         self.check_arguments()
         self.label_partition(context)
         result: dict[str, Any] = {"index": self.index, "tagged": 0, "already_tagged": 0, "failed": 0}
-        result |= {"dropped_tags": [], "failures": []}
+        result |= {"marked_by_index": 0, "dropped_tags": [], "failures": []}
         reason = "dry run" if self.dry_run else "tag_deleted is off" if not self.tag_deleted else ""
         if reason or not self.manifest_uri:
             self.log.info("%s: nothing to tag (%s)", self.label, reason or "none vanished")
@@ -66,6 +69,8 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         now = datetime.now(UTC)
 
         def tag_one(obj: ObjectInfo) -> str:
+            if obj.extra.get(MARKED_DELETED):
+                return "indexed"
             existing = backup.get_tags(bucket, obj.key)
             merge = mark_deleted(existing, now)
             if merge.tags == existing:
@@ -88,11 +93,14 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         for _, outcome in self.run_each(tag_one, records, result, "Tagging as deleted", bucket, progress):
             progress.add()
             result["tagged" if outcome == "tagged" else "already_tagged"] += 1
+            result["marked_by_index"] += outcome == "indexed"
         self.log.info(
-            "%s: tagged %d vanished objects as deleted, %d already tagged, %d failed",
+            "%s: tagged %d vanished objects as deleted, %d already tagged (%d of them by the "
+            "deleted-key index, unread), %d failed",
             self.label,
             result["tagged"],
             result["already_tagged"],
+            result["marked_by_index"],
             result["failed"],
         )
         self.fail_on_failures(context, result, f"could not be tagged in s3://{bucket}")
