@@ -49,7 +49,8 @@ def test_the_local_settings_file_preloads_the_sdk_for_forked_tasks(tmp_path, end
         f"runpy.run_path({str(LOCAL_SETTINGS)!r})\n"
         "from s3br_provider.hooks import sdk_cache\n"
         "loaded = {k[1] for k in sdk_cache._loader._cache if k[0] == 'load_service_model'}\n"
-        "modules = [m for m in ('boto3', 's3br_provider.hooks.s3_bucket') if m in sys.modules]\n"
+        "wanted = ('boto3', 's3br_provider.hooks.s3_bucket', 's3br_provider.task_groups')\n"
+        "modules = [m for m in wanted if m in sys.modules]\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    from s3br_provider.hooks.s3_bucket import S3BucketHook\n"
@@ -66,7 +67,7 @@ def test_the_local_settings_file_preloads_the_sdk_for_forked_tasks(tmp_path, end
 
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert {"s3", "cloudwatch"} <= set(found["loaded"])
-    assert found["modules"] == ["boto3", "s3br_provider.hooks.s3_bucket"]
+    assert found["modules"] == ["boto3", "s3br_provider.hooks.s3_bucket", "s3br_provider.task_groups"]
     assert found["child"] == 0
 
 

@@ -65,17 +65,36 @@ def calling_class_name(frame: FrameType | None, function_name: str) -> str | Non
     return None
 
 
+PRELOADED_MODULES = (
+    "s3br_provider.hooks.metrics",
+    "s3br_provider.hooks.s3_bucket",
+    # What the shipped DAG files import: the dag-processor parses each file in a process it
+    # forks, and Airflow pre-imports only the ``airflow.*`` modules a file names
+    # (``[dag_processor] parsing_pre_import_modules``), so without these every parse, and every
+    # task's parse of its DAG file, imports s3br's operators anew: 11 of 144 sampled CPU s of a
+    # 30,000-object backup (bench/results/profile.md).
+    "s3br_provider.params",
+    "s3br_provider.task_groups",
+    "s3br_provider.operators.events_batch",
+    "s3br_provider.triggers.sqs_events",
+)
+
+
 def preload(services: tuple[str, ...] = ("s3", "cloudwatch")) -> None:
-    """Import the AWS SDK and the hooks, and load the models of ``services``, opening no
-    connection: safe in a scheduler or worker process before it forks tasks.
+    """Import the AWS SDK, the hooks and the modules the DAG files use, and load the models of
+    ``services``, opening no connection: safe in a scheduler, dag-processor or worker process
+    before it forks tasks or parse processes.
 
     Call it from ``airflow_local_settings.py`` (README: Tuning) so LocalExecutor and Celery
-    task processes start with boto3 imported and its models parsed.
+    task processes, and the dag-processor's parse processes, start with boto3 and s3br imported
+    and S3's model parsed.
     """
+    import importlib
+
     import boto3
 
-    import s3br_provider.hooks.metrics  # noqa: F401  (imported for the forked tasks)
-    import s3br_provider.hooks.s3_bucket  # noqa: F401
+    for module in PRELOADED_MODULES:
+        importlib.import_module(module)
 
     session = share_loader(boto3.session.Session())
     for service in services:
