@@ -40,6 +40,9 @@ LOCAL_PARALLELISM = 8
 
 #: Params on top of the defaults for every s3br run (``run.py --s3br-conf``).
 EXTRA_CONF: dict[str, Any] = {}
+EXTRA_AIRFLOW: dict[str, str] = {}
+"""Airflow options (environment variables) for every s3br deployment on top of its own
+(``--s3br-airflow``), e.g. ``{"AIRFLOW__CORE__PARALLELISM": "3"}``."""
 
 
 def backup_conf(spec: RunSpec) -> dict[str, Any]:
@@ -370,6 +373,7 @@ class S3brLocalExecutor(Tool):
             # would queue one, and the next triggered run would wait for it: max_active_runs 1).
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             **self.settings,
+            **EXTRA_AIRFLOW,
         }
         with open(workdir / f"{self.name}-migrate.log", "wb") as log:
             subprocess.run([AIRFLOW, "db", "migrate"], env=self.env_vars, stdout=log, stderr=log, check=True)

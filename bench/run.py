@@ -93,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON Params for every s3br run on top of the defaults, e.g. '{\"max_partitions\": 1}'",
     )
     parser.add_argument(
+        "--s3br-airflow",
+        default="{}",
+        help="JSON Airflow options (environment variables) for every s3br deployment, "
+        'e.g. \'{"AIRFLOW__CORE__PARALLELISM": "3"}\'',
+    )
+    parser.add_argument(
         "--s3br-suffix", default="", help="appended to the s3br tools' names (rows with other Params)"
     )
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of the cases")
@@ -107,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     args.cases = [c for c in args.cases.split(",") if c]
     args.s3br_conf = json.loads(args.s3br_conf)
+    args.s3br_airflow = {str(k): str(v) for k, v in json.loads(args.s3br_airflow).items()}
     if set(args.cases) - set(CASES):
         parser.error(f"cases are {', '.join(CASES)}")
     if args.no_proxy and args.latency_ms > 0:
@@ -119,11 +126,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def select_tools(args: argparse.Namespace) -> tuple[list[Tool], dict[str, str]]:
     tools = all_tools()
     airflow_runs.EXTRA_CONF.update(args.s3br_conf)
+    airflow_runs.EXTRA_AIRFLOW.update(args.s3br_airflow)
     for tool in tools:
-        if tool.name.startswith("s3br") and (args.s3br_suffix or args.s3br_conf):
+        if tool.name.startswith("s3br") and (args.s3br_suffix or args.s3br_conf or args.s3br_airflow):
             tool.name += args.s3br_suffix
             if args.s3br_conf:
                 tool.description += f"; Params {json.dumps(args.s3br_conf)}"
+            if args.s3br_airflow:
+                tool.description += f"; Airflow {json.dumps(args.s3br_airflow)}"
     fair = {cls.name for cls in FAIR_TOOLS}
     wanted = {t + (args.s3br_suffix if t.startswith("s3br") else "") for t in args.tools.split(",") if t} or {
         t.name for t in tools if t.name not in fair
