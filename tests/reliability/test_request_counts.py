@@ -65,18 +65,33 @@ def data_requests(proxy: FaultProxy, operation: str) -> int:
     return sum(1 for r in proxy.records if r.operation == operation and not is_reserved(r.key or ""))
 
 
-def test_a_backup_sends_one_copy_per_object_and_few_other_requests(
-    s3: Any, bucket_names: Any, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The suite plans 10 keys per partition to exercise mapping; here partitions of a realistic
-    # share of the bucket (4 for N keys), so the fixed per-partition costs are what they cost.
-    monkeypatch.setenv("AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION", str(N // 4))
+def seeded_pair(
+    s3: Any,
+    bucket_names: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    n: int,
+    partitions: int,
+    extra: dict[str, Obj] | None = None,
+) -> tuple[str, str, dict[str, Obj]]:
+    """A source of ``n`` objects over 10 prefixes (and ``extra``), an empty backup bucket, and
+    plans of about ``partitions`` partitions for ``n`` keys. The suite plans 10 keys per
+    partition to exercise mapping; here partitions of a realistic share of the bucket, so the
+    fixed per-partition costs are what they cost."""
+    monkeypatch.setenv("AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION", str(n // partitions))
     source, backup = bucket_names("src"), bucket_names("bak")
     s3.create_bucket(Bucket=source)
     s3.create_bucket(Bucket=backup)
-    objects = {f"p{i % 10}/obj-{i:05d}.txt": Obj(f"object {i}".encode(), TEXT) for i in range(N)}
+    objects = {f"p{i % 10}/obj-{i:05d}.txt": Obj(f"object {i}".encode(), TEXT) for i in range(n)}
+    objects |= extra or {}
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda item: put(s3, source, *item), objects.items()))
+    return source, backup, objects
+
+
+def test_a_backup_sends_one_copy_per_object_and_few_other_requests(
+    s3: Any, bucket_names: Any, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, backup, objects = seeded_pair(s3, bucket_names, monkeypatch, N, partitions=4)
     conf = {**via(PROXY_CONN_ID, "s3_backup"), "cloudwatch_namespace": "S3brRequestCounts"}
 
     full = backup_run(source, backup, **conf)
@@ -101,14 +116,8 @@ def test_a_restore_reads_no_tags_where_the_deleted_key_index_can_tell(
     """After a backup that tagged every vanished object, a restore of N live objects sends N
     CopyObject and no GetObjectTagging; once something else has marked objects deleted (the
     continuous backup's marker), it reads every object's tags again, and restores the same."""
-    monkeypatch.setenv("AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION", str(N // 4))
-    source, backup = bucket_names("src"), bucket_names("bak")
-    s3.create_bucket(Bucket=source)
-    s3.create_bucket(Bucket=backup)
-    objects = {f"p{i % 10}/obj-{i:05d}.txt": Obj(f"object {i}".encode(), TEXT) for i in range(N)}
-    objects["p1/tagged.txt"] = Obj(b"tagged", TEXT, {}, {"team": "data"})
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda item: put(s3, source, *item), objects.items()))
+    tagged = {"p1/tagged.txt": Obj(b"tagged", TEXT, {}, {"team": "data"})}
+    source, backup, objects = seeded_pair(s3, bucket_names, monkeypatch, N, partitions=4, extra=tagged)
     conf = {**via(PROXY_CONN_ID, "s3_backup"), "cloudwatch_namespace": ""}
     assert_succeeded(backup_run(source, backup, **conf))
     gone = [key for key in sorted(objects)[::100] if key != "p1/tagged.txt"]
@@ -148,13 +157,7 @@ def test_a_run_over_a_deletion_history_reads_no_tags(
     still names them (a restore reads no tags), and a backup object rewritten since the index is
     read and tagged again."""
     n = 600
-    monkeypatch.setenv("AIRFLOW__S3BR__TARGET_KEYS_PER_PARTITION", str(n // 3))
-    source, backup = bucket_names("src"), bucket_names("bak")
-    s3.create_bucket(Bucket=source)
-    s3.create_bucket(Bucket=backup)
-    objects = {f"p{i % 6}/obj-{i:05d}.txt": Obj(f"object {i}".encode(), TEXT) for i in range(n)}
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda item: put(s3, source, *item), objects.items()))
+    source, backup, objects = seeded_pair(s3, bucket_names, monkeypatch, n, partitions=3)
     conf = {**via(PROXY_CONN_ID, "s3_backup"), "cloudwatch_namespace": ""}
     assert_succeeded(backup_run(source, backup, **conf))
     gone = sorted(objects)[::20]

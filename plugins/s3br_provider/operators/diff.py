@@ -30,7 +30,7 @@ from s3br_provider.core.pool import map_where_ordered, prefetch
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
 from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE, SettingsError, check_bool
-from s3br_provider.hooks.deleted_index import read_deleted_keys
+from s3br_provider.hooks.deleted_index import DeletedKeys, read_deleted_keys
 from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import WHOLE_KEY_SPACE, InvalidArgumentsError, S3brPartitionOperator
 from s3br_provider.operators.chunks import copy_chunk_keys
@@ -55,6 +55,10 @@ class _NoWrite:
 
     def write(self, record: dict[str, Any]) -> None:
         self.count += 1
+
+
+UNREAD = object()
+"""The deleted-key index not read yet (a diff reads it once, at its first vanished key)."""
 
 
 class S3DiffPartitionOperator(S3brPartitionOperator):
@@ -148,6 +152,7 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         except SettingsError as error:
             raise InvalidArgumentsError(str(error)) from None
         self.label_partition(context)
+        self._deleted_keys: DeletedKeys | None | object = UNREAD  # read at the first vanished key
         idle_steps = steps_to_skip(self, self.skip_when_idle)
         # Without chunk_copies one chunk holds everything: the manifest of a diff without chunks.
         chunk_keys = int(self.copy_chunk_keys or copy_chunk_keys())
@@ -358,19 +363,20 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         at the first vanished object (none: no request), once per partition."""
         if not self.tag_deleted:
             return False
-        if not hasattr(self, "_deleted_keys"):
-            self._deleted_keys = read_deleted_keys(
+        if self._deleted_keys is UNREAD:
+            read = read_deleted_keys(
                 backup, self.backup_bucket, self.prefix, self.key_range, source_bucket=self.source_bucket
             )
-            found = self._deleted_keys
+            self._deleted_keys = read
             self.log.info(
                 "%s: %s",
                 self.label,
-                f"deleted-key index {found.index_key}: {len(found.keys)} key(s) in range marked deleted"
-                if found
+                f"deleted-key index {read.index_key}: {len(read.keys)} key(s) in range marked deleted"
+                if read is not None
                 else "no usable deleted-key index: every vanished object's tags are read",
             )
-        return self._deleted_keys is not None and self._deleted_keys.marked(obj.key, obj.last_modified)
+        found = self._deleted_keys
+        return isinstance(found, DeletedKeys) and found.marked(obj.key, obj.last_modified)
 
     def _checked(
         self, entries: Iterable[DiffEntry], source: S3BucketHook, backup: S3BucketHook, counts: Counter[str]
