@@ -92,6 +92,7 @@ def get_provider_info() -> dict[str, Any]:
                     "s3br_provider.hooks.s3_bucket",
                     "s3br_provider.hooks.metrics",
                     "s3br_provider.hooks.direct_s3",
+                    "s3br_provider.hooks.async_copies",
                     "s3br_provider.hooks.glacier_restore",
                     "s3br_provider.hooks.errors",
                     "s3br_provider.hooks.sdk_cache",

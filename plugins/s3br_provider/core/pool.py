@@ -193,6 +193,20 @@ class RequestSlots:
                 self._in_flight -= 1
             self._free.release()
 
+    def take(self) -> None:
+        """Take a slot for a request that another thread finishes (an event loop's): give it
+        back with ``give``. Not re-entrant."""
+        self._free.acquire()
+        with self._count_lock:
+            self._in_flight += 1
+            self.peak = max(self.peak, self._in_flight)
+
+    def give(self) -> None:
+        """Give back a slot taken with ``take``, from any thread."""
+        with self._count_lock:
+            self._in_flight -= 1
+        self._free.release()
+
     def call(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
         """Run ``fn(*args, **kwargs)`` holding a slot."""
         with self:

@@ -44,7 +44,7 @@ from botocore.exceptions import ClientError
 from botocore.httpsession import get_cert_path
 
 from s3br_provider.core.list_page import ListPage, parse_list_page
-from s3br_provider.core.s3_errors import RetryPolicy, backoff_seconds, is_retryable, parse_error
+from s3br_provider.core.s3_errors import RetryPolicy, S3Error, backoff_seconds, is_retryable, parse_error
 
 log = logging.getLogger(__name__)
 REGION_ERRORS = frozenset(
@@ -61,6 +61,25 @@ def sign_with_botocore(
     request = AWSRequest(method=method, url=url, headers=headers, data=b"")
     S3SigV4Auth(credentials, "s3", region).add_auth(request)
     return dict(request.headers.items())
+
+
+def is_region_miss(status: int, code: str) -> bool:
+    """Whether an answer says the bucket is in another region than the request was signed for."""
+    return status in (301, 307) or code in REGION_ERRORS
+
+
+def client_error(status: int, error: S3Error | None, operation: str, retries: int = 0) -> ClientError:
+    """The ``ClientError`` boto3 would raise for this error answer."""
+    return ClientError(
+        {
+            "Error": {
+                "Code": error.code if error else str(status),
+                "Message": error.message if error else "",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": retries},
+        },
+        operation,
+    )
 
 
 class NotDirectError(Exception):
@@ -121,6 +140,8 @@ class DirectS3:
         self._credentials = credentials
         self._sign = signer
         self.retry = RetryPolicy.from_client_config(config.retries)
+        self.verify = verify
+        self.timeouts = (config.connect_timeout, config.read_timeout)
         tls: dict[str, Any] = {"cert_reqs": "CERT_NONE"} if verify is False else {}
         if verify is not False:
             tls["ca_certs"] = get_cert_path(True if verify is None else verify)
@@ -175,6 +196,11 @@ class DirectS3:
             self._addresses[bucket] = found
         return found
 
+    def signed_copy(self, bucket: str, key: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """The URL and signed headers of a CopyObject, for a sender of its own (``AsyncCopies``)."""
+        _, _, url, host = self._where(bucket, f"/{quote(key, safe='/~')}", {})
+        return url, self._signed("PUT", url, headers, host, self.address(bucket).region)
+
     def copy(self, bucket: str, key: str, headers: dict[str, str]) -> None:
         """CopyObject: PUT ``bucket/key`` with ``headers`` (``x-amz-copy-source``, directives).
 
@@ -203,21 +229,11 @@ class DirectS3:
         error_in_200: bool,
     ) -> bytes:
         """Send one signed request, retrying as the client's retry config says; return the body."""
-        address = self.address(bucket)
-        path = address.path + key_path if key_path != "/" else address.path or "/"
-        query = canonical_query(params)
-        target = f"{path}?{query}" if query else path
-        url = f"{address.scheme}://{address.netloc}{target}"
+        address, target, url, host = self._where(bucket, key_path, params)
         pool = self._pools.connection_from_host(address.host, address.port, address.scheme)
         attempts = self.retry.total_attempts
         for attempt in range(1, attempts + 1):
-            signed = self._sign(
-                method,
-                url,
-                {**headers, "host": address.netloc},
-                self._credentials.get_frozen_credentials(),
-                address.region,
-            )
+            signed = self._signed(method, url, headers, host, address.region)
             try:
                 response = pool.urlopen(
                     method,
@@ -237,7 +253,7 @@ class DirectS3:
             if status == 200 and error is None:
                 return body
             code = error.code if error else str(status)
-            if status in (301, 307) or code in REGION_ERRORS:
+            if is_region_miss(status, code):
                 with self._lock:
                     self._elsewhere.add(bucket)  # one refused request per bucket, not per object
                 log.info("s3://%s answered %s: its requests go through boto3 from now on", bucket, code)
@@ -245,11 +261,21 @@ class DirectS3:
             if attempt < attempts and is_retryable(status, code):
                 time.sleep(backoff_seconds(attempt))
                 continue
-            raise ClientError(
-                {
-                    "Error": {"Code": code, "Message": error.message if error else ""},
-                    "ResponseMetadata": {"HTTPStatusCode": status, "RetryAttempts": attempt - 1},
-                },
-                operation,
-            )
+            raise client_error(status, error, operation, attempt - 1)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _where(
+        self, bucket: str, key_path: str, params: dict[str, str]
+    ) -> tuple[BucketAddress, str, str, str]:
+        """``(address, path and query, full URL, Host header)`` of a request for ``bucket``."""
+        address = self.address(bucket)
+        path = address.path + key_path if key_path != "/" else address.path or "/"
+        query = canonical_query(params)
+        target = f"{path}?{query}" if query else path
+        return address, target, f"{address.scheme}://{address.netloc}{target}", address.netloc
+
+    def _signed(
+        self, method: str, url: str, headers: dict[str, str], host: str, region: str
+    ) -> dict[str, str]:
+        credentials = self._credentials.get_frozen_credentials()
+        return self._sign(method, url, {**headers, "host": host}, credentials, region)

@@ -65,6 +65,7 @@ from s3br_provider.core.s3_errors import (
 from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import from_tag_set, to_tag_set
 from s3br_provider.core.versions import VersionEntry, version_as_of
+from s3br_provider.hooks.async_copies import AsyncCopies, DirectCopy
 from s3br_provider.hooks.direct_s3 import DirectS3, NotDirectError, copy_source_header
 from s3br_provider.hooks.errors import error_code
 from s3br_provider.hooks.sdk_cache import FastClientSetupMixin
@@ -158,6 +159,35 @@ class CustomerKeyRequiredError(ClientError):
             "ResponseMetadata": cause.response.get("ResponseMetadata", {}),
         }
         super().__init__(response, cause.operation_name)  # type: ignore[arg-type]
+
+
+def _copy_object_fields(
+    tags: dict[str, str] | None,
+    storage_class: str | None,
+    retention: tuple[str, datetime] | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """CopyObject's parameters (boto3 names) beside the source and target."""
+    fields: dict[str, Any] = {
+        "MetadataDirective": "COPY",
+        "TaggingDirective": "COPY" if tags is None else "REPLACE",
+        "Tagging": None if tags is None else urlencode(tags),
+        "StorageClass": storage_class or None,
+        **_lock_fields(retention),
+        **extra,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _direct_headers(
+    fields: dict[str, Any], source_bucket: str, copy_source: dict[str, str]
+) -> dict[str, str]:
+    """The direct path's headers for CopyObject ``fields`` from ``copy_source``."""
+    headers = {_COPY_HEADERS[name]: _header(value) for name, value in fields.items()}
+    headers["x-amz-copy-source"] = copy_source_header(
+        source_bucket, copy_source["Key"], copy_source.get("VersionId")
+    )
+    return headers
 
 
 def _status(error: ClientError) -> int | None:
@@ -700,6 +730,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         kms_key_id: str | None = None,
         create_only: bool = False,
         target_key: str | None = None,
+        answered: ClientError | None = None,
     ) -> bool:
         """Copy one object server-side with its Content-Type, user metadata and tags.
 
@@ -719,6 +750,8 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         decides (a key written by someone else between the two is overwritten: that race is
         what conditional writes close). Return False when the key existed (nothing written),
         True when the copy was written. ``target_key``: the copy's key; default the source's.
+        ``answered``: the error that the CopyObject of ``direct_copy`` (same arguments) already
+        got, handled here as the first attempt's answer instead of sending it again.
         """
         key = target_key or source.key
         if create_only and not self.conditional_writes and self.exists(target_bucket, key):
@@ -734,6 +767,9 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
             asked = kept or self.copy_checksum
             extra = _copy_fields(asked, kms_key_id)
             try:
+                if answered is not None:
+                    first, answered = answered, None
+                    raise first  # the first attempt's answer, handled as if just received
                 if multipart:
                     with self._conditional_completion(target_bucket, key, conditional):
                         self._copy_multipart(
@@ -803,21 +839,10 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         key: str | None = None,
     ) -> None:
         """One CopyObject (into ``key``, default the source's), through the direct path where it applies."""
-        fields: dict[str, Any] = {
-            "MetadataDirective": "COPY",
-            "TaggingDirective": "COPY" if tags is None else "REPLACE",
-            "Tagging": None if tags is None else urlencode(tags),
-            "StorageClass": storage_class or None,
-            **_lock_fields(retention),
-            **extra,
-        }
-        fields = {name: value for name, value in fields.items() if value is not None}
+        fields = _copy_object_fields(tags, storage_class, retention, extra)
         with self.slots:
             if self.uses_direct_path(target_bucket) and direct_path_supported(source_bucket):
-                headers = {_COPY_HEADERS[name]: _header(value) for name, value in fields.items()}
-                headers["x-amz-copy-source"] = copy_source_header(
-                    source_bucket, copy_source["Key"], copy_source.get("VersionId")
-                )
+                headers = _direct_headers(fields, source_bucket, copy_source)
                 try:
                     self.direct.copy(target_bucket, key or copy_source["Key"], headers)  # type: ignore[union-attr]
                     return
@@ -826,6 +851,40 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
             self.client.copy_object(
                 Bucket=target_bucket, Key=key or copy_source["Key"], CopySource=copy_source, **fields
             )
+
+    def direct_copy(
+        self,
+        source: ObjectInfo,
+        source_bucket: str,
+        target_bucket: str,
+        *,
+        multipart_threshold: int,
+        tags: dict[str, str] | None = None,
+        storage_class: str | None = None,
+        retention: tuple[str, datetime] | None = None,
+        kms_key_id: str | None = None,
+        create_only: bool = False,
+    ) -> DirectCopy | None:
+        """The one CopyObject that ``copy`` with these arguments would send first, for
+        ``async_copies``; None where ``copy`` has more to do (a copy in parts, a HeadObject
+        before a create-only copy, a bucket boto3 has to address). Sent and answered 200, it
+        has done what ``copy`` does; any other answer leaves the object to ``copy``."""
+        if source.size > multipart_threshold or (create_only and not self.conditional_writes):
+            return None
+        if not (self.uses_direct_path(target_bucket) and direct_path_supported(source_bucket)):
+            return None
+        asked = source_checksum_to_keep(source.checksum, multipart=False) or self.copy_checksum
+        extra = _copy_fields(asked, kms_key_id) | ({"IfNoneMatch": "*"} if create_only else {})
+        fields = _copy_object_fields(tags, storage_class, retention, extra)
+        copy_source = {"Bucket": source_bucket, "Key": source.key}
+        if source.version_id:
+            copy_source["VersionId"] = source.version_id
+        return DirectCopy(target_bucket, source.key, _direct_headers(fields, source_bucket, copy_source))
+
+    def async_copies(self) -> AsyncCopies | None:
+        """A sender of ``direct_copy`` requests on one event loop, or None without a direct path."""
+        direct = self.direct
+        return None if direct is None else AsyncCopies(direct, self.slots)
 
     def _copy_multipart(
         self,

@@ -24,6 +24,7 @@ from s3br_provider.core.settings import RULES, SettingsError, check_argument
 from s3br_provider.hooks.errors import error_code
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
+    from s3br_provider.hooks.async_copies import AsyncCopies, DirectCopy
     from s3br_provider.hooks.metrics import BackupMetricsHook
     from s3br_provider.hooks.s3_bucket import S3BucketHook
 
@@ -196,13 +197,22 @@ class S3brPartitionOperator(S3brBaseOperator):
         what: str,
         bucket: str,
         progress: Progress | None = None,
+        *,
+        direct: tuple[AsyncCopies, Callable[[ObjectInfo], DirectCopy | None]] | None = None,
     ) -> Iterator[tuple[ObjectInfo, R]]:
         """Run ``fn`` on ``threads`` threads; yield what succeeded, count and log what failed.
 
+        ``direct``: a sender and the CopyObject it sends for an object instead of ``fn`` (True
+        its outcome), or None for ``fn``; ``fn`` takes over wherever that copy did not succeed.
         A failure is logged with its key and bucket and kept (up to ``MAX_REPORTED_FAILURES``)
         in ``result["failures"]``, so one bad object never stops the others.
         """
-        for obj, outcome, error in bounded_map(fn, objects, workers=self.threads):
+        if direct is None:
+            outcomes = bounded_map(fn, objects, workers=self.threads)
+        else:
+            sender, request = direct
+            outcomes = sender.run(objects, request, fn, workers=self.threads)
+        for obj, outcome, error in outcomes:
             if error is None:
                 yield obj, outcome
                 continue

@@ -22,6 +22,7 @@ from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import DEFAULT_COPY_THREADS, InvalidArgumentsError, S3brPartitionOperator
 
 if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts faster
+    from s3br_provider.hooks.async_copies import AsyncCopies, DirectCopy
     from s3br_provider.hooks.s3_bucket import S3BucketHook
 
 REPLACE_TAGS = "replace_tags"
@@ -172,7 +173,9 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         progress = Progress(f"{self.label} copy", self.log.info, total=self.expected)
         self._markers: list[str] = []  # directory markers written by _write_marker
         copy_one = self._copier(target, self.hook_for(self.source_aws_conn_id or self.aws_conn_id))
-        copies = self.run_each(copy_one, entries, result, "Copy", self.source_bucket, progress)
+        copies = self.run_each(
+            copy_one, entries, result, "Copy", self.source_bucket, progress, direct=self._direct(target)
+        )
         for obj, written in copies:
             if written is None:  # listed by an inventory report, deleted since
                 result["gone_since_inventory"] += 1
@@ -236,11 +239,39 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 raise AirflowFailException(f"{error}: {reasons[0]}") from None
             raise
 
-    def _copier(self, target: S3BucketHook, source: S3BucketHook) -> Callable[[ObjectInfo], bool | None]:
+    def _direct(
+        self, target: S3BucketHook
+    ) -> tuple[AsyncCopies, Callable[[ObjectInfo], DirectCopy | None]] | None:
+        """The event loop's share of the copies: each object whose copy is one CopyObject
+        (``S3BucketHook.direct_copy``) and needs no tag read before it or check after it."""
+        sender = target.async_copies()
+        if sender is None or self.verify_copies:
+            return None
         threshold = self.multipart_threshold_mb * MiB
         create_only = self.target_mode == "missing_only"
 
-        def copy_one(obj: ObjectInfo) -> bool:
+        def request(obj: ObjectInfo) -> DirectCopy | None:
+            if obj.extra.get(REPLACE_TAGS):
+                return None
+            options = self._write_options(create_only)  # a retention date counts from each copy
+            return target.direct_copy(
+                obj,
+                self.source_bucket,
+                self.target_bucket,
+                multipart_threshold=threshold,
+                tags=obj.tags,
+                **options,
+            )
+
+        return sender, request
+
+    def _copier(
+        self, target: S3BucketHook, source: S3BucketHook
+    ) -> Callable[[ObjectInfo, ClientError | None], bool | None]:
+        threshold = self.multipart_threshold_mb * MiB
+        create_only = self.target_mode == "missing_only"
+
+        def copy_one(obj: ObjectInfo, answered: ClientError | None = None) -> bool:
             tags = obj.tags
             if obj.extra.get(REPLACE_TAGS):
                 tags = source.get_tags(self.source_bucket, obj.key)
@@ -251,6 +282,7 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                     self.target_bucket,
                     multipart_threshold=threshold,
                     tags=tags,
+                    answered=answered,
                     **self._write_options(create_only),
                 )
             except ClientError as error:
@@ -262,10 +294,10 @@ class S3CopyBatchOperator(S3brPartitionOperator):
                 check_copy(target, self.target_bucket, source, self.source_bucket, obj)
             return written
 
-        def copy_unless_gone(obj: ObjectInfo) -> bool | None:
+        def copy_unless_gone(obj: ObjectInfo, answered: ClientError | None = None) -> bool | None:
             """None: an object an inventory report listed that is no longer in the source."""
             try:
-                return copy_one(obj)
+                return copy_one(obj, answered)
             except ClientError as error:
                 if obj.extra.get(FROM_INVENTORY) and error_code(error) in ("NoSuchKey", "404", "NotFound"):
                     return None
