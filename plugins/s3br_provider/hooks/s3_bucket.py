@@ -25,7 +25,10 @@ Transport policy, in one place:
   of boto3's CPU per copy and a fifth per listing page (bench/results/transport.md).
   ``core.buckets.direct_path_supported`` sends every other bucket (access point, Outposts
   and multi-region ARNs, directory buckets) to boto3, and the connection extra
-  ``"s3br_fast_path": false`` (or ``fast_path=False``) turns it off.
+  ``"s3br_fast_path": false`` (or ``fast_path=False``) turns it off. ``async_copies`` sends
+  the single CopyObject that ``direct_copy`` states from one event loop instead of a thread
+  each (``hooks/async_copies.py``: about half the client CPU per copy again); whatever is not
+  answered 200 there is ``copy``'s to finish.
 * **Retries are the connection's.** The connection's botocore config (``config_kwargs``
   in its extra) wins; s3br's defaults (standard mode, 10 retries, a pool of at least
   ``max_in_flight`` connections, timeouts) fill only what it leaves unset. The direct path
