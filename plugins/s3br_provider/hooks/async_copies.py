@@ -2,12 +2,14 @@
 
 A task copying thousands of small objects spends its CPU per request, not per byte. On 32
 threads each copy wakes a thread, takes the GIL from the others and goes through urllib3's
-connection pool: 0.80-0.83 ms of client CPU per copy (``DirectS3`` on ``bounded_map``), against
-0.45-0.47 ms for the same signed request sent by aiohttp on one event loop with as many in flight
-(4,000 copies of 1 KiB, SeaweedFS behind a 30 ms proxy, ``bench/copy_transport.py``; results in
-bench/results/copy-transport-latency30ms.md). On a 2-core machine where the copier shares the
-cores with the endpoint and Airflow, that CPU is the backup's speed. aiohttp is Airflow's own
-HTTP client (the Amazon provider's aiobotocore and the HTTP provider run on it).
+connection pool: 0.73 ms of client CPU per copy through ``S3BucketHook.copy`` on ``bounded_map``,
+against 0.51 ms for the same requests sent by aiohttp on one event loop with as many in flight
+(4,000 copies of 1 KiB, SeaweedFS behind a 30 ms proxy, ``bench/copy_transport.py``,
+bench/results/copy-transport-latency30ms.md). Under contention the gap grows: in the 100,000
+object backup at 30 ms on 2 cores the tasks' CPU fell from 1.58 to 0.83 s per 1,000 copies
+(bench/results/seaweedfs-latency30ms-n100000-async.md). On a small machine where the copier
+shares the cores with the endpoint and Airflow, that CPU is the backup's speed. aiohttp is
+Airflow's own HTTP client (the Amazon provider's aiobotocore and the HTTP provider run on it).
 
 Only the common case goes this way: a single CopyObject that ``S3BucketHook.direct_copy``
 can state up front (whole object, direct path, no tag read, no check after). Everything else,

@@ -27,7 +27,7 @@ Transport policy, in one place:
   and multi-region ARNs, directory buckets) to boto3, and the connection extra
   ``"s3br_fast_path": false`` (or ``fast_path=False``) turns it off. ``async_copies`` sends
   the single CopyObject that ``direct_copy`` states from one event loop instead of a thread
-  each (``hooks/async_copies.py``: about half the client CPU per copy again); whatever is not
+  each (``hooks/async_copies.py``: 30% less client CPU per copy, half on a busy machine); whatever is not
   answered 200 there is ``copy``'s to finish.
 * **Retries are the connection's.** The connection's botocore config (``config_kwargs``
   in its extra) wins; s3br's defaults (standard mode, 10 retries, a pool of at least
