@@ -222,3 +222,29 @@ def test_a_bucket_in_another_region_costs_one_refused_request(
             direct.copy(target, "k", copy_headers(source, "k"))
 
     assert len(copy_requests(fault_proxy)) == 1
+
+
+@pytest.mark.parametrize(
+    ("environment", "direct"),
+    [
+        ({"HTTP_PROXY": "http://proxy.invalid:3128", "HTTPS_PROXY": "http://proxy.invalid:3128"}, False),
+        ({"HTTP_PROXY": "http://proxy.invalid:3128", "NO_PROXY": "127.0.0.1,localhost"}, True),
+        ({}, True),
+    ],
+    ids=["proxy", "endpoint-exempt", "no-proxy"],
+)
+def test_a_proxy_from_the_environment_leaves_requests_to_botocore(
+    environment: dict[str, str], direct: bool, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore sends through ``HTTP(S)_PROXY`` unless ``NO_PROXY`` exempts the endpoint; the
+    direct path, which would connect straight, is then not used."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    session = boto3.session.Session(
+        region_name=REGION, aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY
+    )
+    client = session.client("s3", endpoint_url=endpoint)
+
+    assert (DirectS3.for_client(client, session, pool_size=4, verify=None) is not None) is direct

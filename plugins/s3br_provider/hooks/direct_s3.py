@@ -42,6 +42,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 from botocore.httpsession import get_cert_path
+from botocore.utils import get_environ_proxies
 
 from s3br_provider.core.list_page import ListPage, parse_list_page
 from s3br_provider.core.s3_errors import RetryPolicy, S3Error, backoff_seconds, is_retryable, parse_error
@@ -160,9 +161,13 @@ class DirectS3:
     @classmethod
     def for_client(cls, client: Any, session: Any, *, pool_size: int, verify: Any) -> DirectS3 | None:
         """Return a sender, or None where the client needs what only botocore does (proxies,
-        anonymous access, adaptive retries): the caller then sends through boto3."""
+        from its config or, as botocore reads them, from ``HTTPS_PROXY``/``HTTP_PROXY`` unless
+        ``NO_PROXY`` exempts the endpoint; anonymous access; adaptive retries): the caller then
+        sends through boto3."""
         config = client.meta.config
-        if config.proxies or RetryPolicy.from_client_config(config.retries).mode == "adaptive":
+        if config.proxies or get_environ_proxies(client.meta.endpoint_url):
+            return None
+        if RetryPolicy.from_client_config(config.retries).mode == "adaptive":
             return None
         credentials = session.get_credentials()
         if credentials is None:
