@@ -28,7 +28,10 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("module imports (process and task start-up)", ("_find_and_load (<frozen importlib",)),
     ("DAG file parsing (dag-processor, task start-up)", ("dagbag.py", "dag_processing/processor.py")),
     ("s3br listing (ListObjectsV2, diff, plan)", ("iter_objects", "list_objects", "list_page", "_list")),
-    ("s3br copying (CopyObject)", ("copy_object", "_copy_object", "copy_keys", "copy_batch")),
+    (
+        "s3br copying (CopyObject)",
+        ("copy_object", "_copy_object", "copy_keys", "copy_batch", "async_copies", "aiohttp/", "yarl/"),
+    ),
     ("s3br other (manifests, reports, validate)", ("s3br_provider/",)),
     ("boto3/botocore (clients, signing, parsing)", ("botocore/", "boto3/")),
     ("task runner (context, XCom, state calls)", ("execution_time/task_runner.py",)),
