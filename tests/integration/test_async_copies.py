@@ -15,10 +15,13 @@ from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.sizes import MiB
 from s3br_provider.hooks.async_copies import DirectCopy
 from s3br_provider.hooks.s3_bucket import S3BucketHook
+from s3br_provider.operators.base import InvalidArgumentsError
+from s3br_provider.operators.copy_batch import S3CopyBatchOperator
 from tests.integration.conftest import PROXY_CONN_ID
 from tests.integration.test_hook_s3_bucket import assert_same_object, put_rich
 from tests.support.fault_proxy import FaultProxy
-from tests.support.s3 import DUMMY_KEY, REGION
+from tests.support.s3 import DUMMY_KEY, REGION, list_keys
+from tests.support.steps import context, diff, validate
 
 THRESHOLD = 8 * MiB
 
@@ -165,3 +168,54 @@ def test_objects_that_need_more_than_one_copy_object_go_to_the_fallback(
     assert handed == [("large", None)]
     assert fault_proxy.operations().get("UploadPartCopy", 0) >= 2
     assert_same_object(s3, source, target, "large")
+
+
+def copy_step(settings: dict[str, Any], work: dict[str, Any], **options: Any) -> S3CopyBatchOperator:
+    return S3CopyBatchOperator(
+        task_id="copy_batch",
+        source_bucket=settings["source_bucket"],
+        target_bucket=settings["backup_bucket"],
+        manifest_uri=work["copy_manifest"],
+        expected=work["to_copy"],
+        source_aws_conn_id=PROXY_CONN_ID,
+        aws_conn_id=PROXY_CONN_ID,
+        **options,
+    )
+
+
+@pytest.mark.parametrize("in_flight", [3, 64])
+def test_copy_batch_keeps_copies_in_flight_up_to_its_limit(
+    in_flight: int, s3: Any, bucket_names: Callable[[str], str], fault_proxy: FaultProxy
+) -> None:
+    source, backup = buckets(s3, bucket_names)
+    keys = [f"k/{i:03d}" for i in range(80)]
+    for key in keys:
+        s3.put_object(Bucket=source, Key=key, Body=key.encode())
+    settings = validate(source, backup, source_aws_conn_id=PROXY_CONN_ID, backup_aws_conn_id=PROXY_CONN_ID)
+    work = diff(settings)
+    fault_proxy.set_faults([{"operation": "CopyObject", "kind": "slow", "delay": 0.2}])
+    op = copy_step(settings, work, copies_in_flight=in_flight)
+
+    result = op.execute(context())
+
+    assert result["copied"] == 80 and result["failed"] == 0
+    assert list_keys(s3, backup) == keys
+    assert op.hook.max_in_flight == in_flight
+    # 80 copies of 0.2 s each: the loop fills every slot it has (64 > 32 threads: no thread each)
+    assert op.hook.slots.peak == min(in_flight, 80)
+
+
+def test_copies_in_flight_below_one_is_refused_before_any_request(
+    s3: Any, bucket_names: Callable[[str], str], fault_proxy: FaultProxy
+) -> None:
+    source, backup = buckets(s3, bucket_names)
+    s3.put_object(Bucket=source, Key="k", Body=b"x")
+    settings = validate(source, backup, source_aws_conn_id=PROXY_CONN_ID, backup_aws_conn_id=PROXY_CONN_ID)
+    work = diff(settings)
+    fault_proxy.reset_records()
+
+    with pytest.raises(InvalidArgumentsError, match="copies_in_flight must be at least 1, got 0"):
+        copy_step(settings, work, copies_in_flight=0).execute(context())
+
+    assert fault_proxy.records == []
+    assert list_keys(s3, backup) == []

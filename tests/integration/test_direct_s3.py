@@ -229,9 +229,10 @@ def test_a_bucket_in_another_region_costs_one_refused_request(
     [
         ({"HTTP_PROXY": "http://proxy.invalid:3128", "HTTPS_PROXY": "http://proxy.invalid:3128"}, False),
         ({"HTTP_PROXY": "http://proxy.invalid:3128", "NO_PROXY": "127.0.0.1,localhost"}, True),
+        ({"AIRFLOW_CONN_S3BR_PROXY": '{"conn_type": "aws"}'}, True),
         ({}, True),
     ],
-    ids=["proxy", "endpoint-exempt", "no-proxy"],
+    ids=["proxy", "endpoint-exempt", "a-connection-named-proxy", "no-proxy"],
 )
 def test_a_proxy_from_the_environment_leaves_requests_to_botocore(
     environment: dict[str, str], direct: bool, endpoint: str, monkeypatch: pytest.MonkeyPatch

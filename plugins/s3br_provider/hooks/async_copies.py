@@ -82,9 +82,10 @@ class AsyncCopies:
         returned. A copy answered with an error no retry mends goes to ``fallback(item, error)``,
         which handles that answer as its own first (without sending it again); one unanswered,
         throttled, failed on the server or sent to the wrong region to ``fallback(item, None)``.
-        At most ``4 * workers`` items are read ahead of the results (bounded memory)."""
+        At most ``4 * workers`` items (twice the slots, if more) are read ahead of the results
+        (bounded memory)."""
         done: queue.SimpleQueue[tuple[T, Future[Any]]] = queue.SimpleQueue()
-        room = threading.Semaphore(4 * workers)
+        room = threading.Semaphore(max(4 * workers, 2 * self._slots.limit))
         outstanding = 0
         with _EventLoop(self._session) as loop, ThreadPoolExecutor(workers, "s3br") as pool:
 

@@ -64,6 +64,14 @@ def sign_with_botocore(
     return dict(request.headers.items())
 
 
+def _environ_proxy(url: str) -> str | None:
+    """The proxy botocore would send requests for ``url`` through, from the environment.
+
+    Only the URL's scheme counts, as in botocore's ``proxy_url_for``: the environment scan
+    takes any variable ending in ``_proxy`` (``AIRFLOW_CONN_MY_PROXY`` too) as a scheme's."""
+    return get_environ_proxies(url).get(urlsplit(url).scheme)
+
+
 def is_region_miss(status: int, code: str) -> bool:
     """Whether an answer says the bucket is in another region than the request was signed for."""
     return status in (301, 307) or code in REGION_ERRORS
@@ -165,7 +173,7 @@ class DirectS3:
         ``NO_PROXY`` exempts the endpoint; anonymous access; adaptive retries): the caller then
         sends through boto3."""
         config = client.meta.config
-        if config.proxies or get_environ_proxies(client.meta.endpoint_url):
+        if config.proxies or _environ_proxy(client.meta.endpoint_url):
             return None
         if RetryPolicy.from_client_config(config.retries).mode == "adaptive":
             return None

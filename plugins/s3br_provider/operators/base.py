@@ -102,14 +102,21 @@ class S3brBaseOperator(BaseOperator):
         hook_class = hook_class or S3BucketHook
         hooks = self.__dict__.setdefault("_s3br_hooks", {})
         if (aws_conn_id, hook_class) not in hooks:
+            in_flight = self.requests_in_flight
             hooks[aws_conn_id, hook_class] = hook_class(
                 aws_conn_id=aws_conn_id,
-                max_pool_connections=DEFAULT_COPY_THREADS + 8,
+                max_pool_connections=in_flight + 8,
+                max_in_flight=in_flight,
                 region_name=self.region_name,
                 verify=self.verify,
                 config=self.botocore_config,
             )
         return hooks[aws_conn_id, hook_class]
+
+    @property
+    def requests_in_flight(self) -> int:
+        """The most S3 requests this task's hooks send at once (each hook's ``max_in_flight``)."""
+        return DEFAULT_COPY_THREADS
 
     def metrics_hook(self, namespace: str) -> BackupMetricsHook:
         """CloudWatch of ``aws_conn_id`` in ``namespace`` (``""``: off), with this operator's
