@@ -179,19 +179,14 @@ class RequestSlots:
     def __enter__(self) -> RequestSlots:
         depth = getattr(self._held, "depth", 0)
         if depth == 0:
-            self._free.acquire()
-            with self._count_lock:
-                self._in_flight += 1
-                self.peak = max(self.peak, self._in_flight)
+            self.take()
         self._held.depth = depth + 1
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._held.depth -= 1
         if self._held.depth == 0:
-            with self._count_lock:
-                self._in_flight -= 1
-            self._free.release()
+            self.give()
 
     def take(self) -> None:
         """Take a slot for a request that another thread finishes (an event loop's): give it

@@ -211,8 +211,8 @@ class DirectS3:
 
     def signed_copy(self, bucket: str, key: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
         """The URL and signed headers of a CopyObject, for a sender of its own (``AsyncCopies``)."""
-        _, _, url, host = self._where(bucket, f"/{quote(key, safe='/~')}", {})
-        return url, self._signed("PUT", url, headers, host, self.address(bucket).region)
+        address, _, url, host = self._where(bucket, f"/{quote(key, safe='/~')}", {})
+        return url, self._signed("PUT", url, headers, host, address.region)
 
     def copy(self, bucket: str, key: str, headers: dict[str, str]) -> None:
         """CopyObject: PUT ``bucket/key`` with ``headers`` (``x-amz-copy-source``, directives).

@@ -164,6 +164,14 @@ class CustomerKeyRequiredError(ClientError):
         super().__init__(response, cause.operation_name)  # type: ignore[arg-type]
 
 
+def _copy_source(bucket: str, source: ObjectInfo) -> dict[str, str]:
+    """CopyObject's ``CopySource``: the source's bucket, key and version, if listed with one."""
+    copy_source = {"Bucket": bucket, "Key": source.key}
+    if source.version_id:
+        copy_source["VersionId"] = source.version_id
+    return copy_source
+
+
 def _copy_object_fields(
     tags: dict[str, str] | None,
     storage_class: str | None,
@@ -761,9 +769,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
             return False
         conditional = create_only and self.conditional_writes
         conflicts = 0
-        copy_source: dict[str, str] = {"Bucket": source_bucket, "Key": source.key}
-        if source.version_id:
-            copy_source["VersionId"] = source.version_id
+        copy_source = _copy_source(source_bucket, source)
         multipart = source.size > multipart_threshold
         kept = source_checksum_to_keep(source.checksum, multipart=multipart)
         while True:
@@ -879,9 +885,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         asked = source_checksum_to_keep(source.checksum, multipart=False) or self.copy_checksum
         extra = _copy_fields(asked, kms_key_id) | ({"IfNoneMatch": "*"} if create_only else {})
         fields = _copy_object_fields(tags, storage_class, retention, extra)
-        copy_source = {"Bucket": source_bucket, "Key": source.key}
-        if source.version_id:
-            copy_source["VersionId"] = source.version_id
+        copy_source = _copy_source(source_bucket, source)
         return DirectCopy(target_bucket, source.key, _direct_headers(fields, source_bucket, copy_source))
 
     def async_copies(self) -> AsyncCopies | None:

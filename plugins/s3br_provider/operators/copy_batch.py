@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from botocore.exceptions import ClientError
 
+from s3br_provider.core.buckets import direct_path_supported
 from s3br_provider.core.diff import Action, Compare, merge_listings
 from s3br_provider.core.fingerprints import content_differs
 from s3br_provider.core.manifest import read_manifest
@@ -263,6 +264,8 @@ class S3CopyBatchOperator(S3brPartitionOperator):
         sender = target.async_copies()
         if sender is None or self.verify_copies:
             return None
+        if not (target.uses_direct_path(self.target_bucket) and direct_path_supported(self.source_bucket)):
+            return None  # boto3 addresses one of the buckets: every copy is the threads' anyway
         threshold = self.multipart_threshold_mb * MiB
         create_only = self.target_mode == "missing_only"
 
