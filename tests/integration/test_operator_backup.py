@@ -216,6 +216,57 @@ def test_backup_plan_sizes_partitions_by_the_last_runs_change_rate(
     assert len(plan(settings, target_keys=20_000)) == 5
 
 
+def test_backup_plan_splits_a_partition_sized_for_listing(
+    s3: Any, bucket_names: Callable[[str], str]
+) -> None:
+    """One partition of 100,000 keys (the last run copied nothing) is listed as five sub-ranges."""
+    source, backup = bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    samples = [(f"k{i:04d}", 100) for i in range(1000)]
+    bucket, key = split_s3_uri(stats_uri(backup, ""))
+    s3.put_object(Bucket=bucket, Key=key, Body=encode_stats("", samples, 0.0))
+
+    (planned,) = plan(validate(source, backup), target_keys=20_000, size_by_change_rate=True)
+    assert planned["list_splits"] == ["k0199", "k0399", "k0599", "k0799"]
+    assert all("list_splits" not in p for p in plan(validate(source, backup), target_keys=20_000))
+
+
+def test_a_split_partition_diffs_as_one_listing(
+    s3: Any, bucket_names: Callable[[str], str], put_many: Any, fault_proxy: FaultProxy
+) -> None:
+    """Listed as four sub-ranges side by side, a partition gives the same manifests and counts
+    as listed whole; each sub-range is a listing of its own from its split point."""
+    source, backup = bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    keys = [f"d{i % 7}/k{i:05d}" for i in range(2_600)]
+    put_many(source, {k: b"new" if k.endswith("7") else b"" for k in keys})
+    put_many(backup, [k for k in keys if not k.endswith("3")] + ["d0/gone-1", "d5/gone-2", "d6/zz"])
+    partition = {"index": 0, "start_after": "d0/k00100", "end": None}
+    splits = ["d0/zzz", "d3/k01000", "d5/k00500"]
+
+    whole = diff(validate(source, backup, run_id="manual__whole", **PROXIED), partition)
+    fault_proxy.reset_records()
+    split = diff(
+        validate(source, backup, run_id="manual__split", **PROXIED), {**partition, "list_splits": splits}
+    )
+
+    counted = ("source_objects", "backup_objects", "new", "changed", "unchanged", "vanished", "bytes_to_copy")
+    assert {k: split[k] for k in counted} == {k: whole[k] for k in counted}
+    assert (whole["vanished"], whole["new"], whole["changed"]) == (2, 259, 258)
+    hook = S3BucketHook(aws_conn_id="aws_default")
+    for manifest in ("copy_manifest", "vanished_manifest"):
+        assert list(read_manifest(hook, split[manifest])) == list(read_manifest(hook, whole[manifest]))
+    first_pages = {
+        (r.bucket, r.query.get("start-after"))
+        for r in fault_proxy.records
+        if r.operation == "ListObjectsV2" and "continuation-token" not in r.query
+    }
+    for bucket in (source, backup):
+        assert {(bucket, point) for point in ["d0/k00100", *splits]} <= first_pages
+
+
 # diff -> copy -> tag -------------------------------------------------------------------------
 
 

@@ -8,12 +8,15 @@ import random
 import pytest
 
 from s3br_provider.core.partitions import (
+    MAX_LIST_SPLITS,
     MAX_LISTING_FACTOR,
     KeyRange,
     even_boundaries,
     keys_per_partition,
     plan_from_samples,
     ranges_from_boundaries,
+    split_points,
+    split_range,
 )
 from s3br_provider.core.sampler import KeySampler
 
@@ -212,3 +215,50 @@ def test_keys_per_partition_shrinks_as_the_change_rate_grows() -> None:
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[0] == 1_000 * MAX_LISTING_FACTOR and sizes[-1] == 1_000
     assert keys_per_partition(1, 1.0) == 1
+
+
+def sampled(keys: list[str]) -> list[tuple[str, int]]:
+    sampler = KeySampler()
+    for key in keys:
+        sampler.add(key)
+    return sampler.samples()
+
+
+@pytest.mark.parametrize(
+    ("key_range", "share"),
+    [(KeyRange(), 1.0), (KeyRange("k-020000", "k-080000"), 0.6), (KeyRange(None, "k-049999"), 0.5)],
+    ids=["whole", "middle", "first"],
+)
+def test_split_points_cut_a_large_range_into_even_sub_ranges(key_range: KeyRange, share: float) -> None:
+    keys = [f"k-{i:06d}" for i in range(100_000)]
+    points = split_points(sampled(keys), key_range, keys_per_split=5_000)
+    sub_ranges = split_range(key_range, points)
+
+    assert len(sub_ranges) == MAX_LIST_SPLITS + 1  # 50,000 keys or more: capped at eight
+    assert (sub_ranges[0].start_after, sub_ranges[-1].end) == (key_range.start_after, key_range.end)
+    for before, after in zip(sub_ranges, sub_ranges[1:], strict=False):
+        assert before.end == after.start_after
+    inside = [k for k in keys if key_range.contains(k)]
+    counts = [sum(1 for k in inside if r.contains(k)) for r in sub_ranges]
+    assert sum(counts) == len(inside) == round(100_000 * share)
+    assert max(counts) - min(counts) <= 2 * 512  # even within the samples' stride
+
+
+def test_split_points_leave_a_range_of_less_than_two_splits_whole() -> None:
+    keys = [f"k-{i:06d}" for i in range(9_999)]
+    assert split_points(sampled(keys), KeyRange(), keys_per_split=5_000) == []
+    assert len(split_points(sampled(keys), KeyRange(), keys_per_split=3_000)) == 2  # 3 x 3,333
+    assert split_points([], KeyRange(), keys_per_split=5_000) == []
+    with pytest.raises(ValueError, match="keys_per_split"):
+        split_points([], KeyRange(), keys_per_split=0)
+
+
+def test_split_range_keeps_only_points_strictly_inside() -> None:
+    key_range = KeyRange("b", "m")
+    assert split_range(key_range, []) == [key_range]
+    assert split_range(key_range, ["a", "b", "m", "z", "f", "d", "f"]) == [
+        KeyRange("b", "d"),
+        KeyRange("d", "f"),
+        KeyRange("f", "m"),
+    ]
+    assert split_range(KeyRange(), ["c"]) == [KeyRange(None, "c"), KeyRange("c", None)]

@@ -1,4 +1,4 @@
-"""The bounded worker pool and the background prefetcher."""
+"""The bounded worker pool, the background prefetcher and the ordered concatenation ahead."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from s3br_provider.core.pool import (
     RequestSlots,
     bounded_map,
     bounded_map_ordered,
+    concat_ahead,
     map_where_ordered,
     prefetch,
 )
@@ -137,6 +138,66 @@ def test_prefetch_stops_the_producer_when_the_consumer_stops(limit: int | None) 
     probe.thread.join(timeout=3)
     assert not probe.thread.is_alive()
     assert probe.produced <= 1 + 2 + 1  # taken, buffered, and one waiting for room
+
+
+@pytest.mark.parametrize("ahead", [1, 3, 10])
+def test_concat_ahead_yields_every_part_in_order(ahead: int) -> None:
+    parts = [lambda i=i: range(i * 100, i * 100 + 100) for i in range(7)]
+    assert list(concat_ahead(parts, ahead=ahead, depth=8)) == list(range(700))
+    assert list(concat_ahead([], ahead=ahead, depth=8)) == []
+    assert list(concat_ahead([list, lambda: [1], list], ahead=ahead, depth=8)) == [1]
+
+
+def test_concat_ahead_produces_at_most_ahead_parts_at_once() -> None:
+    started: list[int] = []
+    release_first = threading.Event()
+
+    def part(index: int) -> Iterator[int]:
+        started.append(index)
+        yield index
+        if index == 0:
+            assert release_first.wait(timeout=5)
+
+    items = concat_ahead([lambda i=i: part(i) for i in range(6)], ahead=3, depth=4)
+    assert next(items) == 0
+    deadline = time.monotonic() + 5
+    while len(started) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)  # a fourth part, were it started too early, would show up here
+    assert sorted(started) == [0, 1, 2]  # parts 1 and 2 run while part 0 is consumed
+    release_first.set()
+    assert list(items) == [1, 2, 3, 4, 5]
+    assert sorted(started) == [0, 1, 2, 3, 4, 5]
+
+
+def test_concat_ahead_raises_a_part_error_after_the_items_before_it() -> None:
+    def failing() -> Iterator[int]:
+        yield 10
+        raise RuntimeError("listing of sub-range 2 failed")
+
+    received: list[int] = []
+    with pytest.raises(RuntimeError, match="sub-range 2 failed"):
+        for item in concat_ahead([lambda: [1, 2], failing, lambda: [99]], ahead=3, depth=4):
+            received.append(item)
+    assert received == [1, 2, 10]
+
+
+def test_concat_ahead_stops_every_part_when_the_consumer_stops() -> None:
+    probes = [ProducerProbe() for _ in range(3)]
+    items = concat_ahead([lambda p=p: p for p in probes], ahead=3, depth=2)
+    assert next(items) == 1
+    time.sleep(0.05)  # let the producers fill their buffers and block on them
+    items.close()
+    for probe in probes:
+        assert probe.thread is not None
+        probe.thread.join(timeout=3)
+        assert not probe.thread.is_alive()
+        assert probe.produced <= 1 + 2 + 1
+
+
+def test_concat_ahead_needs_at_least_one_part_ahead() -> None:
+    with pytest.raises(ValueError, match="ahead must be at least 1"):
+        list(concat_ahead([list], ahead=0, depth=4))
 
 
 def test_request_slots_bound_the_requests_in_flight_across_threads() -> None:

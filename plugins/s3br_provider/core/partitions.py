@@ -93,6 +93,48 @@ def plan_from_samples(
     return ranges_from_boundaries(boundaries)
 
 
+LIST_SPLITS = "list_splits"
+"""Key of a planned partition: keys inside its range where its diff cuts the listing into
+sub-ranges listed side by side (``split_points``), so a partition sized for little work still
+lists as fast as several; absent or empty: one listing."""
+MAX_LIST_SPLITS = 7
+"""Split points per partition at most (eight sub-ranges): bounds the plan's XCom and the
+listing requests a split adds (at most one partly filled page per sub-range and bucket)."""
+
+
+def split_points(
+    samples: Sequence[tuple[str, int]],
+    key_range: KeyRange,
+    *,
+    keys_per_split: int,
+    max_splits: int = MAX_LIST_SPLITS,
+) -> list[str]:
+    """Sample keys that cut ``key_range`` into sub-ranges of at least ``keys_per_split`` keys
+    (by the samples' weights), as even as the samples allow, at most ``max_splits`` of them;
+    none for a range of fewer than ``2 * keys_per_split`` keys."""
+    if keys_per_split < 1:
+        raise ValueError(f"keys_per_split must be at least 1, got {keys_per_split}")
+    inside = [(key, weight) for key, weight in samples if key_range.contains(key) and key != key_range.end]
+    total = sum(weight for _, weight in inside)
+    parts = min(max_splits + 1, total // keys_per_split)
+    if parts < 2:
+        return []
+    points: list[str] = []
+    seen = 0
+    for key, weight in inside:
+        seen += weight
+        if len(points) < parts - 1 and seen >= total * (len(points) + 1) / parts:
+            points.append(key)
+    return points
+
+
+def split_range(key_range: KeyRange, points: Iterable[str]) -> list[KeyRange]:
+    """``key_range`` cut at those of ``points`` strictly inside it, in key order."""
+    inside = sorted({p for p in points if key_range.contains(p) and p != key_range.end})
+    edges: list[str | None] = [key_range.start_after, *inside, key_range.end]
+    return [KeyRange(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
 COPY_COST_IN_KEYS = 20
 """One CopyObject costs about as much task time as listing and diffing 20 keys on both sides
 (measured: ~2.4 ms per copy against ~0.1 ms per listed key, bench/results)."""

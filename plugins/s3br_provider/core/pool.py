@@ -9,7 +9,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -53,41 +53,82 @@ def prefetch(items: Iterable[T], depth: int = 2000) -> Iterator[T]:
     Two listings walked side by side then fetch their pages concurrently instead of in turn.
     An error in the producer is raised in the consumer.
     """
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    producer = _Producer(items, depth)
+    try:
+        yield from producer
+    finally:
+        producer.close()
 
-    def put(item: Any) -> bool:
+
+def concat_ahead(parts: Iterable[Callable[[], Iterable[T]]], *, ahead: int, depth: int) -> Iterator[T]:
+    """Yield every item of ``parts[0]()``, then of ``parts[1]()``, and so on, while up to
+    ``ahead`` parts are produced at once, each on its own thread and at most ``depth`` items
+    ahead of the consumer (memory: ``ahead * depth`` items).
+
+    One listing split into key sub-ranges then walks in key order as fast as ``ahead`` listings
+    side by side, where each page costs a round trip. A part's error is raised in the consumer
+    once the items before it are yielded; stopping early stops every part."""
+    if ahead < 1:
+        raise ValueError(f"ahead must be at least 1, got {ahead}")
+    waiting = iter(parts)
+    running: deque[_Producer[T]] = deque()
+    try:
+        for make in waiting:
+            running.append(_Producer(make(), depth))
+            if len(running) == ahead:
+                break
+        while running:
+            yield from running[0]
+            running.popleft()
+            make = next(waiting, None)
+            if make is not None:
+                running.append(_Producer(make(), depth))
+    finally:
+        for producer in running:
+            producer.close()
+
+
+class _Producer(Generic[T]):
+    """``items`` produced on a daemon thread (started at once) into a buffer of ``depth``;
+    iterate once to consume, ``close`` to stop the thread whatever was consumed."""
+
+    def __init__(self, items: Iterable[T], depth: int) -> None:
+        self._items = items
+        self._buffer: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        threading.Thread(target=self._produce, name="s3br-prefetch", daemon=True).start()
+
+    def _put(self, item: Any) -> bool:
         # Never block for good: a consumer that stopped early takes nothing more from the buffer.
-        while not stop.is_set():
+        while not self._stop.is_set():
             try:
-                buffer.put(item, timeout=0.5)
-                return not stop.is_set()
+                self._buffer.put(item, timeout=0.5)
+                return not self._stop.is_set()
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
+    def _produce(self) -> None:
         try:
-            for item in items:
-                if not put(item):
+            for item in self._items:
+                if not self._put(item):
                     return
-            put(_DONE)
+            self._put(_DONE)
         except BaseException as error:  # handed to the consumer, which raises it
-            put(_Failure(error))
+            self._put(_Failure(error))
 
-    worker = threading.Thread(target=produce, name="s3br-prefetch", daemon=True)
-    worker.start()
-    try:
-        while (item := buffer.get()) is not _DONE:
+    def __iter__(self) -> Iterator[T]:
+        while (item := self._buffer.get()) is not _DONE:
             if isinstance(item, _Failure):
                 raise item.error
             yield item
-    finally:
-        stop.set()
+
+    def close(self) -> None:
+        self._stop.set()
         # Empty the buffer: frees what it holds and wakes a producer waiting for room.
         with contextlib.suppress(queue.Empty):
             while True:
-                buffer.get_nowait()
+                self._buffer.get_nowait()
 
 
 class _Failure:

@@ -17,10 +17,12 @@ from s3br_provider.core.manifest import ManifestWriter
 from s3br_provider.core.objects import ObjectInfo
 from s3br_provider.core.partitions import (
     ASSUMED_COPY_FRACTION,
+    LIST_SPLITS,
     UNORDERED_LISTING,
     KeyRange,
     keys_per_partition,
     plan_from_samples,
+    split_points,
 )
 from s3br_provider.core.probe_plan import Probe, plan_by_probing
 from s3br_provider.core.progress import Progress
@@ -73,7 +75,11 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
     space is probed with short listings (``StartAfter`` and ``MaxKeys``, in parallel, at most two
     requests per partition planned; see ``core/probe_plan.py``) and split into ranges of about
     ``target_keys`` keys, however flat, hashed or skewed it is.
-    Returns the partitions, ``[{"index", "start_after", "end"}, ...]``, to map over.
+    Returns the partitions, ``[{"index", "start_after", "end"}, ...]``, to map over. A partition
+    planned from statistics that holds more than twice ``target_keys`` keys (one sized for a run
+    that mostly lists, or capped by ``max_partitions``) also carries ``list_splits``: keys
+    cutting it into up to eight sub-ranges of at least ``target_keys``, which its diff lists
+    side by side.
 
     :param bucket: the bucket whose key space is split (a backup's source, a restore's backup).
     :param prefix: only keys under this prefix.
@@ -138,16 +144,24 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         if self.listing_source == "inventory":
             return self._plan_from_inventory(context, limit)
         ranges, source = self._plan(limit)
-        plan = [{"index": i, **r.to_dict()} for i, r in enumerate(ranges)]
+        plan: list[dict[str, Any]] = [{"index": i, **r.to_dict()} for i, r in enumerate(ranges)]
         if self.unordered_listing:
             plan[0][UNORDERED_LISTING] = True
+        for item, key_range in zip(plan, ranges, strict=True):
+            points = split_points(self._samples, key_range, keys_per_split=self.target_keys)
+            if points:
+                item[LIST_SPLITS] = points
         self.log.info("Planned %d partition(s) from %s (limit %d):", len(plan), source, limit)
         for item, key_range in zip(plan, ranges, strict=True):
-            self.log.info("  p%d %s", item["index"], key_range.label)
+            splits = len(item.get(LIST_SPLITS, ()))
+            shown = f", listed in {splits + 1} sub-ranges side by side" if splits else ""
+            self.log.info("  p%d %s%s", item["index"], key_range.label, shown)
         return plan
 
     unordered_listing = False
     """Whether the endpoint lists out of S3's byte order: then the plan is one partition."""
+    _samples: Sequence[tuple[str, int]] = ()
+    """The statistics' key samples the plan was made from, if any (for ``list_splits``)."""
 
     def _plan(self, limit: int) -> tuple[list[KeyRange], str]:
         stats_hook = self.hook_for(self.stats_aws_conn_id or self.aws_conn_id)
@@ -156,6 +170,7 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
             return self._one_partition("an earlier run: the endpoint lists out of S3's byte order")
         samples = decode_stats(body, self.prefix)
         if samples:
+            self._samples = samples
             target, how = self.target_keys, ""
             if self.size_by_change_rate:
                 fraction = decode_copy_fraction(body, self.prefix)
