@@ -18,11 +18,13 @@ from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.stats import encode_stats, stats_uri
 from s3br_provider.hooks.s3_bucket import MiB, S3BucketHook
 from tests.integration.conftest import PROXY_CONN_ID
+from tests.support import steps
 from tests.support.fault_proxy import FaultProxy
 from tests.support.s3 import list_keys, snapshot
 from tests.support.steps import copy, diff, plan, run_uri, tag, validate
 
 PROXIED = {"source_aws_conn_id": PROXY_CONN_ID, "backup_aws_conn_id": PROXY_CONN_ID}
+PROXIED_RESTORE = {"backup_aws_conn_id": PROXY_CONN_ID, "target_aws_conn_id": PROXY_CONN_ID}
 SOURCE_OBJECTS: dict[str, tuple[bytes, dict[str, str]]] = {
     "docs/readme.txt": (b"read me\n" * 50, {"team": "blue", "note": "a b+c"}),
     "docs/ünï code+plus %.txt": (b"unicode", {"lang": "Grüße"}),
@@ -265,6 +267,42 @@ def test_a_split_partition_diffs_as_one_listing(
     }
     for bucket in (source, backup):
         assert {(bucket, point) for point in ["d0/k00100", *splits]} <= first_pages
+
+
+def test_a_split_partition_selects_as_one_listing(
+    s3: Any, bucket_names: Callable[[str], str], put_many: Any, fault_proxy: FaultProxy
+) -> None:
+    """A restore's select over a split partition writes the manifest it writes listed whole."""
+    backup = bucket_names("bak")
+    s3.create_bucket(Bucket=backup)
+    put_many(backup, {f"d{i % 5}/k{i:05d}": b"x" * (i % 3) for i in range(2_300)})
+    for key in ("d1/k00001", "d4/k02004"):
+        s3.put_object_tagging(
+            Bucket=backup, Key=key, Tagging={"TagSet": [{"Key": "Deleted", "Value": "True"}]}
+        )
+    partition = {"index": 0, "start_after": None, "end": "d4/k02100"}
+    splits = ["d1/k00500", "d2/k01000", "d3/k00003"]
+
+    whole = steps.select(
+        steps.validate_restore(backup, bucket_names("tgt"), run_id="manual__whole", **PROXIED_RESTORE),
+        partition,
+    )
+    fault_proxy.reset_records()
+    run = steps.validate_restore(backup, bucket_names("tgt"), run_id="manual__split", **PROXIED_RESTORE)
+    split = steps.select(run, {**partition, "list_splits": splits})
+
+    assert (split["selected"], split["skipped_deleted"]) == (whole["selected"], whole["skipped_deleted"])
+    assert whole["skipped_deleted"] == 2 and whole["selected"] > 2_000
+    hook = S3BucketHook(aws_conn_id="aws_default")
+    assert list(read_manifest(hook, split["copy_manifest"])) == list(
+        read_manifest(hook, whole["copy_manifest"])
+    )
+    first_pages = {
+        r.query.get("start-after")
+        for r in fault_proxy.records
+        if r.operation == "ListObjectsV2" and r.bucket == backup and "continuation-token" not in r.query
+    }
+    assert set(splits) <= first_pages
 
 
 # diff -> copy -> tag -------------------------------------------------------------------------

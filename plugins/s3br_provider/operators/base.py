@@ -9,7 +9,7 @@ only when a task first talks to S3, which keeps DAG parsing and no-op tasks fast
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
@@ -17,8 +17,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from s3br_provider.core.manifest import run_folder
 from s3br_provider.core.objects import ObjectInfo
-from s3br_provider.core.partitions import KeyRange
-from s3br_provider.core.pool import bounded_map
+from s3br_provider.core.partitions import LIST_SPLITS, KeyRange, split_range
+from s3br_provider.core.pool import bounded_map, concat_ahead, prefetch
 from s3br_provider.core.progress import Progress
 from s3br_provider.core.settings import RULES, SettingsError, check_argument
 from s3br_provider.hooks.errors import error_code
@@ -30,6 +30,12 @@ if TYPE_CHECKING:  # boto3 loads only in tasks that call S3: a no-op task starts
 
 DEFAULT_COPY_THREADS = 32
 MAX_REPORTED_FAILURES = 50
+LISTINGS_AHEAD = 4
+"""Sub-ranges of a split partition (``list_splits``) listed at once per bucket: four listings
+of each bucket in flight, where one waits a round trip per page of 1,000 keys."""
+SUB_RANGE_DEPTH = 10_000
+"""Objects a sub-range's listing fetches ahead of its reader (about one sub-range of a
+partition sized for listing; memory: ``LISTINGS_AHEAD`` times this per bucket)."""
 R = TypeVar("R")
 AWS_TEMPLATE_FIELDS = ("aws_conn_id", "region_name", "verify", "botocore_config")
 WHOLE_KEY_SPACE: dict[str, Any] = {"index": 0, "start_after": None, "end": None}
@@ -175,6 +181,19 @@ class S3brPartitionOperator(S3brBaseOperator):
     @property
     def index(self) -> int:
         return int((self.partition or WHOLE_KEY_SPACE)["index"])
+
+    def list_in_key_order(self, hook: S3BucketHook, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        """The partition's objects of ``bucket`` under ``prefix`` in key order, fetched ahead on
+        a thread; a partition the plan split (``list_splits``) is listed as its sub-ranges, up
+        to ``LISTINGS_AHEAD`` of them side by side, and read back in key order."""
+        sub_ranges = split_range(self.key_range, (self.partition or {}).get(LIST_SPLITS) or ())
+        if len(sub_ranges) == 1:
+            return prefetch(hook.iter_objects(bucket, prefix, self.key_range))
+        return concat_ahead(
+            (partial(hook.iter_objects, bucket, prefix, sub_range) for sub_range in sub_ranges),
+            ahead=LISTINGS_AHEAD,
+            depth=SUB_RANGE_DEPTH,
+        )
 
     @property
     def part_name(self) -> str:

@@ -7,7 +7,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -26,8 +25,8 @@ from s3br_provider.core.fingerprints import content_differs
 from s3br_provider.core.idle import backup_partition_idle, nothing_to_tag
 from s3br_provider.core.manifest import ManifestWriter, read_manifest, writing_manifest
 from s3br_provider.core.objects import ObjectInfo, epoch_seconds
-from s3br_provider.core.partitions import LIST_SPLITS, SORTED_LOCALLY, UNORDERED_LISTING, split_range
-from s3br_provider.core.pool import concat_ahead, map_where_ordered, prefetch
+from s3br_provider.core.partitions import SORTED_LOCALLY, UNORDERED_LISTING
+from s3br_provider.core.pool import map_where_ordered, prefetch
 from s3br_provider.core.progress import format_bytes
 from s3br_provider.core.sampler import KeySampler
 from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE, SettingsError, check_bool
@@ -46,12 +45,6 @@ DRY_RUN_EXAMPLES = 10
 MAX_NAMED = 50  # archived keys named per partition in the result and report
 ALL_KEYS = 2**63  # copy_chunk_keys without chunk_copies: one chunk
 CHECK_WINDOW = 2000  # diff entries held back, at most, behind a key whose checksums are read
-LISTINGS_AHEAD = 4
-"""Sub-ranges of a split partition (``list_splits``) listed at once per bucket: four listings
-of each bucket in flight, where one waits a round trip per page of 1,000 keys."""
-SUB_RANGE_DEPTH = 10_000
-"""Objects a sub-range's listing fetches ahead of the merge (about one sub-range of a
-noop-sized partition; memory: ``LISTINGS_AHEAD`` times this per bucket)."""
 
 
 class _NoWrite:
@@ -271,25 +264,12 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             )
         else:
             listings = tuple(
-                check_sorted(self._sorted_listing(hook, bucket), what)
+                check_sorted(self.list_in_key_order(hook, bucket, self.prefix), what)
                 for hook, bucket, what in sides[self.inventory_snapshot is not None :]
             )
         if self.inventory_snapshot is None:
             return listings
         return check_sorted(prefetch(self._inventory_listing(backup)), "source"), *listings
-
-    def _sorted_listing(self, hook: S3BucketHook, bucket: str) -> Iterator[ObjectInfo]:
-        """The partition's objects in ``bucket`` in key order, fetched ahead on a thread; a
-        partition the plan split (``list_splits``) is listed as its sub-ranges, up to
-        ``LISTINGS_AHEAD`` of them side by side, and read back in key order."""
-        sub_ranges = split_range(self.key_range, (self.partition or {}).get(LIST_SPLITS) or ())
-        if len(sub_ranges) == 1:
-            return prefetch(hook.iter_objects(bucket, self.prefix, self.key_range))
-        return concat_ahead(
-            (partial(hook.iter_objects, bucket, self.prefix, sub_range) for sub_range in sub_ranges),
-            ahead=LISTINGS_AHEAD,
-            depth=SUB_RANGE_DEPTH,
-        )
 
     @property
     def inventory_snapshot(self) -> float | None:

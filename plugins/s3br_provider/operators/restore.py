@@ -207,9 +207,10 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         if self.keys:
             listing = iter([ObjectInfo(key, 0, "", 0.0, extra={NAMED: True}) for key in named])
         elif as_of is None:
-            listing = backup.iter_objects(bucket, self.prefix, self.key_range)
+            listing = self.list_in_key_order(backup, bucket, self.prefix)
         else:
-            listing = objects_as_of(backup.iter_versions(bucket, self.prefix, self.key_range), as_of)
+            versions = backup.iter_versions(bucket, self.prefix, self.key_range)
+            listing = prefetch(objects_as_of(versions, as_of))
         run_uri = self.run_uri(context, bucket, self.run_folder_uri)
         restore_uri, archived_uri = (
             self.manifest_uri(run_uri, "restore"),
@@ -256,7 +257,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
                     ),
                     stack.enter_context(writing_manifest(backup, archived_uri)),
                 )
-            for obj, found, error in bounded_map_ordered(inspect, prefetch(listing), workers=self.threads):
+            for obj, found, error in bounded_map_ordered(inspect, listing, workers=self.threads):
                 if error is not None:
                     raise AirflowException(
                         f"could not read s3://{bucket}/{obj.key}: {error_code(error)}: {error}"
