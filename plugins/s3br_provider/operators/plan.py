@@ -76,7 +76,7 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
     requests per partition planned; see ``core/probe_plan.py``) and split into ranges of about
     ``target_keys`` keys, however flat, hashed or skewed it is.
     Returns the partitions, ``[{"index", "start_after", "end"}, ...]``, to map over. A partition
-    planned from statistics that holds more than twice ``target_keys`` keys (one sized for a run
+    planned from statistics that holds at least twice ``target_keys`` keys (one sized for a run
     that mostly lists, or capped by ``max_partitions``) also carries ``list_splits``: keys
     cutting it into up to eight sub-ranges of at least ``target_keys``, which its diff lists
     side by side.
