@@ -177,13 +177,22 @@ def test_plan_descends_a_single_common_prefix(s3: Any, bucket_names: Callable[[s
     assert sorted(covered_keys(settings, partitions)) == keys
 
 
-def test_plan_from_statistics(s3: Any, bucket_names: Callable[[str], str]) -> None:
+def with_statistics(
+    s3: Any, bucket_names: Callable[[str], str], copy_fraction: float | None = None
+) -> tuple[str, str]:
+    """A source and a backup bucket whose statistics sample 100,000 keys ``k0000``..``k0999``
+    (100 keys each), and the last run's ``copy_fraction``."""
     source, backup = bucket_names("src"), bucket_names("bak")
     s3.create_bucket(Bucket=source)
     s3.create_bucket(Bucket=backup)
-    samples = [(f"k{i:04d}", 100) for i in range(1000)]  # 100,000 keys
+    samples = [(f"k{i:04d}", 100) for i in range(1000)]
     bucket, key = split_s3_uri(stats_uri(backup, ""))
-    s3.put_object(Bucket=bucket, Key=key, Body=encode_stats("", samples))
+    s3.put_object(Bucket=bucket, Key=key, Body=encode_stats("", samples, copy_fraction))
+    return source, backup
+
+
+def test_plan_from_statistics(s3: Any, bucket_names: Callable[[str], str]) -> None:
+    source, backup = with_statistics(s3, bucket_names)
     settings = validate(source, backup)
     partitions = plan(settings, target_keys=20_000)
     assert [p["end"] for p in partitions] == ["k0199", "k0399", "k0599", "k0799", None]
@@ -203,12 +212,7 @@ def test_backup_plan_sizes_partitions_by_the_last_runs_change_rate(
     s3: Any, bucket_names: Callable[[str], str], copy_fraction: float | None, partitions: int
 ) -> None:
     """A backup that mostly lists gets fewer, larger partitions; a restore (no flag) does not."""
-    source, backup = bucket_names("src"), bucket_names("bak")
-    s3.create_bucket(Bucket=source)
-    s3.create_bucket(Bucket=backup)
-    samples = [(f"k{i:04d}", 100) for i in range(1000)]
-    bucket, key = split_s3_uri(stats_uri(backup, ""))
-    s3.put_object(Bucket=bucket, Key=key, Body=encode_stats("", samples, copy_fraction))
+    source, backup = with_statistics(s3, bucket_names, copy_fraction)
     settings = validate(source, backup)
 
     planned = plan(settings, target_keys=20_000, size_by_change_rate=True)
@@ -222,12 +226,7 @@ def test_backup_plan_splits_a_partition_sized_for_listing(
     s3: Any, bucket_names: Callable[[str], str]
 ) -> None:
     """One partition of 100,000 keys (the last run copied nothing) is listed as five sub-ranges."""
-    source, backup = bucket_names("src"), bucket_names("bak")
-    s3.create_bucket(Bucket=source)
-    s3.create_bucket(Bucket=backup)
-    samples = [(f"k{i:04d}", 100) for i in range(1000)]
-    bucket, key = split_s3_uri(stats_uri(backup, ""))
-    s3.put_object(Bucket=bucket, Key=key, Body=encode_stats("", samples, 0.0))
+    source, backup = with_statistics(s3, bucket_names, 0.0)
 
     (planned,) = plan(validate(source, backup), target_keys=20_000, size_by_change_rate=True)
     assert planned["list_splits"] == ["k0199", "k0399", "k0599", "k0799"]

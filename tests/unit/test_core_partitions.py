@@ -12,6 +12,7 @@ from s3br_provider.core.partitions import (
     MAX_LISTING_FACTOR,
     KeyRange,
     even_boundaries,
+    even_cuts,
     keys_per_partition,
     plan_from_samples,
     ranges_from_boundaries,
@@ -172,6 +173,27 @@ def test_plan_from_samples_with_one_heavy_sample_does_not_repeat_a_boundary() ->
     ranges = plan_from_samples([("a", 1), ("m", 100_000), ("z", 1)], target_keys=10_000, max_partitions=64)
     assert_tiles_key_space(ranges)
     assert len(ranges) <= 3
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7, 10])
+def test_even_cuts_of_equal_weights_are_exact(parts: int) -> None:
+    samples = [(f"k{i:03d}", 1) for i in range(210)]
+    cuts = even_cuts(samples, parts)
+    keys = [key for key, _ in samples]
+    assert cuts == [keys[210 * j // parts - 1] for j in range(1, parts)]
+
+
+def test_even_cuts_are_distinct_sorted_and_at_most_parts_minus_one() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        samples = sorted(
+            (f"k{rng.randrange(10**6):06d}", rng.randrange(0, 50)) for _ in range(rng.randrange(1, 40))
+        )
+        samples = list(dict(samples).items())
+        parts = rng.randrange(1, 12)
+        cuts = even_cuts(samples, parts)
+        assert len(cuts) <= parts - 1
+        assert cuts == sorted(set(cuts))
 
 
 def test_even_boundaries_keeps_all_when_they_fit() -> None:

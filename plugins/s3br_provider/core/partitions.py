@@ -83,14 +83,23 @@ def plan_from_samples(
     if total == 0 or not samples:
         return [KeyRange()]
     wanted = max(1, min(max_partitions, -(-total // max(1, target_keys))))
-    per_range = total / wanted
-    boundaries: list[str] = []
+    return ranges_from_boundaries(even_cuts(samples, wanted))
+
+
+def even_cuts(samples: Sequence[tuple[str, int]], parts: int) -> list[str]:
+    """At most ``parts - 1`` keys of weighted, key-sorted ``samples`` that cut them into
+    ``parts`` runs of about equal weight: each cut is the first sample at which the weight seen
+    so far reaches the next multiple of ``total / parts`` (exact, in integers)."""
+    total = sum(weight for _, weight in samples)
+    cuts: list[str] = []
     seen = 0
     for key, weight in samples:
+        if len(cuts) >= parts - 1:
+            break
         seen += weight
-        if seen >= per_range * (len(boundaries) + 1) and len(boundaries) < wanted - 1:
-            boundaries.append(key)
-    return ranges_from_boundaries(boundaries)
+        if seen * parts >= total * (len(cuts) + 1):
+            cuts.append(key)
+    return cuts
 
 
 LIST_SPLITS = "list_splits"
@@ -117,15 +126,7 @@ def split_points(
     inside = [(key, weight) for key, weight in samples if key_range.contains(key) and key != key_range.end]
     total = sum(weight for _, weight in inside)
     parts = min(max_splits + 1, total // keys_per_split)
-    if parts < 2:
-        return []
-    points: list[str] = []
-    seen = 0
-    for key, weight in inside:
-        seen += weight
-        if len(points) < parts - 1 and seen >= total * (len(points) + 1) / parts:
-            points.append(key)
-    return points
+    return even_cuts(inside, parts) if parts >= 2 else []
 
 
 def split_range(key_range: KeyRange, points: Iterable[str]) -> list[KeyRange]:

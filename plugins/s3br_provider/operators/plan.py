@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow.configuration import conf
 
@@ -143,34 +143,33 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         limit = min(self.max_partitions, conf.getint("core", "max_map_length", fallback=1024))
         if self.listing_source == "inventory":
             return self._plan_from_inventory(context, limit)
-        ranges, source = self._plan(limit)
-        plan: list[dict[str, Any]] = [{"index": i, **r.to_dict()} for i, r in enumerate(ranges)]
-        if self.unordered_listing:
-            plan[0][UNORDERED_LISTING] = True
-        for item, key_range in zip(plan, ranges, strict=True):
-            points = split_points(self._samples, key_range, keys_per_split=self.target_keys)
+        planned = self._plan(limit)
+        self.log.info(
+            "Planned %d partition(s) from %s (limit %d):", len(planned.ranges), planned.source, limit
+        )
+        plan: list[dict[str, Any]] = []
+        for index, key_range in enumerate(planned.ranges):
+            item: dict[str, Any] = {"index": index, **key_range.to_dict()}
+            points = split_points(planned.samples, key_range, keys_per_split=self.target_keys)
             if points:
                 item[LIST_SPLITS] = points
-        self.log.info("Planned %d partition(s) from %s (limit %d):", len(plan), source, limit)
-        for item, key_range in zip(plan, ranges, strict=True):
-            splits = len(item.get(LIST_SPLITS, ()))
-            shown = f", listed in {splits + 1} sub-ranges side by side" if splits else ""
-            self.log.info("  p%d %s%s", item["index"], key_range.label, shown)
+            shown = f", listed in {len(points) + 1} sub-ranges side by side" if points else ""
+            self.log.info("  p%d %s%s", index, key_range.label, shown)
+            plan.append(item)
+        if self.unordered_listing:
+            plan[0][UNORDERED_LISTING] = True
         return plan
 
     unordered_listing = False
     """Whether the endpoint lists out of S3's byte order: then the plan is one partition."""
-    _samples: Sequence[tuple[str, int]] = ()
-    """The statistics' key samples the plan was made from, if any (for ``list_splits``)."""
 
-    def _plan(self, limit: int) -> tuple[list[KeyRange], str]:
+    def _plan(self, limit: int) -> _Planned:
         stats_hook = self.hook_for(self.stats_aws_conn_id or self.aws_conn_id)
         body = stats_hook.get_json_bytes(stats_uri(self.stats_bucket or self.bucket, self.prefix))
         if decode_unordered_listing(body, self.prefix):
             return self._one_partition("an earlier run: the endpoint lists out of S3's byte order")
         samples = decode_stats(body, self.prefix)
         if samples:
-            self._samples = samples
             target, how = self.target_keys, ""
             if self.size_by_change_rate:
                 fraction = decode_copy_fraction(body, self.prefix)
@@ -179,7 +178,7 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
                 shown = ASSUMED_COPY_FRACTION if fraction is None else fraction
                 how = f"; {measured} {shown:.1%} of keys to copy: about {target} keys each"
             ranges = plan_from_samples(samples, target_keys=target, max_partitions=limit)
-            return ranges, f"statistics of {sum(w for _, w in samples)} keys{how}"
+            return _Planned(ranges, f"statistics of {sum(w for _, w in samples)} keys{how}", samples)
         try:
             probed = plan_by_probing(
                 listing_probe(self.hook, self.bucket, self.prefix),
@@ -191,9 +190,11 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         except ListingNotSortedError as error:
             return self._one_partition(f"a listing probe: {error}")
         counted = "counted" if probed.exact else "estimated"
-        return probed.ranges, f"{probed.probes} listing probes ({counted}: {probed.estimated_keys} keys)"
+        return _Planned(
+            probed.ranges, f"{probed.probes} listing probes ({counted}: {probed.estimated_keys} keys)"
+        )
 
-    def _one_partition(self, seen_by: str) -> tuple[list[KeyRange], str]:
+    def _one_partition(self, seen_by: str) -> _Planned:
         """The plan of an endpoint that lists out of S3's byte order (SeaweedFS walks directory
         by directory: ``a/b`` before ``a-``): ranges split by ``StartAfter`` and early stops
         there can hide keys between them, so the whole key space is one partition, listed whole
@@ -205,7 +206,7 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
             self.bucket,
             seen_by,
         )
-        return [KeyRange()], "one partition for an endpoint listing out of order"
+        return _Planned([KeyRange()], "one partition for an endpoint listing out of order")
 
     def _plan_from_inventory(self, context: Any, limit: int) -> list[dict[str, Any]]:
         """Sort the latest inventory report and write each partition's sorted source listing."""
@@ -266,6 +267,15 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         for item, key_range in zip(plan, ranges, strict=True):
             self.log.info("  p%d %s", item["index"], key_range.label)
         return plan
+
+
+class _Planned(NamedTuple):
+    """Ranges planned, how (for the log), and the statistics' key samples if they were used
+    (for ``list_splits``)."""
+
+    ranges: list[KeyRange]
+    source: str
+    samples: Sequence[tuple[str, int]] = ()
 
 
 def _counted(objects: Iterator[ObjectInfo], progress: Progress) -> Iterator[ObjectInfo]:
