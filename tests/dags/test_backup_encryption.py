@@ -1,7 +1,8 @@
 """Encryption in whole ``s3_backup`` runs: SSE-KMS objects (the bucket's default key or one per
 object) are copied on both copy paths, under ``backup_kms_key_id``, which validate checks first;
 a source object under SSE-C fails alone, at once, named with its reason, while the rest of its
-partition is copied and tagged.
+partition is copied and tagged. A backup bucket whose policy denies writes without SSE-KMS takes
+every write of a backup and a restore under the connection extra ``s3br_kms_key_id``.
 
 moto serves SSE-C objects to anyone; ``tests/support/moto_aws.py`` refuses them without their
 key as AWS does. moto's S3 checks no KMS key of a copy; KMS itself (CreateKey, GenerateDataKey)
@@ -10,6 +11,7 @@ it implements on the same endpoint.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ from tests.dags.test_backup_dag import assert_backup, assert_succeeded, backup_r
 from tests.reliability.conftest import task_tries
 from tests.support.dag_runs import run_dag
 from tests.support.fault_proxy import FaultProxy
-from tests.support.s3 import aws_conn_env, list_keys, local_client, snapshot, snapshot_bucket
+from tests.support.s3 import REGION, aws_conn_env, list_keys, local_client, snapshot, snapshot_bucket
 
 pytestmark = pytest.mark.slow
 
@@ -171,3 +173,101 @@ def test_a_backup_kms_key_that_cannot_encrypt_fails_validate_naming_it(
     out = capsys.readouterr().out
     assert f"backup_kms_key_id {missing!r} cannot encrypt copies" in out and "NotFoundException" in out
     assert list_keys(s3, backup, include_reserved=True) == []
+
+
+KMS_CONN_ID = "s3br_kms_policy"
+SSE_WRITES = ("PutObject", "CopyObject", "CreateMultipartUpload")
+
+
+def deny_unencrypted_writes(proxy: FaultProxy, bucket: str) -> None:
+    """AWS's "deny unencrypted object uploads" bucket policy, which moto does not enforce: the
+    proxy refuses every write into ``bucket`` without ``x-amz-server-side-encryption``."""
+    proxy.set_faults(
+        [
+            {
+                "kind": "access_denied",
+                "operation": op,
+                "bucket": bucket,
+                "unless_header": "x-amz-server-side-encryption",
+            }
+            for op in SSE_WRITES
+        ]
+    )
+
+
+def test_a_bucket_policy_requiring_sse_kms_takes_every_write_under_the_connection_key(
+    s3: Any,
+    buckets: tuple[str, str],
+    kms: Any,
+    proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    bucket_names: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without the extra the policy stops the backup at validate's first write; with it the
+    backup (a multipart copy, a directory marker, a vanished object) and a restore from that
+    bucket succeed, and every object in the backup bucket, run files included, is under the key."""
+    source, backup = buckets
+    key = new_key(kms)
+    model = {key_: obj for key_, obj in odd_objects().items() if key_.startswith(("a/", "d/"))}
+    model["big.bin"] = Obj(os.urandom(6 * MiB), "application/x-big", {"k": "big"}, {"size": "big"})
+    seed(s3, source, model)
+    put(
+        s3,
+        backup,
+        "gone.txt",
+        Obj(b"source gone", "text/plain"),
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId=key,
+    )
+    deny_unencrypted_writes(proxy, backup)
+    conns = {
+        "source_aws_conn_id": PROXY_CONN_ID,
+        "backup_aws_conn_id": PROXY_CONN_ID,
+        "multipart_threshold_mb": 5,
+    }
+
+    refused = backup_run(s3, source, backup, **conns)
+    assert refused.run.state == "failed" and refused.run.tasks["validate"] == "failed", refused.run.tasks
+    assert task_tries("s3_backup", refused.run.run_id)["validate"] == 1  # bad input: not retried
+    assert f"backup_bucket {backup!r} refuses s3br's writes" in capsys.readouterr().out
+    assert [r.operation for r in proxy.faulted()] == ["PutObject"]
+    assert list_keys(s3, backup, include_reserved=True) == ["gone.txt"]
+
+    extra = {"endpoint_url": proxy.endpoint_url, "region_name": REGION, "s3br_kms_key_id": key}
+    connection = {**json.loads(aws_conn_env(proxy.endpoint_url)), "extra": extra}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{KMS_CONN_ID.upper()}", json.dumps(connection))
+    conns = {**conns, "backup_aws_conn_id": KMS_CONN_ID}
+    proxy.reset_records()
+    result = backup_run(s3, source, backup, **conns)
+    assert_succeeded(result)
+    src = snapshot_bucket(s3, source)
+    assert_copies(src, snapshot_bucket(s3, backup), src)
+    assert snapshot(s3, backup, "gone.txt").tags.get("Deleted") == "True"
+    assert proxy.faulted() == []
+    writes = [r for r in proxy.writes() if r.bucket == backup and r.operation in SSE_WRITES]
+    assert all("x-amz-server-side-encryption" in r.headers for r in writes)
+    written = Counter(r.operation for r in writes)
+    assert written["CopyObject"] >= len(model) - 1 and written["CreateMultipartUpload"] == 1, written
+    assert written["PutObject"] >= 3, written  # run files: manifests, report, statistics
+
+    target = bucket_names("restored")
+    restored = run_dag(
+        "s3_restore",
+        {
+            **restore_defaults(),
+            "backup_bucket": backup,
+            "target_bucket": target,
+            "backup_aws_conn_id": KMS_CONN_ID,
+            "target_aws_conn_id": KMS_CONN_ID,
+        },
+    )
+    assert restored.state == "success", restored.failed_tasks()
+    assert proxy.faulted() == []
+    assert_copies(src, snapshot_bucket(s3, target), src)
+    assert sorted(list_keys(s3, target)) == sorted(model)  # gone.txt is deleted: not restored
+    written = list_keys(s3, backup, include_reserved=True)
+    assert any(name.startswith("_s3br/runs/s3_restore/") for name in written), written
+    for name in written:
+        head = s3.head_object(Bucket=backup, Key=name)
+        assert (head.get("ServerSideEncryption"), head.get("SSEKMSKeyId")) == ("aws:kms", key), name

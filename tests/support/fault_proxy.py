@@ -145,6 +145,8 @@ class RequestInfo:
     key: str | None = None
     query: dict[str, str] = field(default_factory=dict)
     copy_source: str | None = None
+    headers: frozenset[str] = frozenset()
+    """The request's header names, lower-case."""
 
 
 @dataclass
@@ -156,7 +158,7 @@ class RequestRecord:
     large GET is still streaming). ``status`` is None for dropped
     connections; ``forwarded`` is True when the request reached the upstream
     (including ``slow`` faults); ``copy_source`` is the URL-decoded
-    ``x-amz-copy-source`` header.
+    ``x-amz-copy-source`` header; ``headers`` the request's header names, lower-case.
     """
 
     operation: str
@@ -170,6 +172,7 @@ class RequestRecord:
     ended: float
     copy_source: str | None = None
     forwarded: bool = False
+    headers: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -181,6 +184,8 @@ class FaultRule:
     The rule fires with probability ``rate``, at most ``count`` times, and
     not after the ``time.monotonic()`` deadline ``until``. ``delay`` is the
     sleep of the ``slow`` kind. ``fired`` counts how often it fired.
+    ``unless_header`` spares requests that carry that header, as a bucket
+    policy denying writes without ``x-amz-server-side-encryption`` does.
     """
 
     kind: str
@@ -191,6 +196,7 @@ class FaultRule:
     count: int | None = None
     until: float | None = None
     delay: float = 0.0
+    unless_header: str | None = None
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -211,6 +217,7 @@ class FaultRule:
             self.operation in ("*", info.operation)
             and _name_matches(self.bucket, info.bucket)
             and _name_matches(self.key, info.key)
+            and (self.unless_header is None or self.unless_header.lower() not in info.headers)
         )
 
 
@@ -252,7 +259,8 @@ def classify(method: str, target: str, headers: Headers, body: bytes = b"") -> R
         operation = _bucket_operation(method, query)
     else:
         operation = _object_operation(method, query, copy_source is not None)
-    return RequestInfo(operation, bucket, key, query, copy_source)
+    names = frozenset(name.lower() for name in headers.keys())
+    return RequestInfo(operation, bucket, key, query, copy_source, names)
 
 
 def _signing_service(headers: Headers, query: Mapping[str, str]) -> str | None:

@@ -82,6 +82,10 @@ UPLOAD_PART = 8 * MiB  # manifests: s3transfer's default part size and threshold
 DEFAULT_RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 10}
 FAST_PATH_EXTRA = "s3br_fast_path"
 CONDITIONAL_WRITES_EXTRA = "s3br_conditional_writes"
+KMS_KEY_EXTRA = "s3br_kms_key_id"
+"""Connection extra: the SSE-KMS key of every object s3br writes through the connection (run
+files, markers, the tag probe; copies that their run gives no key of their own), so a bucket
+whose policy denies writes without ``x-amz-server-side-encryption`` takes them all."""
 EXISTS_CODES = frozenset({"PreconditionFailed", "412"})
 """What a conditional write (``If-None-Match: *``) answers when the key exists."""
 CONFLICT_RETRIES = 3
@@ -317,6 +321,16 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
     def config(self) -> Config:
         """The botocore config of the hook's client: the connection's, then s3br's defaults."""
         return client_config(self.conn_config.botocore_config, self.max_pool_connections)
+
+    @cached_property
+    def connection_kms_key_id(self) -> str | None:
+        """The connection extra ``s3br_kms_key_id`` (``KMS_KEY_EXTRA``), or None."""
+        return self.conn_config.extra_config.get(KMS_KEY_EXTRA) or None
+
+    def encryption(self, kms_key_id: str | None = None) -> dict[str, str]:
+        """PutObject / CreateMultipartUpload parameters encrypting a write under ``kms_key_id``,
+        else the connection's key; none without either (the bucket's default encryption)."""
+        return _copy_fields(None, kms_key_id or self.connection_kms_key_id)
 
     @property
     def fast_path(self) -> bool:
@@ -700,7 +714,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
             "StorageClass": storage_class or None,
             "IfNoneMatch": "*" if create_only and self.conditional_writes else None,
             **_lock_fields(retention),
-            **_copy_fields(None, kms_key_id),
+            **self.encryption(kms_key_id),
         }
         fields = {name: value for name, value in fields.items() if value is not None}
         try:
@@ -747,22 +761,22 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
 
         ``tags`` None copies the source's tags as they are; a dict replaces them.
         ``retention`` ``(mode, retain_until)`` writes the copy under S3 Object Lock.
-        ``kms_key_id`` encrypts the copy with SSE-KMS under that key; None leaves it to the
-        target bucket's default encryption. Every copy asks for a full-object checksum: the
-        source's own algorithm where its listing named one (so both carry the same, and later
-        compares compare checksums), else ``copy_checksum``. Objects larger than
-        ``multipart_threshold`` bytes are copied in parts. Thread-safe: call it from many
-        threads; the hook's ``max_in_flight`` bounds the requests. A source object under SSE-C
+        ``kms_key_id`` encrypts the copy with SSE-KMS under that key; None uses the connection's
+        ``s3br_kms_key_id``, else leaves it to the target bucket's default encryption. Every copy
+        asks for a full-object checksum: the source's own algorithm where its listing named one (so
+        both carry the same, and later compares compare checksums), else ``copy_checksum``. Objects
+        larger than ``multipart_threshold`` bytes are copied in parts. Thread-safe: call it from
+        many threads; the hook's ``max_in_flight`` bounds the requests. A source object under SSE-C
         raises ``CustomerKeyRequiredError`` at once.
 
-        ``create_only`` never overwrites: where the endpoint has ``conditional_writes`` the
-        write itself is conditional (``If-None-Match: *`` on the CopyObject, or on the
-        CompleteMultipartUpload of a copy in parts), else a HeadObject just before the copy
-        decides (a key written by someone else between the two is overwritten: that race is
-        what conditional writes close). Return False when the key existed (nothing written),
-        True when the copy was written. ``target_key``: the copy's key; default the source's.
-        ``answered``: the error that the CopyObject of ``direct_copy`` (same arguments) already
-        got, handled here as the first attempt's answer instead of sending it again.
+        ``create_only`` never overwrites: where the endpoint has ``conditional_writes`` the write
+        itself is conditional (``If-None-Match: *`` on the CopyObject, or on the
+        CompleteMultipartUpload of a copy in parts), else a HeadObject just before the copy decides
+        (a key written by someone else between the two is overwritten: that race is what conditional
+        writes close). Return False when the key existed (nothing written), True when the copy was
+        written. ``target_key``: the copy's key; default the source's. ``answered``: the error that
+        the CopyObject of ``direct_copy`` (same arguments) already got, handled here as the first
+        attempt's answer instead of sending it again.
         """
         key = target_key or source.key
         if create_only and not self.conditional_writes and self.exists(target_bucket, key):
@@ -774,7 +788,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         kept = source_checksum_to_keep(source.checksum, multipart=multipart)
         while True:
             asked = kept or self.copy_checksum
-            extra = _copy_fields(asked, kms_key_id)
+            extra = _copy_fields(asked, kms_key_id or self.connection_kms_key_id)
             try:
                 if answered is not None:
                     first, answered = answered, None
@@ -883,7 +897,8 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         if not (self.uses_direct_path(target_bucket) and direct_path_supported(source_bucket)):
             return None
         asked = source_checksum_to_keep(source.checksum, multipart=False) or self.copy_checksum
-        extra = _copy_fields(asked, kms_key_id) | ({"IfNoneMatch": "*"} if create_only else {})
+        extra = _copy_fields(asked, kms_key_id or self.connection_kms_key_id)
+        extra |= {"IfNoneMatch": "*"} if create_only else {}
         fields = _copy_object_fields(tags, storage_class, retention, extra)
         copy_source = _copy_source(source_bucket, source)
         return DirectCopy(target_bucket, source.key, _direct_headers(fields, source_bucket, copy_source))
@@ -931,7 +946,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
     def upload(self, local_path: str, uri: str) -> None:
         bucket, key = split_s3_uri(uri)
         self._transfers(UPLOAD_PART).upload(
-            local_path, bucket, key, extra_args={"ContentType": "application/gzip"}
+            local_path, bucket, key, extra_args={"ContentType": "application/gzip", **self.encryption()}
         ).result()
 
     def download(self, uri: str, local_path: str) -> None:
@@ -940,7 +955,9 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
 
     def put_json(self, uri: str, body: bytes) -> None:
         bucket, key = split_s3_uri(uri)
-        self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+        self._s3.put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType="application/json", **self.encryption()
+        )
 
     def get_json_bytes(self, uri: str) -> bytes | None:
         bucket, key = split_s3_uri(uri)

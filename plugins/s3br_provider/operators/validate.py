@@ -103,7 +103,11 @@ def probe_tag_copy(hook: S3BucketHook, bucket: str) -> dict[str, str]:
     from s3br_provider.hooks.errors import error_code
 
     hook.client.put_object(
-        Bucket=bucket, Key=TAG_PROBE_TARGET, Body=_PROBE_BODY, Tagging=urlencode(_PROBE_TARGET_TAGS)
+        Bucket=bucket,
+        Key=TAG_PROBE_TARGET,
+        Body=_PROBE_BODY,
+        Tagging=urlencode(_PROBE_TARGET_TAGS),
+        **hook.encryption(),
     )
     source = ObjectInfo(key=TAG_PROBE_SOURCE, size=len(_PROBE_BODY), etag="", last_modified=0.0)
     try:
@@ -112,10 +116,26 @@ def probe_tag_copy(hook: S3BucketHook, bucket: str) -> dict[str, str]:
         if error_code(error) not in ("NoSuchKey", "404"):
             raise
         hook.client.put_object(
-            Bucket=bucket, Key=TAG_PROBE_SOURCE, Body=_PROBE_BODY, Tagging=urlencode(_PROBE_SOURCE_TAGS)
+            Bucket=bucket,
+            Key=TAG_PROBE_SOURCE,
+            Body=_PROBE_BODY,
+            Tagging=urlencode(_PROBE_SOURCE_TAGS),
+            **hook.encryption(),
         )
         hook.copy(source, bucket, bucket, multipart_threshold=2**20, target_key=TAG_PROBE_TARGET)
     return hook.get_tags(bucket, TAG_PROBE_TARGET)
+
+
+def _check_connection_key(hook: S3BucketHook, param: str) -> None:
+    """The connection extra ``s3br_kms_key_id``, if set, must be a key the connection may
+    encrypt with: every object the run writes through it carries that key."""
+    key = hook.connection_kms_key_id
+    problem = key and hook.kms_key_problem(key)
+    if problem:
+        raise InvalidRunError(
+            f"the connection extra s3br_kms_key_id {key!r} of {param} {hook.aws_conn_id!r} cannot "
+            f"encrypt the objects the run writes: {problem} (see the README, Encryption)"
+        )
 
 
 def _empty_bucket(values: dict[str, Any], variables: dict[str, str | None]) -> None:
@@ -260,6 +280,8 @@ class S3BackupValidateOperator(_ValidateOperator):
                     f"backup_aws_conn_id {settings.backup_aws_conn_id!r}: {problem} (it must be a "
                     "key of the backup account: see the README, Encryption)"
                 )
+        if not settings.dry_run and backup.connection_kms_key_id != settings.backup_kms_key_id:
+            _check_connection_key(backup, "backup_aws_conn_id")
         try:
             probing = check_bool(self.probe_tag_copy, "probe_tag_copy")
         except SettingsError as error:
@@ -281,18 +303,26 @@ class S3BackupValidateOperator(_ValidateOperator):
     def _exact_tag_copy(self, backup: S3BucketHook, bucket: str) -> bool:
         """``probe_tag_copy``'s answer, logged; False (each changed object's tags are then read
         and set explicitly, as without the probe) where it is not exactly the source's tags,
-        or the probe fails."""
+        or the probe fails. AccessDenied to its first write fails the run: nothing can be written."""
+        from botocore.exceptions import ClientError
+
+        from s3br_provider.hooks.errors import error_code
+
         where = f"s3://{bucket}/{TAG_PROBE_TARGET}"
         try:
             tags = probe_tag_copy(backup, bucket)
+        except ClientError as error:
+            if error_code(error) != "AccessDenied" or error.operation_name != "PutObject":
+                return self._probe_failed(where, error)
+            raise InvalidRunError(
+                f"backup_bucket {bucket!r} refuses s3br's writes (AccessDenied to PutObject of "
+                f"{where} with connection {backup.aws_conn_id!r}), so the run could write neither "
+                "copies nor its manifests and report. Grant s3:PutObject on the bucket's objects "
+                "(iam/backup-policy.json); if a bucket policy requires SSE-KMS, set the "
+                "connection extra s3br_kms_key_id (see the README, Encryption)"
+            ) from None
         except Exception as error:  # any doubt: the safe way, which costs a request per change
-            self.log.warning(
-                "Tag probe at %s failed (%s: %s): each changed object's tags will be read and set",
-                where,
-                type(error).__name__,
-                error,
-            )
-            return False
+            return self._probe_failed(where, error)
         if tags == _PROBE_SOURCE_TAGS:
             self.log.info(
                 "Tag probe at %s: a copy with TaggingDirective=COPY carries exactly its source's "
@@ -306,6 +336,15 @@ class S3BackupValidateOperator(_ValidateOperator):
             where,
             tags,
             _PROBE_SOURCE_TAGS,
+        )
+        return False
+
+    def _probe_failed(self, where: str, error: Exception) -> bool:
+        self.log.warning(
+            "Tag probe at %s failed (%s: %s): each changed object's tags will be read and set",
+            where,
+            type(error).__name__,
+            error,
         )
         return False
 
@@ -427,6 +466,9 @@ class S3RestoreValidateOperator(_ValidateOperator):
                 f"target_bucket {settings.target_bucket!r} does not exist: target_mode missing_only "
                 "restores into an existing bucket (new_bucket creates one)"
             )
+        if not settings.dry_run:
+            _check_connection_key(backup, "backup_aws_conn_id")
+            _check_connection_key(target, "target_aws_conn_id")
         if settings.keys:
             self._check_keys(backup, settings)
         if (
