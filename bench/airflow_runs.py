@@ -220,6 +220,8 @@ class S3brDagsTest(Tool):
     name = "s3br-dags-test"
     description = "airflow dags test s3_backup -c CONF (SQLite; tasks one after another, in-process)"
 
+    home_name = "airflow-sqlite"
+
     def __init__(self) -> None:
         self.home: Path | None = None
 
@@ -229,7 +231,7 @@ class S3brDagsTest(Tool):
         return f"apache-airflow {airflow.__version__}"
 
     def setup(self, endpoint: Endpoint, workdir: Path) -> None:
-        self.home = workdir / "airflow-sqlite"
+        self.home = workdir / self.home_name
         self.home.mkdir(parents=True, exist_ok=True)
         env = self._airflow_env(endpoint)
         with open(workdir / "airflow-sqlite-migrate.log", "wb") as log:
@@ -267,6 +269,54 @@ class S3brDagsTest(Tool):
             result.note = f"dag run {state}"
         _add_report(result, spec)
         result.note = result.note or _describe(summary, usage.seconds)
+        return result
+
+
+FLOOR_DAG_ID = "airflow_floor"
+FLOOR_DAG = f'''"""One task that does nothing: what ``airflow dags test`` costs before any work."""
+
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="{FLOOR_DAG_ID}", schedule=None)
+def floor():
+    @task
+    def nothing() -> None:
+        return None
+
+    nothing()
+
+
+floor()
+'''
+
+
+class AirflowFloor(S3brDagsTest):
+    """``airflow dags test`` of a one-task DAG that does nothing, on the same SQLite Airflow: the
+    CLI's start, DAG parsing and the in-process execution API, which every ``dags test`` pays
+    before any work (the part of s3br-dags-test that no s3br code can remove)."""
+
+    name = "airflow-floor"
+    description = "airflow dags test of a one-task DAG that does nothing (reference: the CLI's own cost)"
+    cases = ("noop",)
+    copies = False
+    home_name = "airflow-floor"
+
+    def setup(self, endpoint: Endpoint, workdir: Path) -> None:
+        self.dags = workdir / "airflow-floor-dags"
+        self.dags.mkdir(parents=True, exist_ok=True)
+        (self.dags / "airflow_floor.py").write_text(FLOOR_DAG)
+        super().setup(endpoint, workdir)
+
+    def _airflow_env(self, endpoint: Endpoint) -> dict[str, str]:
+        return {**super()._airflow_env(endpoint), "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags)}
+
+    def command(self, spec: RunSpec) -> list[str]:
+        return [AIRFLOW, "dags", "test", FLOOR_DAG_ID]
+
+    def result(self, spec: RunSpec, usage: Usage) -> Result:
+        result = Tool.result(self, spec, usage)
+        result.note = result.note or "reference: one task that does nothing"
         return result
 
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import airflow_runs, s3data  # noqa: E402
-from bench.airflow_runs import S3brDagsTest, S3brLocalExecutor, S3brLocalTuned  # noqa: E402
+from bench.airflow_runs import AirflowFloor, S3brDagsTest, S3brLocalExecutor, S3brLocalTuned  # noqa: E402
 from bench.endpoints import ENDPOINTS, running_endpoint  # noqa: E402
 from bench.report import console_table, write_all  # noqa: E402
 from bench.tools import (  # noqa: E402
@@ -56,6 +56,7 @@ def all_tools() -> list[Tool]:
         RcloneCopy(),
         *(fair() for fair in FAIR_TOOLS),
         S3brDagsTest(),
+        AirflowFloor(),
         S3brLocalExecutor(),
         S3brLocalTuned(),
     ]
@@ -217,7 +218,7 @@ def benchmark_size(
             except Exception as error:  # one broken tool must not lose the others' results
                 result = Result(tool.name, case, n, None, False, note=f"{type(error).__name__}: {error}")
             result.load = load
-            if not args.no_check:
+            if tool.copies and not args.no_check:
                 check = s3data.check_copy(source, s3, dst)
                 result.check = check.describe()
                 result.ok = result.ok and check.ok

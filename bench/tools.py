@@ -148,6 +148,8 @@ class Tool:
     description = ""
     profile_dir: Path | None = None
     """Where py-spy profiles of the runs go (the s3br tools; None: no profiling)."""
+    copies = True
+    """False: a reference run that copies nothing (its destination is not checked)."""
 
     def missing(self) -> str | None:
         """Why the tool cannot run here, or None when it can."""
