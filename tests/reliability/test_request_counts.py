@@ -11,6 +11,7 @@ closing notes.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ import pytest
 
 from s3br_provider.core.deleted_index import tagged_marker_key
 from s3br_provider.core.keys import is_reserved
+from s3br_provider.core.manifest import run_folder, split_s3_uri
 from tests.reliability.conftest import (
     PROXY_CONN_ID,
     TEXT,
@@ -197,3 +199,9 @@ def test_a_run_over_a_deletion_history_reads_no_tags(
     assert data_requests(proxy, "GetObjectTagging") == data_requests(proxy, "PutObjectTagging") == 1
     tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=backup, Key=rewritten)["TagSet"]}
     assert tags.get("Deleted") == "True", tags
+    # The rewritten key's partition tagged it; its other vanished keys were counted from the index.
+    _, report_key = split_s3_uri(run_folder(backup, "s3_backup", again.run_id) + "/report.json")
+    report = json.loads(s3.get_object(Bucket=backup, Key=report_key)["Body"].read())
+    (tagging_step,) = [row["tag"] for row in report["partitions"] if row.get("tag")]
+    assert tagging_step["tagged"] == 1, tagging_step
+    assert tagging_step["already_tagged"] == tagging_step["marked_by_index"] >= 1, tagging_step

@@ -69,8 +69,6 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         now = datetime.now(UTC)
 
         def tag_one(obj: ObjectInfo) -> str:
-            if obj.extra.get(MARKED_DELETED):
-                return "indexed"
             existing = backup.get_tags(bucket, obj.key)
             merge = mark_deleted(existing, now)
             if merge.tags == existing:
@@ -90,10 +88,21 @@ class S3TagDeletedOperator(S3brPartitionOperator):
 
         progress = Progress(f"{self.label} tag", self.log.info, total=self.expected)
         records = (ObjectInfo.from_record(r) for r in read_manifest(backup, self.manifest_uri))
-        for _, outcome in self.run_each(tag_one, records, result, "Tagging as deleted", bucket, progress):
+
+        def unmarked() -> Any:
+            """The records to look at; those the index marked are counted here, not sent to
+            the threads (a partition can hold millions of them)."""
+            for obj in records:
+                if obj.extra.get(MARKED_DELETED):
+                    progress.add()
+                    result["already_tagged"] += 1
+                    result["marked_by_index"] += 1
+                else:
+                    yield obj
+
+        for _, outcome in self.run_each(tag_one, unmarked(), result, "Tagging as deleted", bucket, progress):
             progress.add()
             result["tagged" if outcome == "tagged" else "already_tagged"] += 1
-            result["marked_by_index"] += outcome == "indexed"
         self.log.info(
             "%s: tagged %d vanished objects as deleted, %d already tagged (%d of them by the "
             "deleted-key index, unread), %d failed",
