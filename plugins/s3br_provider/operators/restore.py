@@ -21,7 +21,7 @@ from s3br_provider.core.settings import RESTORE_DEFAULTS as R
 from s3br_provider.core.settings import as_of_epoch
 from s3br_provider.core.tags import DELETED_TAG, strip_marker
 from s3br_provider.core.versions import objects_as_of
-from s3br_provider.hooks.deleted_index import read_deleted_keys
+from s3br_provider.hooks.deleted_index import DeletedKeys, read_deleted_keys
 from s3br_provider.hooks.errors import error_code
 from s3br_provider.operators.base import (
     MAX_REPORTED_FAILURES,
@@ -226,8 +226,8 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
 
         def inspect(obj: ObjectInfo) -> ObjectInfo | None:
             # Written before the index (LastModified has whole seconds: strictly before).
-            if index is not None and obj.last_modified < index[1] and obj.storage_class != TIERING:
-                if obj.key not in index[0]:
+            if index is not None and obj.last_modified < index.written_at and obj.storage_class != TIERING:
+                if obj.key not in index.keys:
                     return obj  # live by the index: no tag read; the copy copies its tags
                 if not self.include_deleted:
                     obj.tags = {DELETED_TAG: "True"}  # left out without reading them
@@ -311,7 +311,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
             skip_idle_steps(self, context, result, idle_steps, f"{self.label}: no archived object")
         return result
 
-    def _deleted_index(self, backup: S3BucketHook, bucket: str) -> tuple[set[str], float] | None:
+    def _deleted_index(self, backup: S3BucketHook, bucket: str) -> DeletedKeys | None:
         """This partition's deleted keys by the backup's deleted-key index, and when the index was
         written; None where no index can be trusted (``hooks.deleted_index``): then every
         object's tags are read."""
@@ -326,7 +326,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
             found.index_key,
             len(found.keys),
         )
-        return found.keys, found.written_at
+        return found
 
     def _log_named(self, named_keys: dict[str, list[str]]) -> None:
         if named_keys["missing_keys"]:
