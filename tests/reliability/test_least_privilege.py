@@ -9,6 +9,7 @@ SOURCE_BUCKET, BACKUP_BUCKET and TARGET_BUCKET filled in.
 
 from __future__ import annotations
 
+import json
 import os
 from types import SimpleNamespace
 from typing import Any
@@ -27,7 +28,7 @@ from tests.reliability.conftest import (
 from tests.support import steps
 from tests.support.fault_proxy import FaultProxy, RequestRecord
 from tests.support.iam import allowed, listed, missing_permissions, policy, split_copy_source, used
-from tests.support.s3 import local_client
+from tests.support.s3 import REGION, aws_conn_env, local_client
 
 pytestmark = pytest.mark.slow
 
@@ -267,3 +268,67 @@ def test_sse_kms_backup_and_restore_stay_within_their_policies(
     assert needed == {("kms:Decrypt", backup_key)}, needed
     assert [pair for pair in sorted(needed) if not allowed(statements, *pair)] == []
     assert missing_permissions(proxy.records, statements) == {}
+
+
+def test_a_connection_kms_key_stays_within_the_policies(
+    s3: Any, bucket_names: Any, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the connection extra ``s3br_kms_key_id`` every object written into the backup
+    bucket, run files included, is under the key: the backup needs kms:GenerateDataKey and
+    kms:Decrypt on it (writing, then reading its own manifests back), and so does the restore,
+    which writes its manifests there too."""
+    key = local_client("kms", proxy.endpoint_url).create_key()["KeyMetadata"]["Arn"]
+    conn_id = "s3br_proxy_kms"
+    extra = {"endpoint_url": proxy.endpoint_url, "region_name": REGION, "s3br_kms_key_id": key}
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps({**json.loads(aws_conn_env(proxy.endpoint_url)), "extra": extra}),
+    )
+    source, backup, target = bucket_names("src"), bucket_names("bak"), bucket_names("target")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    objects = {"a/small.txt": Obj(b"small", TEXT, {"m": "1"}, {"t": "1"})}
+    seed(s3, source, objects)
+
+    def needs(record: RequestRecord) -> list[tuple[str, str]]:
+        """What S3 asks of KMS for a request when every object of the backup is under ``key``."""
+        if record.operation == "GenerateDataKey":
+            return [("kms:GenerateDataKey", key)]
+        writes = record.bucket == backup and record.operation in (
+            "PutObject",
+            "CopyObject",
+            "CreateMultipartUpload",
+        )
+        reads = record.bucket == backup and record.operation == "GetObject"
+        copied_from_backup = split_copy_source(record.copy_source or "")[0] == backup
+        return [("kms:GenerateDataKey", key)] * writes + [("kms:Decrypt", key)] * (
+            reads or copied_from_backup
+        )
+
+    proxy.reset_records()
+    run = steps.validate(source, backup, run_id="manual__ckms", **via(conn_id, "s3_backup"))
+    steps.copy(run, steps.diff(run))
+    backup_statements = policy(
+        "backup-policy",
+        SOURCE_BUCKET=source,
+        BACKUP_BUCKET=backup,
+        SOURCE_KMS_KEY_ARN="arn:aws:kms:us-east-1:000000000000:key/unused",
+        BACKUP_KMS_KEY_ARN=key,
+    )
+    needed = {pair for r in proxy.records for pair in needs(r)}
+    assert needed == {("kms:GenerateDataKey", key), ("kms:Decrypt", key)}, needed
+    assert [pair for pair in sorted(needed) if not allowed(backup_statements, *pair)] == []
+    assert missing_permissions(proxy.records, backup_statements) == {}
+
+    proxy.reset_records()
+    restore = steps.validate_restore(backup, target, run_id="manual__ckmsr", **via(conn_id, "s3_restore"))
+    steps.create_target(restore)
+    steps.restore_copy(restore, steps.select(restore))
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=target)["Contents"]] == list(objects)
+    restore_statements = policy(
+        "restore-policy", BACKUP_BUCKET=backup, TARGET_BUCKET=target, BACKUP_KMS_KEY_ARN=key
+    )
+    needed = {pair for r in proxy.records for pair in needs(r)}
+    assert needed == {("kms:GenerateDataKey", key), ("kms:Decrypt", key)}, needed
+    assert [pair for pair in sorted(needed) if not allowed(restore_statements, *pair)] == []
+    assert missing_permissions(proxy.records, restore_statements) == {}
