@@ -251,6 +251,21 @@ def test_a_bucket_policy_requiring_sse_kms_takes_every_write_under_the_connectio
     assert written["CopyObject"] >= len(model) - 1 and written["CreateMultipartUpload"] == 1, written
     assert written["PutObject"] >= 3, written  # run files: manifests, report, statistics
 
+    # A restore through a connection without the key: its first run file is refused, at once.
+    unkeyed = {**restore_defaults(), "backup_bucket": backup, "target_bucket": bucket_names("refused")}
+    refused_restore = run_dag(
+        "s3_restore", {**unkeyed, "backup_aws_conn_id": PROXY_CONN_ID, "target_aws_conn_id": PROXY_CONN_ID}
+    )
+    assert refused_restore.state == "failed", refused_restore.tasks
+    assert refused_restore.tasks["partition.select[0]"] == "failed", refused_restore.tasks
+    assert task_tries("s3_restore", refused_restore.run_id)["partition.select[0]"] == 1  # not retried
+    out = capsys.readouterr().out
+    assert "AccessDenied to PutObject with connection 's3br_encryption_proxy'" in out
+    assert "set the connection extra s3br_kms_key_id" in out
+    proxy.clear_faults()  # the refused restore wrote nothing: every key below stays under the key
+    deny_unencrypted_writes(proxy, backup)
+    proxy.reset_records()
+
     target = bucket_names("restored")
     restored = run_dag(
         "s3_restore",

@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.sdk.exceptions import AirflowFailException
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -154,6 +155,19 @@ def _copy_fields(checksum: str | None, kms_key_id: str | None) -> dict[str, Any]
     if kms_key_id:
         fields |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
     return fields
+
+
+class RunFileRefusedError(AirflowFailException):
+    """The bucket refuses a run file (AccessDenied): no retry can write it, so the task fails
+    at once, naming the object, the connection and the two usual causes."""
+
+    def __init__(self, uri: str, aws_conn_id: str | None, cause: ClientError) -> None:
+        super().__init__(
+            f"{uri}: AccessDenied to {cause.operation_name} with connection {aws_conn_id!r}, so this "
+            f"run cannot write its files under {RESERVED_PREFIX!r}. Grant s3:PutObject there (the "
+            "iam/ policies); if a bucket policy requires SSE-KMS, set the connection extra "
+            f"{KMS_KEY_EXTRA} (see the README, Encryption)"
+        )
 
 
 class CustomerKeyRequiredError(ClientError):
@@ -945,9 +959,9 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
 
     def upload(self, local_path: str, uri: str) -> None:
         bucket, key = split_s3_uri(uri)
-        self._transfers(UPLOAD_PART).upload(
-            local_path, bucket, key, extra_args={"ContentType": "application/gzip", **self.encryption()}
-        ).result()
+        extra = {"ContentType": "application/gzip", **self.encryption()}
+        with self._run_file(uri):
+            self._transfers(UPLOAD_PART).upload(local_path, bucket, key, extra_args=extra).result()
 
     def download(self, uri: str, local_path: str) -> None:
         bucket, key = split_s3_uri(uri)
@@ -955,9 +969,20 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
 
     def put_json(self, uri: str, body: bytes) -> None:
         bucket, key = split_s3_uri(uri)
-        self._s3.put_object(
-            Bucket=bucket, Key=key, Body=body, ContentType="application/json", **self.encryption()
-        )
+        with self._run_file(uri):
+            self._s3.put_object(
+                Bucket=bucket, Key=key, Body=body, ContentType="application/json", **self.encryption()
+            )
+
+    @contextmanager
+    def _run_file(self, uri: str) -> Iterator[None]:
+        """A write of a run file: AccessDenied becomes ``RunFileRefusedError`` (no retries)."""
+        try:
+            yield
+        except ClientError as error:
+            if error_code(error) == "AccessDenied":
+                raise RunFileRefusedError(uri, self.aws_conn_id, error) from error
+            raise
 
     def get_json_bytes(self, uri: str) -> bytes | None:
         bucket, key = split_s3_uri(uri)
