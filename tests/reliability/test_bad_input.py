@@ -133,6 +133,7 @@ VALIDATE_CASES = {
     "backup-backup-missing": ("s3_backup", {"backup_bucket": "{new}"}, [], "{new}"),
     "backup-source-denied": ("s3_backup", {}, [("HeadBucket", "{src}")], "{src}"),
     "backup-source-is-backup": ("s3_backup", {"backup_bucket": "{src}"}, [], "{src}"),
+    "backup-backup-refuses-writes": ("s3_backup", {}, [("PutObject", "{bak}")], "refuses s3br's writes"),
     "backup-source-holds-reserved": ("s3_backup", {"source_bucket": "{full}"}, [], "'_s3br/'"),
     "backup-connection-unknown": ("s3_backup", {"backup_aws_conn_id": "s3br_nowhere"}, [], "s3br_nowhere"),
     "restore-as_of-yesterday": ("s3_restore", {"as_of": "yesterday"}, [], "as_of"),
