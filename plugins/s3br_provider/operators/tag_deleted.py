@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,7 +89,7 @@ class S3TagDeletedOperator(S3brPartitionOperator):
         progress = Progress(f"{self.label} tag", self.log.info, total=self.expected)
         records = (ObjectInfo.from_record(r) for r in read_manifest(backup, self.manifest_uri))
 
-        def unmarked() -> Any:
+        def unmarked() -> Iterator[ObjectInfo]:
             """The records to look at; those the index marked are counted here, not sent to
             the threads (a partition can hold millions of them)."""
             for obj in records:
