@@ -352,6 +352,24 @@ def test_slow_delays_then_forwards(proxy: FaultProxy, s3, bucket: str) -> None:
     assert proxy.operations() == Counter({"HeadBucket": 1})
 
 
+@pytest.mark.parametrize(("keep", "sizes"), [(0, [0, 0, 0, 4, 4, 1]), (2, [2, 2, 2, 3])])
+def test_short_pages_list_every_key_once_in_order(
+    proxy: FaultProxy, s3, bucket: str, keep: int, sizes: list[int]
+) -> None:
+    """``short_page``: truncated answers with fewer keys than asked (none at all with keep 0),
+    as AWS may send; the proxy's continuation token resumes after the last key given."""
+    keys = sorted(f"k/{i:02d} é+%" for i in range(9))
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"")
+    proxy.set_faults([{"operation": "ListObjectsV2", "kind": "short_page", "keep": keep, "count": 3}])
+    pages = list(
+        s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, PaginationConfig={"PageSize": 4})
+    )
+    assert [len(p.get("Contents", [])) for p in pages] == sizes
+    assert [o["Key"] for p in pages for o in p.get("Contents", [])] == keys
+    assert all(p["IsTruncated"] for p in pages[:3]) and not pages[-1]["IsTruncated"]
+
+
 def test_rule_filters_and_deadline(proxy: FaultProxy, s3, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="logs/a", Body=b"a")
     s3.put_object(Bucket=bucket, Key="data/b", Body=b"b")

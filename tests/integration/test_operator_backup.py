@@ -92,6 +92,17 @@ def test_validate_returns_settings_and_writes_nothing(
     assert fault_proxy.operations() == {"HeadBucket": 2, "ListObjectsV2": 1}
 
 
+def test_validate_finds_reserved_keys_behind_pages_without_keys(
+    s3: Any, buckets: SimpleNamespace, fault_proxy: FaultProxy
+) -> None:
+    """S3 may answer truncated pages holding no key (over delete markers): validate reads on."""
+    s3.put_object(Bucket=buckets.source, Key="_s3br/runs/x.json", Body=b"{}")
+    fault_proxy.set_faults([{"operation": "ListObjectsV2", "kind": "short_page", "keep": 0, "count": 2}])
+    with pytest.raises(AirflowFailException, match="first: '_s3br/runs/x.json'"):
+        validate(buckets.source, buckets.backup, **PROXIED)
+    assert fault_proxy.operations()["ListObjectsV2"] == 3 and fault_proxy.writes() == []
+
+
 def test_validate_missing_source_bucket(buckets: SimpleNamespace, bucket_names: Callable[[str], str]) -> None:
     missing = bucket_names("nosuch")
     with pytest.raises(AirflowFailException, match=f"source_bucket '{missing}' does not exist") as error:
@@ -175,6 +186,34 @@ def test_plan_descends_a_single_common_prefix(s3: Any, bucket_names: Callable[[s
     assert len(partitions) == 3
     assert all(p["end"] is None or p["end"].startswith("root/") for p in partitions)
     assert sorted(covered_keys(settings, partitions)) == keys
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_probes_and_listings_read_on_through_short_pages(
+    s3: Any, bucket_names: Callable[[str], str], fault_proxy: FaultProxy, fast_path: bool
+) -> None:
+    """S3 may answer a truncated page with fewer keys than asked, none over many delete
+    markers: a planning probe reads on until it has the page it asked for (a short page is not
+    the end of the keys), and a partition's listing, direct or through boto3, sees every key."""
+    from s3br_provider.operators.plan import listing_probe
+
+    bucket = bucket_names("short")
+    s3.create_bucket(Bucket=bucket)
+    keys = [f"k{i:03d}" for i in range(30)]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"")
+    short = [
+        {"operation": "ListObjectsV2", "kind": "short_page", "keep": 0, "count": 2},
+        {"operation": "ListObjectsV2", "kind": "short_page", "keep": 3, "count": 2},
+    ]
+    hook = S3BucketHook(aws_conn_id=PROXY_CONN_ID, fast_path=fast_path)
+    fault_proxy.set_faults(short)
+    probe = listing_probe(hook, bucket, "")
+    assert probe(None, 10) == keys[:10]
+    assert probe(keys[9], 10) == keys[10:20]
+    fault_proxy.set_faults(short)
+    assert [obj.key for obj in hook.iter_objects(bucket, "", KeyRange(keys[4], None))] == keys[5:]
+    assert sum(r.faulted_kind == "short_page" for r in fault_proxy.records) == 8
 
 
 def with_statistics(

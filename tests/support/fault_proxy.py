@@ -23,12 +23,15 @@ SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import dataclasses
 import fnmatch
+import html
 import http.client
 import json
 import random
+import re
 import shutil
 import signal
 import socket
@@ -58,8 +61,13 @@ ERROR_KINDS: dict[str, tuple[int, str, str]] = {
         "We encountered an internal error. Please try again.",
     ),
 }
-#: Every supported fault kind.
-FAULT_KINDS = frozenset(ERROR_KINDS) | {"drop", "slow"}
+#: Every supported fault kind. ``short_page`` answers a ListObjectsV2 with only its first
+#: ``keep`` keys, truncated, as AWS may ("the response might contain fewer keys"; a bucket of many
+#: delete markers can answer none): its continuation token is the proxy's, resolved by it.
+FAULT_KINDS = frozenset(ERROR_KINDS) | {"drop", "slow", "short_page"}
+#: Continuation tokens of ``short_page`` answers: this, the last key given (base64url), ``.``, a
+#: unique suffix.
+SHORT_PAGE_TOKEN = "s3br-proxy-short:"
 
 #: Operations that change state (used by :meth:`FaultProxy.writes`).
 MUTATING_OPERATIONS = frozenset(
@@ -157,7 +165,7 @@ class RequestRecord:
     reply whose record is missing; ``ended`` is that moment (the body of a
     large GET is still streaming). ``status`` is None for dropped
     connections; ``forwarded`` is True when the request reached the upstream
-    (including ``slow`` faults); ``copy_source`` is the URL-decoded
+    (including ``slow`` and ``short_page`` faults); ``copy_source`` is the URL-decoded
     ``x-amz-copy-source`` header; ``headers`` the request's header names, lower-case.
     """
 
@@ -186,6 +194,7 @@ class FaultRule:
     sleep of the ``slow`` kind. ``fired`` counts how often it fired.
     ``unless_header`` spares requests that carry that header, as a bucket
     policy denying writes without ``x-amz-server-side-encryption`` does.
+    ``keep`` is how many keys a ``short_page`` answer keeps.
     """
 
     kind: str
@@ -197,6 +206,7 @@ class FaultRule:
     until: float | None = None
     delay: float = 0.0
     unless_header: str | None = None
+    keep: int = 0
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -548,6 +558,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # unreadable body: give up on this connection
             return
         info = classify(self.command, self.path, self.headers, body)
+        if info.operation == "ListObjectsV2":
+            self.path = _resolve_short_page_token(self.path)
         rule = self.server.proxy.pick_fault(info)
         kind = rule.kind if rule else None
         try:
@@ -559,7 +571,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_error(kind, info)
             else:
                 time.sleep(rule.delay if rule else 0)
-                self._forward(info, started, kind, body)
+                keep = rule.keep if kind == "short_page" and info.operation == "ListObjectsV2" else None
+                self._forward(info, started, kind, body, keep)
         except (OSError, http.client.HTTPException):
             self.close_connection = True  # a peer went away mid-response
 
@@ -573,7 +586,7 @@ class _Handler(BaseHTTPRequestHandler):
             faulted_kind=kind,
             started=started,
             ended=time.monotonic(),
-            forwarded=kind in (None, "slow"),
+            forwarded=kind in (None, "slow", "short_page"),
         )
         self.server.proxy.add_record(record)
 
@@ -605,8 +618,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _forward(self, info: RequestInfo, started: float, kind: str | None, body: bytes) -> None:
-        """Send the request upstream unchanged and relay the response."""
+    def _forward(
+        self, info: RequestInfo, started: float, kind: str | None, body: bytes, keep: int | None = None
+    ) -> None:
+        """Send the request upstream unchanged and relay the response (``keep``: a listing
+        answered with only that many of its keys, see ``short_page``)."""
         conn = self.server.proxy.open_upstream()
         try:
             response = self._call_upstream(conn, body)
@@ -618,7 +634,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._record(info, started, response.status, kind)
-            self._relay(response)
+            if keep is not None and response.status == 200:
+                self._send_xml(200, _short_page(response.read(), keep, self.path), "short-page")
+            else:
+                self._relay(response)
         finally:
             conn.close()
 
@@ -648,6 +667,52 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(buffered)
         elif has_body:
             shutil.copyfileobj(response, self.wfile, _CHUNK)
+
+
+def _short_page(body: bytes, keep: int, path: str) -> bytes:
+    """A ListObjectsV2 answer cut to its first ``keep`` keys, truncated, with a continuation
+    token that resumes after the last key kept (or where the request started, if none)."""
+    text = body.decode("utf-8")
+    entries = list(re.finditer(r"<Contents>.*?</Contents>", text, re.DOTALL))
+    if len(entries) <= keep:
+        return body
+    kept = entries[:keep]
+    if kept:
+        last = re.search(r"<Key>(.*?)</Key>", kept[-1].group(0), re.DOTALL)
+        assert last is not None
+        resume = html.unescape(last.group(1))
+        if "<EncodingType>url</EncodingType>" in text:
+            resume = urllib.parse.unquote(resume)
+    else:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query, keep_blank_values=True))
+        resume = query.get("start-after", "")
+    # Unique, as a real token is: a client stops on a token it has seen before.
+    token = f"{SHORT_PAGE_TOKEN}{base64.urlsafe_b64encode(resume.encode()).decode()}.{uuid.uuid4().hex}"
+    head, tail = text[: entries[0].start()], text[entries[-1].end() :]
+    tail = re.sub(r"<NextContinuationToken>.*?</NextContinuationToken>", "", tail, flags=re.DOTALL)
+    cut = head + "".join(m.group(0) for m in kept) + tail
+    cut = re.sub(r"<IsTruncated>\w+</IsTruncated>", "<IsTruncated>true</IsTruncated>", cut)
+    cut = re.sub(r"<KeyCount>\d+</KeyCount>", f"<KeyCount>{keep}</KeyCount>", cut)
+    return cut.replace(
+        "</ListBucketResult>", f"<NextContinuationToken>{token}</NextContinuationToken></ListBucketResult>"
+    ).encode()
+
+
+def _resolve_short_page_token(path: str) -> str:
+    """A request continuing a ``short_page`` answer, as the upstream can serve it: the
+    proxy's token becomes ``start-after`` (S3 ignores StartAfter beside a token)."""
+    split = urllib.parse.urlsplit(path)
+    query = urllib.parse.parse_qsl(split.query, keep_blank_values=True)
+    token = dict(query).get("continuation-token", "")
+    if not token.startswith(SHORT_PAGE_TOKEN):
+        return path
+    resume = base64.urlsafe_b64decode(token[len(SHORT_PAGE_TOKEN) :].split(".")[0]).decode()
+    kept = [(k, v) for k, v in query if k not in ("continuation-token", "start-after")]
+    if resume:
+        kept.append(("start-after", resume))
+    return urllib.parse.urlunsplit(
+        split._replace(query=urllib.parse.urlencode(kept, quote_via=urllib.parse.quote))
+    )
 
 
 def _read_chunked(stream: Any) -> bytes:

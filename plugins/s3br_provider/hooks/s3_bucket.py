@@ -467,6 +467,16 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         status = self._s3.get_bucket_versioning(Bucket=bucket).get("Status")
         return status in ("Enabled", "Suspended")
 
+    def first_key(self, bucket: str, prefix: str) -> str | None:
+        """The first key under ``prefix``, or None. Reads on past truncated pages that hold
+        none, as S3 may answer where many delete markers come first."""
+        for page in self._pages(
+            "list_objects_v2", Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1}
+        ):
+            if page.get("Contents"):
+                return page["Contents"][0]["Key"]
+        return None
+
     def has_objects(self, bucket: str) -> bool:
         """Return whether a bucket holds any object or object version."""
         listing = self._s3.list_object_versions(Bucket=bucket, MaxKeys=1)

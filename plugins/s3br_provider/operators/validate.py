@@ -78,14 +78,15 @@ def _same_endpoint(first: S3BucketHook, second: S3BucketHook, what: str) -> None
 
 def _check_no_reserved_keys(hook: S3BucketHook, bucket: str, prefix: str) -> None:
     """A source key under ``_s3br/`` would never be copied (s3br lists that prefix as its own
-    run files): refuse the source rather than lose such keys silently. One LIST, MaxKeys=1."""
+    run files): refuse the source rather than lose such keys silently. One LIST, MaxKeys=1
+    (more only where S3 answers a truncated page without keys)."""
     if not reaches_reserved(prefix):
         return
-    listing = hook.conn.list_objects_v2(Bucket=bucket, Prefix=RESERVED_PREFIX, MaxKeys=1)
-    if listing.get("Contents"):
+    first = hook.first_key(bucket, RESERVED_PREFIX)
+    if first is not None:
         raise InvalidRunError(
             f"source_bucket {bucket!r} holds keys under {RESERVED_PREFIX!r} (first: "
-            f"{listing['Contents'][0]['Key']!r}), the prefix where s3br keeps its run files, and "
+            f"{first!r}), the prefix where s3br keeps its run files, and "
             "a backup never copies them. Is it an s3br backup bucket? Keep a second copy of a "
             "backup with S3 Replication (see the README), or set prefix to the keys to back up."
         )
