@@ -203,6 +203,37 @@ def test_a_backup_planned_into_several_partitions_by_probing_copies_every_key(
     assert (totals["source_objects"], totals["copied"]) == (len(keys), len(keys)), totals
 
 
+def test_a_partition_start_that_is_also_a_directory_makes_the_plan_one_partition(
+    weed_conn: Any, bucket_names: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SeaweedFS answers ``StartAfter=d03`` from after the whole directory ``d03/`` where
+    ``d03`` is an object too (AWS lists ``d03/x`` next). A plan cutting at ``d03`` (here from
+    the statistics' samples) would lose ``d03/``'s keys, so off AWS the plan checks its starts
+    and makes one partition, listed whole and sorted; every key is backed up."""
+    from s3br_provider.core.manifest import split_s3_uri
+    from s3br_provider.core.stats import encode_stats, stats_uri
+    from tests.support import steps
+
+    s3, source, backup = weed_conn, bucket_names("src"), bucket_names("bak")
+    s3.create_bucket(Bucket=source)
+    s3.create_bucket(Bucket=backup)
+    keys = ["d02/a", "d03", "d03/x", "d03/y", "d04/z"]
+    for key in keys:
+        s3.put_object(Bucket=source, Key=key, Body=key.encode())
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=source, StartAfter="d03")["Contents"]] == ["d04/z"]
+    samples = [("d02/a", 10), ("d03", 10), ("d03/y", 10), ("d04/z", 10)]  # cuts at d02/a, d03, d03/y
+    stats_bucket, stats_key = split_s3_uri(stats_uri(backup, ""))
+    s3.put_object(Bucket=stats_bucket, Key=stats_key, Body=encode_stats("", samples))
+    run_args = steps.validate(source, backup, **conns("source", "backup"))
+
+    partitions = steps.plan(run_args, target_keys=10)
+
+    assert partitions == [{"index": 0, "start_after": None, "end": None, "unordered_listing": True}]
+    assert "StartAfter 'd03' listed 'd04/z' first, skipping 'd03/x'" in "".join(capsys.readouterr())
+    steps.copy(run_args, steps.diff(run_args, partitions[0]))
+    assert sorted(list_keys(s3, backup)) == keys
+
+
 def test_changed_objects_are_copied_with_exactly_their_tags_and_no_tag_read(
     seaweedfs: str,
     monkeypatch: pytest.MonkeyPatch,

@@ -374,9 +374,13 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         CompleteMultipartUpload: the connection extra ``s3br_conditional_writes``, else true for
         AWS (no endpoint URL, or one of amazonaws.com), which documents it for both. An endpoint
         that ignored the header would overwrite, so others must say so in the extra."""
+        return flag(self.conn_config.extra_config.get(CONDITIONAL_WRITES_EXTRA), self.is_aws)
+
+    @property
+    def is_aws(self) -> bool:
+        """Whether the endpoint is AWS's: no endpoint URL, or one of amazonaws.com."""
         endpoint = self.endpoint_url
-        aws = endpoint is None or ".amazonaws.com" in endpoint
-        return flag(self.conn_config.extra_config.get(CONDITIONAL_WRITES_EXTRA), aws)
+        return endpoint is None or ".amazonaws.com" in endpoint
 
     def exists(self, bucket: str, key: str) -> bool:
         """Whether ``key`` exists in ``bucket`` (HeadObject)."""
@@ -467,12 +471,13 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         status = self._s3.get_bucket_versioning(Bucket=bucket).get("Status")
         return status in ("Enabled", "Suspended")
 
-    def first_key(self, bucket: str, prefix: str) -> str | None:
-        """The first key under ``prefix``, or None. Reads on past truncated pages that hold
-        none, as S3 may answer where many delete markers come first."""
-        for page in self._pages(
-            "list_objects_v2", Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": 1}
-        ):
+    def first_key(self, bucket: str, prefix: str, start_after: str | None = None) -> str | None:
+        """The first key under ``prefix`` (after ``start_after``), or None. Reads on past
+        truncated pages that hold none, as S3 may answer where many delete markers come first."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": 1}}
+        if start_after is not None:
+            kwargs["StartAfter"] = start_after
+        for page in self._pages("list_objects_v2", **kwargs):
             if page.get("Contents"):
                 return page["Contents"][0]["Key"]
         return None

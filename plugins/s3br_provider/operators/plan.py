@@ -24,6 +24,7 @@ from s3br_provider.core.partitions import (
     plan_from_samples,
     split_points,
 )
+from s3br_provider.core.pool import bounded_map
 from s3br_provider.core.probe_plan import Probe, plan_by_probing
 from s3br_provider.core.progress import Progress
 from s3br_provider.core.settings import BACKUP_DEFAULTS
@@ -153,6 +154,9 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         if self.listing_source == "inventory":
             return self._plan_from_inventory(context, limit)
         planned = self._plan(limit)
+        skipped = None if self.unordered_listing else self._start_after_skips(planned.ranges)
+        if skipped:
+            planned = self._one_partition(f"a StartAfter check: {skipped}")
         self.log.info(
             "Planned %d partition(s) from %s (limit %d):", len(planned.ranges), planned.source, limit
         )
@@ -202,6 +206,32 @@ class S3PlanPartitionsOperator(S3brBaseOperator):
         return _Planned(
             probed.ranges, f"{probed.probes} listing probes ({counted}: {probed.estimated_keys} keys)"
         )
+
+    def _start_after_skips(self, ranges: Sequence[KeyRange]) -> str | None:
+        """Where a listing from a partition's start would skip keys, or None. A start is a key;
+        SeaweedFS answers ``StartAfter=K`` from after the whole directory ``K/``, so where ``K``
+        is an object and a directory both, the keys under ``K/`` would never be listed (AWS
+        lists them next, in byte order). Off AWS, each start not ending in ``/`` is checked:
+        one listing under ``K/`` (MaxKeys 1), and where that finds a key, one after ``K``."""
+        starts = [r.start_after for r in ranges if r.start_after and not r.start_after.endswith("/")]
+        if not starts or self.hook.is_aws:
+            return None
+
+        def check(start: str) -> str | None:
+            under = self.hook.first_key(self.bucket, f"{start}/")
+            if under is None:
+                return None
+            after = self.hook.first_key(self.bucket, self.prefix, start_after=start)
+            if after is not None and after <= under:
+                return None
+            return f"StartAfter {start!r} listed {after!r} first, skipping {under!r}"
+
+        for _, found, error in bounded_map(check, starts, workers=PROBE_WORKERS):
+            if error is not None:
+                raise error
+            if found:
+                return found
+        return None
 
     def _one_partition(self, seen_by: str) -> _Planned:
         """The plan of an endpoint that lists out of S3's byte order (SeaweedFS walks directory
