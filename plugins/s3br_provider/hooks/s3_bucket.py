@@ -471,16 +471,27 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         status = self._s3.get_bucket_versioning(Bucket=bucket).get("Status")
         return status in ("Enabled", "Suspended")
 
-    def first_key(self, bucket: str, prefix: str, start_after: str | None = None) -> str | None:
-        """The first key under ``prefix`` (after ``start_after``), or None. Reads on past
-        truncated pages that hold none, as S3 may answer where many delete markers come first."""
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "PaginationConfig": {"PageSize": 1}}
+    def first_keys(self, bucket: str, prefix: str, count: int, start_after: str | None = None) -> list[str]:
+        """The first ``count`` keys under ``prefix`` (after ``start_after``); fewer only where
+        the listing ends. The paginator reads on past truncated pages with fewer keys than
+        asked (S3 may answer so, with none over many delete markers)."""
+        kwargs: dict[str, Any] = {
+            "Bucket": bucket,
+            "Prefix": prefix,
+            "PaginationConfig": {"MaxItems": count, "PageSize": count},
+        }
         if start_after is not None:
             kwargs["StartAfter"] = start_after
-        for page in self._pages("list_objects_v2", **kwargs):
-            if page.get("Contents"):
-                return page["Contents"][0]["Key"]
-        return None
+        return [
+            item["Key"]
+            for page in self._pages("list_objects_v2", **kwargs)
+            for item in page.get("Contents", [])
+        ]
+
+    def first_key(self, bucket: str, prefix: str, start_after: str | None = None) -> str | None:
+        """The first key under ``prefix`` (after ``start_after``), or None."""
+        keys = self.first_keys(bucket, prefix, 1, start_after)
+        return keys[0] if keys else None
 
     def has_objects(self, bucket: str) -> bool:
         """Return whether a bucket holds any object or object version."""

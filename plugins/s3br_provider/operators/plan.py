@@ -48,21 +48,8 @@ def listing_probe(hook: Any, bucket: str, prefix: str) -> Probe:
     with a second request, so the reserved keys never look like the end of the key space."""
 
     def page(start_after: str | None, max_keys: int) -> list[str]:
-        """Up to ``max_keys`` keys after ``start_after``: fewer only where the listing ends. S3
-        may answer a truncated page with fewer keys than asked (none, over many delete
-        markers): the probe reads on, or a short page would look like the end of the keys."""
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
-        if start_after is not None:
-            kwargs["StartAfter"] = start_after
-        keys: list[str] = []
-        while True:
-            with hook.slots:
-                reply = hook.client.list_objects_v2(**kwargs)
-            keys += [item["Key"] for item in reply.get("Contents", [])]
-            token = reply.get("NextContinuationToken")
-            if len(keys) >= max_keys or not reply.get("IsTruncated") or not token:
-                return keys[:max_keys]
-            kwargs |= {"ContinuationToken": token, "MaxKeys": max_keys - len(keys)}
+        # Read on past short truncated pages, or one would look like the end of the keys.
+        return hook.first_keys(bucket, prefix, max_keys, start_after)
 
     def probe(start_after: str | None, max_keys: int) -> list[str]:
         keys = page(start_after, max_keys)
