@@ -279,6 +279,8 @@ def test_a_bucket_policy_requiring_sse_kms_takes_every_write_under_the_connectio
     )
     assert restored.state == "success", restored.failed_tasks()
     assert proxy.faulted() == []
+    # One connection for the backup and the target: validate checks its key once.
+    assert proxy.operations()["GenerateDataKey"] == 1
     assert_copies(src, snapshot_bucket(s3, target), src)
     assert sorted(list_keys(s3, target)) == sorted(model)  # gone.txt is deleted: not restored
     written = list_keys(s3, backup, include_reserved=True)

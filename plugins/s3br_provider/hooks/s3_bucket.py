@@ -149,12 +149,11 @@ def _lock_fields(retention: tuple[str, datetime] | None) -> dict[str, Any]:
     return {"ObjectLockMode": mode, "ObjectLockRetainUntilDate": until}
 
 
-def _copy_fields(checksum: str | None, kms_key_id: str | None) -> dict[str, Any]:
-    """CopyObject / CreateMultipartUpload parameters of a copy's checksum and encryption."""
-    fields: dict[str, Any] = {"ChecksumAlgorithm": checksum} if checksum else {}
-    if kms_key_id:
-        fields |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
-    return fields
+WRITES_REFUSED_HINT = (
+    "Grant s3:PutObject on the bucket's objects (the iam/ policies); if a bucket policy requires "
+    f"SSE-KMS, set the connection extra {KMS_KEY_EXTRA} (see the README, Encryption)"
+)
+"""The two usual causes of an AccessDenied to s3br's writes, and what to do about each."""
 
 
 class RunFileRefusedError(AirflowFailException):
@@ -164,9 +163,7 @@ class RunFileRefusedError(AirflowFailException):
     def __init__(self, uri: str, aws_conn_id: str | None, cause: ClientError) -> None:
         super().__init__(
             f"{uri}: AccessDenied to {cause.operation_name} with connection {aws_conn_id!r}, so this "
-            f"run cannot write its files under {RESERVED_PREFIX!r}. Grant s3:PutObject there (the "
-            "iam/ policies); if a bucket policy requires SSE-KMS, set the connection extra "
-            f"{KMS_KEY_EXTRA} (see the README, Encryption)"
+            f"run cannot write its files under {RESERVED_PREFIX!r}. {WRITES_REFUSED_HINT}"
         )
 
 
@@ -344,7 +341,16 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
     def encryption(self, kms_key_id: str | None = None) -> dict[str, str]:
         """PutObject / CreateMultipartUpload parameters encrypting a write under ``kms_key_id``,
         else the connection's key; none without either (the bucket's default encryption)."""
-        return _copy_fields(None, kms_key_id or self.connection_kms_key_id)
+        return self._write_fields(None, kms_key_id)
+
+    def _write_fields(self, checksum: str | None, kms_key_id: str | None) -> dict[str, Any]:
+        """A write's checksum and encryption parameters: the one place where a run's own key
+        gives way to the connection's (``s3br_kms_key_id``)."""
+        fields: dict[str, Any] = {"ChecksumAlgorithm": checksum} if checksum else {}
+        key = kms_key_id or self.connection_kms_key_id
+        if key:
+            fields |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key}
+        return fields
 
     @property
     def fast_path(self) -> bool:
@@ -828,7 +834,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         kept = source_checksum_to_keep(source.checksum, multipart=multipart)
         while True:
             asked = kept or self.copy_checksum
-            extra = _copy_fields(asked, kms_key_id or self.connection_kms_key_id)
+            extra = self._write_fields(asked, kms_key_id)
             try:
                 if answered is not None:
                     first, answered = answered, None
@@ -937,7 +943,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         if not (self.uses_direct_path(target_bucket) and direct_path_supported(source_bucket)):
             return None
         asked = source_checksum_to_keep(source.checksum, multipart=False) or self.copy_checksum
-        extra = _copy_fields(asked, kms_key_id or self.connection_kms_key_id)
+        extra = self._write_fields(asked, kms_key_id)
         extra |= {"IfNoneMatch": "*"} if create_only else {}
         fields = _copy_object_fields(tags, storage_class, retention, extra)
         copy_source = _copy_source(source_bucket, source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode
 
 from airflow.sdk import BaseHook
@@ -127,16 +127,42 @@ def probe_tag_copy(hook: S3BucketHook, bucket: str) -> dict[str, str]:
     return hook.get_tags(bucket, TAG_PROBE_TARGET)
 
 
-def _check_connection_key(hook: S3BucketHook, param: str) -> None:
-    """The connection extra ``s3br_kms_key_id``, if set, must be a key the connection may
-    encrypt with: every object the run writes through it carries that key."""
-    key = hook.connection_kms_key_id
-    problem = key and hook.kms_key_problem(key)
-    if problem:
-        raise InvalidRunError(
-            f"the connection extra s3br_kms_key_id {key!r} of {param} {hook.aws_conn_id!r} cannot "
-            f"encrypt the objects the run writes: {problem} (see the README, Encryption)"
-        )
+class _KeyUse(NamedTuple):
+    """A KMS key a run writes under: ``name`` and ``key``, what it encrypts, and the connection
+    (its Param and hook) that encrypts with it."""
+
+    name: str
+    key: str | None
+    encrypts: str
+    param: str
+    hook: S3BucketHook
+
+
+def _connection_key(hook: S3BucketHook, param: str) -> _KeyUse:
+    """The connection extra ``s3br_kms_key_id``: every object the run writes through the
+    connection without a key of its own carries it."""
+    from s3br_provider.hooks.s3_bucket import KMS_KEY_EXTRA
+
+    extra = f"the connection extra {KMS_KEY_EXTRA}"
+    return _KeyUse(extra, hook.connection_kms_key_id, "the objects the run writes", param, hook)
+
+
+def _check_kms_keys(*uses: _KeyUse) -> None:
+    """Every key set must be one its connection may encrypt with, asked once per (connection,
+    key) with one GenerateDataKey: a key shared by two uses, or two Params on one connection,
+    costs one request."""
+    asked: set[tuple[str | None, str]] = set()
+    for use in uses:
+        if not use.key or (use.hook.aws_conn_id, use.key) in asked:
+            continue
+        asked.add((use.hook.aws_conn_id, use.key))
+        problem = use.hook.kms_key_problem(use.key)
+        if problem:
+            raise InvalidRunError(
+                f"{use.name} {use.key!r} cannot encrypt {use.encrypts} with {use.param} "
+                f"{use.hook.aws_conn_id!r}: {problem} (it must be a key that connection's account "
+                "may use: see the README, Encryption)"
+            )
 
 
 def _empty_bucket(values: dict[str, Any], variables: dict[str, str | None]) -> None:
@@ -273,16 +299,17 @@ class S3BackupValidateOperator(_ValidateOperator):
                 f"retention_mode {settings.retention_mode} needs S3 Object Lock, and backup_bucket "
                 f"{settings.backup_bucket!r} does not have it enabled (see the README: Object Lock)"
             )
-        if settings.backup_kms_key_id and not settings.dry_run:
-            problem = backup.kms_key_problem(settings.backup_kms_key_id)
-            if problem:
-                raise InvalidRunError(
-                    f"backup_kms_key_id {settings.backup_kms_key_id!r} cannot encrypt copies with "
-                    f"backup_aws_conn_id {settings.backup_aws_conn_id!r}: {problem} (it must be a "
-                    "key of the backup account: see the README, Encryption)"
-                )
-        if not settings.dry_run and backup.connection_kms_key_id != settings.backup_kms_key_id:
-            _check_connection_key(backup, "backup_aws_conn_id")
+        if not settings.dry_run:
+            _check_kms_keys(
+                _KeyUse(
+                    "backup_kms_key_id",
+                    settings.backup_kms_key_id,
+                    "copies",
+                    "backup_aws_conn_id",
+                    backup,
+                ),
+                _connection_key(backup, "backup_aws_conn_id"),
+            )
         try:
             probing = check_bool(self.probe_tag_copy, "probe_tag_copy")
         except SettingsError as error:
@@ -308,6 +335,7 @@ class S3BackupValidateOperator(_ValidateOperator):
         from botocore.exceptions import ClientError
 
         from s3br_provider.hooks.errors import error_code
+        from s3br_provider.hooks.s3_bucket import WRITES_REFUSED_HINT
 
         where = f"s3://{bucket}/{TAG_PROBE_TARGET}"
         try:
@@ -318,9 +346,7 @@ class S3BackupValidateOperator(_ValidateOperator):
             raise InvalidRunError(
                 f"backup_bucket {bucket!r} refuses s3br's writes (AccessDenied to PutObject of "
                 f"{where} with connection {backup.aws_conn_id!r}), so the run could write neither "
-                "copies nor its manifests and report. Grant s3:PutObject on the bucket's objects "
-                "(iam/backup-policy.json); if a bucket policy requires SSE-KMS, set the "
-                "connection extra s3br_kms_key_id (see the README, Encryption)"
+                f"copies nor its manifests and report. {WRITES_REFUSED_HINT}"
             ) from None
         except Exception as error:  # any doubt: the safe way, which costs a request per change
             return self._probe_failed(where, error)
@@ -468,8 +494,10 @@ class S3RestoreValidateOperator(_ValidateOperator):
                 "restores into an existing bucket (new_bucket creates one)"
             )
         if not settings.dry_run:
-            _check_connection_key(backup, "backup_aws_conn_id")
-            _check_connection_key(target, "target_aws_conn_id")
+            _check_kms_keys(
+                _connection_key(backup, "backup_aws_conn_id"),
+                _connection_key(target, "target_aws_conn_id"),
+            )
         if settings.keys:
             self._check_keys(backup, settings)
         if (
