@@ -367,6 +367,10 @@ class S3brLocalExecutor(Tool):
     """Airflow options on top of the defaults (environment variables)."""
     local_settings: Path | None = None
     """An ``airflow_local_settings.py`` for the deployment's ``$AIRFLOW_HOME/config``."""
+    dag_id = DAG_ID
+    """The DAG each run triggers (in the repository's ``dags/``, or ``dag_file``'s folder)."""
+    dag_file: str | None = None
+    """Source of a DAG file of its own: the deployment's DAG folder holds that file alone."""
 
     def __init__(self) -> None:
         self.database = f"s3br_bench_{self.name.replace('-', '_')}_{os.getpid()}"
@@ -425,6 +429,11 @@ class S3brLocalExecutor(Tool):
             **self.settings,
             **EXTRA_AIRFLOW,
         }
+        if self.dag_file is not None:
+            dags = home / "dags"
+            dags.mkdir(exist_ok=True)
+            (dags / f"{self.dag_id}.py").write_text(self.dag_file)
+            self.env_vars["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
         with open(workdir / f"{self.name}-migrate.log", "wb") as log:
             subprocess.run([AIRFLOW, "db", "migrate"], env=self.env_vars, stdout=log, stderr=log, check=True)
         for service in ("api-server", "scheduler", "dag-processor"):
@@ -437,8 +446,9 @@ class S3brLocalExecutor(Tool):
                 start_new_session=True,
             )
         self._wait_for(lambda: self._get("/api/v2/monitor/health") is not None, "the api-server", 120)
-        self._wait_for(lambda: self._get(f"/api/v2/dags/{DAG_ID}") is not None, "the DAG to be parsed", 180)
-        self._request("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        parsed = f"/api/v2/dags/{self.dag_id}"
+        self._wait_for(lambda: self._get(parsed) is not None, "the DAG to be parsed", 180)
+        self._request("PATCH", f"/api/v2/dags/{self.dag_id}", {"is_paused": False})
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -446,8 +456,8 @@ class S3brLocalExecutor(Tool):
         api-server builds its execution API (Cadwyn's versioned routes, 4-8 s on 2 cores) on
         the first request a task makes, and only the first task after its start pays that.
         No buckets named: the run fails in validate, having made those requests."""
-        run = self._request("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {}})
-        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{_quote(run['dag_run_id'])}"
+        run = self._request("POST", f"/api/v2/dags/{self.dag_id}/dagRuns", {"logical_date": None, "conf": {}})
+        path = f"/api/v2/dags/{self.dag_id}/dagRuns/{_quote(run['dag_run_id'])}"
         self._wait_for(lambda: self._request("GET", path)["state"] in TERMINAL, "the warm-up run", 300)
 
     def pause(self) -> None:
@@ -486,7 +496,7 @@ class S3brLocalExecutor(Tool):
             started_at = time.time()
             began = time.perf_counter()
             run = self._request(
-                "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": backup_conf(spec)}
+                "POST", f"/api/v2/dags/{self.dag_id}/dagRuns", {"logical_date": None, "conf": self.conf(spec)}
             )
             run_id = run["dag_run_id"]
             state, ended_at = self._watch_run(run_id, run["state"], deadline)
@@ -513,12 +523,17 @@ class S3brLocalExecutor(Tool):
         summary["cpu_s_by_role"] = {k: round(v, 2) for k, v in sorted(by_role.items())}
         add_execute_times(
             summary,
-            execute_times_from_task_logs(self.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"),
+            execute_times_from_task_logs(self.home / "logs" / f"dag_id={self.dag_id}" / f"run_id={run_id}"),
         )
         result.details = summary
-        _add_report(result, spec)
+        if self.copies:
+            _add_report(result, spec)
         result.note = result.note or _describe(summary, seconds)
         return result
+
+    def conf(self, spec: RunSpec) -> dict[str, Any]:
+        """The triggered run's conf."""
+        return backup_conf(spec)
 
     def _cpu_by_role(self) -> dict[str, float]:
         """CPU seconds so far of each service's processes, the executor workers' (and so the
@@ -574,7 +589,7 @@ class S3brLocalExecutor(Tool):
         try:
             with db.cursor() as cursor:
                 while time.monotonic() < deadline:
-                    cursor.execute(RUN_SQL, (DAG_ID, run_id))
+                    cursor.execute(RUN_SQL, (self.dag_id, run_id))
                     row = cursor.fetchone()
                     if row is not None:
                         state = str(row[0])
@@ -589,7 +604,7 @@ class S3brLocalExecutor(Tool):
         import psycopg2
 
         with psycopg2.connect(f"{PG_DSN} dbname={self.database}") as db, db.cursor() as cursor:
-            cursor.execute(TASKS_SQL.format(p="%s"), (DAG_ID, run_id))
+            cursor.execute(TASKS_SQL.format(p="%s"), (self.dag_id, run_id))
             return list(cursor.fetchall())
 
     def _sql(self, statement: str) -> None:
@@ -604,7 +619,7 @@ class S3brLocalExecutor(Tool):
             db.close()
 
     def _runs(self) -> list[dict[str, Any]]:
-        return self._request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100").get("dag_runs", [])
+        return self._request("GET", f"/api/v2/dags/{self.dag_id}/dagRuns?limit=100").get("dag_runs", [])
 
     def _get(self, path: str) -> dict[str, Any] | None:
         try:
@@ -675,3 +690,31 @@ class S3brLocalTuned(S3brLocalExecutor):
     )
     local_settings = ROOT / "config" / "airflow_local_settings.py"
     settings = {"AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1"}
+
+
+class AirflowLocalFloor(S3brLocalExecutor):
+    """The s3br-local deployment running a one-task DAG that does nothing: what any triggered
+    run costs there before any work (the trigger, the scheduler's hand-offs, one task process,
+    its execution API calls): the part of s3br-local that no s3br code can remove."""
+
+    name = "airflow-local-floor"
+    description = (
+        "the s3br-local deployment running a one-task DAG that does nothing "
+        "(reference: a triggered run's own cost)"
+    )
+    cases = ("noop",)
+    copies = False
+    dag_id = FLOOR_DAG_ID
+    dag_file = FLOOR_DAG
+
+    def conf(self, spec: RunSpec) -> dict[str, Any]:
+        return {}
+
+
+class AirflowLocalFloorTuned(AirflowLocalFloor):
+    """The floor on the tuned deployment (``S3brLocalTuned``'s two settings)."""
+
+    name = "airflow-local-floor-tuned"
+    description = "airflow-local-floor on the s3br-local-tuned deployment (reference)"
+    local_settings = S3brLocalTuned.local_settings
+    settings = S3brLocalTuned.settings

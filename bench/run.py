@@ -27,7 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import airflow_runs, s3data  # noqa: E402
-from bench.airflow_runs import AirflowFloor, S3brDagsTest, S3brLocalExecutor, S3brLocalTuned  # noqa: E402
+from bench.airflow_runs import (  # noqa: E402
+    AirflowFloor,
+    AirflowLocalFloor,
+    AirflowLocalFloorTuned,
+    S3brDagsTest,
+    S3brLocalExecutor,
+    S3brLocalTuned,
+)
 from bench.endpoints import ENDPOINTS, running_endpoint  # noqa: E402
 from bench.report import console_table, write_all  # noqa: E402
 from bench.tools import (  # noqa: E402
@@ -59,6 +66,8 @@ def all_tools() -> list[Tool]:
         AirflowFloor(),
         S3brLocalExecutor(),
         S3brLocalTuned(),
+        AirflowLocalFloor(),
+        AirflowLocalFloorTuned(),
     ]
 
 
