@@ -83,7 +83,23 @@ def on_loop(hook: Any, objects: list[Any], target: str) -> None:
         assert error is None, error
 
 
-CHOICES: dict[str, Callable[[Any, list[Any], str], None]] = {"threads": on_threads, "loop": on_loop}
+def on_loop_hand_signed(hook: Any, objects: list[Any], target: str) -> None:
+    """``on_loop`` with the hand-written SigV4 signer of ``bench/transport.py`` (comparison)."""
+    from bench.transport import sign_by_hand
+
+    shipped = hook.direct._sign
+    hook.direct._sign = sign_by_hand
+    try:
+        on_loop(hook, objects, target)
+    finally:
+        hook.direct._sign = shipped
+
+
+CHOICES: dict[str, Callable[[Any, list[Any], str], None]] = {
+    "threads": on_threads,
+    "loop": on_loop,
+    "loop-hand-signed": on_loop_hand_signed,
+}
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ Signing: botocore's maintained ``S3SigV4Auth`` signs every request. The hand-wri
 s3br used to ship (``core/sigv4.py``, 6 us a signature against botocore's 60 us) measured
 0.79-0.89 ms per copy end to end, within the noise of botocore's 0.86-0.98 ms; awscrt's
 (0.61-0.83 ms) is no dependency of s3br. Neither pays for a second SigV4 implementation.
+On the event loop (``AsyncCopies``), where a copy costs less, the hand-written signer saved
+0.067 of 0.477 ms per copy (14%, bench/results/copy-transport-signers.md): still not enough.
 
 What botocore decides stays botocore's: the bucket's URL (path or virtual-hosted style, FIPS,
 dual-stack, custom endpoints) and the signing region are read once per bucket from a URL it
