@@ -455,7 +455,8 @@ class S3brLocalExecutor(Tool):
         """Run the DAG once, untimed, as a deployment that has been up a while has: the
         api-server builds its execution API (Cadwyn's versioned routes, 4-8 s on 2 cores) on
         the first request a task makes, and only the first task after its start pays that.
-        No buckets named: the run fails in validate, having made those requests."""
+        No buckets named: s3_backup fails in validate, having made those requests (a floor's
+        DAG takes no conf and succeeds)."""
         run = self._request("POST", f"/api/v2/dags/{self.dag_id}/dagRuns", {"logical_date": None, "conf": {}})
         path = f"/api/v2/dags/{self.dag_id}/dagRuns/{_quote(run['dag_run_id'])}"
         self._wait_for(lambda: self._request("GET", path)["state"] in TERMINAL, "the warm-up run", 300)

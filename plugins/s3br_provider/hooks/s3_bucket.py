@@ -338,7 +338,7 @@ class S3BucketHook(FastClientSetupMixin, AwsBaseHook):
         """The connection extra ``s3br_kms_key_id`` (``KMS_KEY_EXTRA``), or None."""
         return self.conn_config.extra_config.get(KMS_KEY_EXTRA) or None
 
-    def encryption(self, kms_key_id: str | None = None) -> dict[str, str]:
+    def encryption(self, kms_key_id: str | None = None) -> dict[str, Any]:
         """PutObject / CreateMultipartUpload parameters encrypting a write under ``kms_key_id``,
         else the connection's key; none without either (the bucket's default encryption)."""
         return self._write_fields(None, kms_key_id)
