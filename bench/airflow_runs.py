@@ -8,7 +8,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -365,8 +364,6 @@ class S3brLocalExecutor(Tool):
     )
     settings: dict[str, str] = {}
     """Airflow options on top of the defaults (environment variables)."""
-    local_settings: Path | None = None
-    """An ``airflow_local_settings.py`` for the deployment's ``$AIRFLOW_HOME/config``."""
     dag_id = DAG_ID
     """The DAG each run triggers (in the repository's ``dags/``, or ``dag_file``'s folder)."""
     dag_file: str | None = None
@@ -400,9 +397,6 @@ class S3brLocalExecutor(Tool):
     def setup(self, endpoint: Endpoint, workdir: Path) -> None:
         self.home = home = workdir / f"airflow-{self.name}"  # each deployment its own home and logs
         home.mkdir(parents=True, exist_ok=True)
-        if self.local_settings is not None:
-            (home / "config").mkdir(exist_ok=True)
-            shutil.copy(self.local_settings, home / "config" / "airflow_local_settings.py")
         self._sql(f'DROP DATABASE IF EXISTS "{self.database}"')
         self._sql(f'CREATE DATABASE "{self.database}"')
         api_port, log_port = free_ports(2)
@@ -674,23 +668,32 @@ def _peaks_by_role(sampler: TreeSampler, services: dict[str, subprocess.Popen]) 
 
 
 class S3brLocalTuned(S3brLocalExecutor):
-    """The same deployment with the two settings of the README's Tuning section.
+    """The same deployment with the README's Tuning setting for the scheduler.
 
-    - ``scheduler_idle_sleep_time`` 0.1 s instead of 1 s. The backup is a chain of six steps;
-      after each one the scheduler must notice the finished task and queue the next. When a loop
-      found nothing to do it sleeps this long, so each hand-off waits half of it on average. The
-      price is a scheduler polling its database ten times a second when idle.
-    - s3br's ``airflow_local_settings.py``: the scheduler loads boto3 and S3's models once, and
-      the task processes it forks start with them (half a second less per task).
+    ``scheduler_idle_sleep_time`` 0.1 s instead of 1 s. The backup is a chain of six steps;
+    after each one the scheduler must notice the finished task and queue the next. When a loop
+    found nothing to do it sleeps this long, so each hand-off waits half of it on average. The
+    price is a scheduler polling its database ten times a second when idle.
     """
 
     name = "s3br-local-tuned"
     description = (
-        "the s3br-local deployment with [scheduler] scheduler_idle_sleep_time = 0.1 "
-        "(default 1) and config/airflow_local_settings.py (AWS SDK preloaded); trigger to success"
+        "the s3br-local deployment with [scheduler] scheduler_idle_sleep_time = 0.1 (default 1); "
+        "trigger to success"
     )
-    local_settings = ROOT / "config" / "airflow_local_settings.py"
     settings = {"AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1"}
+
+
+class S3brLocalNoPreload(S3brLocalExecutor):
+    """The s3br-local deployment with s3br's preload off: every task process imports boto3 and
+    s3br and parses S3's model itself (what s3br-local was before ``fork_preload``)."""
+
+    name = "s3br-local-no-preload"
+    description = (
+        "the s3br-local deployment with [s3br] preload_sdk = False (each task process loads the "
+        "AWS SDK itself); trigger to success"
+    )
+    settings = {"AIRFLOW__S3BR__PRELOAD_SDK": "False"}
 
 
 class AirflowLocalFloor(S3brLocalExecutor):
@@ -713,9 +716,8 @@ class AirflowLocalFloor(S3brLocalExecutor):
 
 
 class AirflowLocalFloorTuned(AirflowLocalFloor):
-    """The floor on the tuned deployment (``S3brLocalTuned``'s two settings)."""
+    """The floor on the tuned deployment (``S3brLocalTuned``'s setting)."""
 
     name = "airflow-local-floor-tuned"
     description = "airflow-local-floor on the s3br-local-tuned deployment (reference)"
-    local_settings = S3brLocalTuned.local_settings
     settings = S3brLocalTuned.settings

@@ -33,6 +33,7 @@ from bench.airflow_runs import (  # noqa: E402
     AirflowLocalFloorTuned,
     S3brDagsTest,
     S3brLocalExecutor,
+    S3brLocalNoPreload,
     S3brLocalTuned,
 )
 from bench.endpoints import ENDPOINTS, running_endpoint  # noqa: E402
@@ -66,6 +67,7 @@ def all_tools() -> list[Tool]:
         AirflowFloor(),
         S3brLocalExecutor(),
         S3brLocalTuned(),
+        S3brLocalNoPreload(),
         AirflowLocalFloor(),
         AirflowLocalFloorTuned(),
     ]

@@ -74,6 +74,15 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "10000",
                         "default": None,
                     },
+                    "preload_sdk": {
+                        "description": "Import boto3 and s3br and parse S3's model in an Airflow "
+                        "process just before it first forks (scheduler, Celery worker, dag-processor), "
+                        "so the task and parse processes it forks start with them.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
                     "late_margin_minutes": {
                         "description": "The Backups view shows a pair as late when its last successful "
                         "backup is older than its DAG's schedule period plus this margin.",

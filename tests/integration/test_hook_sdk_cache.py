@@ -13,9 +13,6 @@ from s3br_provider.hooks import sdk_cache
 from s3br_provider.hooks.metrics import BackupMetricsHook
 from s3br_provider.hooks.s3_bucket import S3BucketHook
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL_SETTINGS = ROOT / "config" / "airflow_local_settings.py"
-
 
 def test_every_hook_client_uses_the_process_loader(s3, bucket_names) -> None:
     bucket = bucket_names("shared")
@@ -41,34 +38,67 @@ def test_the_user_agent_still_names_the_calling_operator() -> None:
     assert "Caller/MeasuringOperator" in MeasuringOperator().execute()
 
 
-def test_the_local_settings_file_preloads_the_sdk_for_forked_tasks(tmp_path, endpoint) -> None:
-    """What a task forked from a scheduler that imported ``airflow_local_settings`` finds:
-    boto3 and the hooks imported, S3's model parsed, and its first client built on them."""
-    script = (
-        "import json, os, runpy, sys\n"
-        f"runpy.run_path({str(LOCAL_SETTINGS)!r})\n"
-        "from s3br_provider.hooks import sdk_cache\n"
-        "loaded = {k[1] for k in sdk_cache._loader._cache if k[0] == 'load_service_model'}\n"
-        "wanted = ('boto3', 's3br_provider.hooks.s3_bucket', 's3br_provider.task_groups')\n"
-        "modules = [m for m in wanted if m in sys.modules]\n"
-        "pid = os.fork()\n"
-        "if pid == 0:\n"
-        "    from s3br_provider.hooks.s3_bucket import S3BucketHook\n"
-        "    client = S3BucketHook().client\n"
-        "    client.list_buckets()\n"
-        "    os._exit(0 if client._loader is sdk_cache._loader else 3)\n"
-        "_, status = os.waitpid(pid, 0)\n"
-        "print(json.dumps({'loaded': sorted(loaded), 'modules': modules, 'child': status}))\n"
-    )
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=True
-    )
+FORK_AND_REPORT = """
+import json, os, sys
+import airflow  # airflow.settings imports the airflow.policy entry points: s3br's fork_preload
+PRELOADED = ("boto3", "s3br_provider.hooks.s3_bucket", "s3br_provider.task_groups")
+before = [m for m in PRELOADED if m in sys.modules]
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    from s3br_provider.hooks import sdk_cache
+    loader = sdk_cache._loader
+    loaded = [] if loader is None else [k[1] for k in loader._cache if k[0] == "load_service_model"]
+    modules = [m for m in PRELOADED if m in sys.modules]
+    from s3br_provider.hooks.s3_bucket import S3BucketHook
+    client = S3BucketHook().client
+    client.list_buckets()
+    shared = client._loader is sdk_cache._loader
+    os.write(write, json.dumps({"loaded": sorted(loaded), "modules": modules, "shared": shared}).encode())
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+os.close(write)
+print(json.dumps({"before": before, "status": status, "child": json.loads(os.read(read, 65536))}))
+"""
 
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {"s3", "cloudwatch"} <= set(found["loaded"])
-    assert found["modules"] == ["boto3", "s3br_provider.hooks.s3_bucket", "s3br_provider.task_groups"]
-    assert found["child"] == 0
+
+def _fork_under_airflow(tmp_path: Path, **settings: str) -> dict:
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), **settings}
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_AND_REPORT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_an_airflow_process_preloads_the_sdk_before_it_first_forks(tmp_path, endpoint) -> None:
+    """What a task forked by a scheduler, worker or dag-processor finds, with no deployment
+    setting: boto3 and s3br imported, S3's model parsed, and its first client built on them.
+    Importing Airflow loads none of it: only the fork does."""
+    found = _fork_under_airflow(tmp_path)
+
+    assert found["before"] == []
+    assert found["status"] == 0
+    assert {"s3", "cloudwatch"} <= set(found["child"]["loaded"])
+    assert found["child"]["modules"] == [
+        "boto3",
+        "s3br_provider.hooks.s3_bucket",
+        "s3br_provider.task_groups",
+    ]
+    assert found["child"]["shared"] is True
+
+
+def test_the_preload_is_off_with_its_option(tmp_path, endpoint) -> None:
+    found = _fork_under_airflow(tmp_path, AIRFLOW__S3BR__PRELOAD_SDK="False")
+
+    assert found["status"] == 0
+    assert found["child"]["loaded"] == []
+    assert found["child"]["modules"] == []
+    assert found["child"]["shared"] is True  # the task's own first client fills the loader
 
 
 class CountingHook(S3BucketHook):

@@ -212,7 +212,9 @@ def test_wheel_metadata(installed: Installed) -> None:
     assert any(c.startswith("Operating System ::") for c in classifiers)
     with zipfile.ZipFile(installed.wheel) as archive:
         entry_points = next(n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt"))
-        assert "s3br_provider.get_provider_info:get_provider_info" in archive.read(entry_points).decode()
+        declared = archive.read(entry_points).decode()
+        assert "s3br_provider.get_provider_info:get_provider_info" in declared
+        assert "[airflow.policy]\ns3br_fork_preload = s3br_provider.fork_preload" in declared
 
 
 def test_wheel_holds_the_package_and_nothing_else(installed: Installed) -> None:

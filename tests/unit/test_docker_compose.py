@@ -267,12 +267,6 @@ def test_code_mounts_point_at_repo_directories(target: str) -> None:
         assert REPO_ROOT in source.parents, f"{name}: {source} is outside the repository"
 
 
-def test_every_airflow_service_gets_the_local_settings_that_preload_the_aws_sdk() -> None:
-    """Airflow imports ``airflow_local_settings`` from ``$AIRFLOW_HOME/config`` (README: Tuning)."""
-    for name, service in airflow_services().items():
-        assert (mount_source(service, "/opt/airflow/config") / "airflow_local_settings.py").is_file(), name
-
-
 def test_dockerfile_base_image_is_pinned() -> None:
     (base,) = dockerfile_instructions("FROM")
     assert base == f"apache/airflow:{AIRFLOW_VERSION}-python3.11"

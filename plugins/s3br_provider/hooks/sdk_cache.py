@@ -85,9 +85,9 @@ def preload(services: tuple[str, ...] = ("s3", "cloudwatch")) -> None:
     ``services``, opening no connection: safe in a scheduler, dag-processor or worker process
     before it forks tasks or parse processes.
 
-    Call it from ``airflow_local_settings.py`` (README: Tuning) so LocalExecutor and Celery
-    task processes, and the dag-processor's parse processes, start with boto3 and s3br imported
-    and S3's model parsed.
+    ``s3br_provider.fork_preload`` calls it before an Airflow process first forks, so
+    LocalExecutor and Celery task processes, and the dag-processor's parse processes, start
+    with boto3 and s3br imported and S3's model parsed.
     """
     import importlib
 
