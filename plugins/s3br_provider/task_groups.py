@@ -88,6 +88,23 @@ BACKUP_IDLE_STEPS = ("copy_batch", "tag_deleted")
 """What diff skips when its partition has nothing to copy or tag (``operators.idle``)."""
 RESTORE_IDLE_STEPS = ("request_restore", "wait_for_restore")
 """What select skips when its partition has no archived object."""
+DIFF_OUTPUT_KEYS = (
+    "copy_partition",
+    "copy_manifest",
+    "copy_manifest_objects",
+    "vanished_manifest",
+    "vanished",
+)
+"""The keys of diff's result that its partition's copy_batch and tag_deleted take as XComs of their
+own; the rest of it reaches the report whole (``return_value``), 22 API calls fewer per diff."""
+SELECT_OUTPUT_KEYS = (
+    "copy_partition",
+    "copy_manifest",
+    "copy_manifest_objects",
+    "archived_manifest",
+    "partition_name",
+)
+"""The same for select: what request_restore, wait_for_restore and copy_batch take."""
 _ONE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.DOTALL)
 
 
@@ -249,6 +266,7 @@ def backup_group(
                 chunk_copies=True,
                 exact_tag_copy=exact_tag_copy,
                 skip_when_idle=BACKUP_IDLE_STEPS,
+                output_keys=DIFF_OUTPUT_KEYS,
                 aws_conn_id=backup_conn,
             )
             copy = _copy_step(diff.output["copy_partition"], diff.output, "copy_manifest_objects", **copying)
@@ -324,6 +342,7 @@ def restore_group(
                 partition=partition,
                 chunk_copies=True,
                 skip_when_idle=RESTORE_IDLE_STEPS,
+                output_keys=SELECT_OUTPUT_KEYS,
                 aws_conn_id=backup_conn,
             )
             archived = select.output["archived_manifest"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from s3br_provider.task_groups import DIFF_OUTPUT_KEYS, SELECT_OUTPUT_KEYS
 from tests.dags.conftest import Obj, put
 from tests.dags.test_backup_dag import assert_backup, assert_succeeded, backup_run, mapped
 from tests.dags.test_restore_dag import (  # noqa: F401 -- slow_restores is a fixture
@@ -54,6 +55,10 @@ def copy_results(run_id: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def xcom_keys(dag_id: str, run_id: str, task_id: str) -> set[str]:
+    return {key for task, _, key, _ in run_xcoms(dag_id, run_id) if task == task_id}
+
+
 def test_one_large_partition_is_copied_in_chunks_by_many_tasks(s3: Any, buckets: tuple[str, str]) -> None:
     source, backup = buckets
     model = flat_objects()
@@ -82,6 +87,8 @@ def test_one_large_partition_is_copied_in_chunks_by_many_tasks(s3: Any, buckets:
     row = first.report["partitions"][0]
     assert row["copy"]["copied"] + row["chunked"]["copied"] == N
     assert len(row["chunk_copies"]) == chunks - 1
+    # diff pushes its whole result and, as XComs of their own, only the keys the group wires.
+    assert xcom_keys("s3_backup", first.run.run_id, "partition.diff") == {"return_value", *DIFF_OUTPUT_KEYS}
 
     idle = backup_run(s3, source, backup, max_partitions=1)
 
@@ -155,3 +162,4 @@ def test_a_restore_of_one_large_partition_is_copied_in_chunks_after_the_archive_
     assert (totals["restored"], totals["failed"], totals["copy_chunks"]) == (len(items), 0, chunks), totals
     header = s3.head_object(Bucket=backup_name, Key="flat-0050.bin").get("Restore") or ""
     assert 'ongoing-request="false"' in header, header
+    assert xcom_keys("s3_restore", run.run_id, "partition.select") == {"return_value", *SELECT_OUTPUT_KEYS}

@@ -17,6 +17,8 @@ from s3br_provider.core.manifest import read_manifest, split_s3_uri
 from s3br_provider.core.partitions import KeyRange
 from s3br_provider.core.stats import encode_stats, stats_uri
 from s3br_provider.hooks.s3_bucket import MiB, S3BucketHook
+from s3br_provider.operators.diff import S3DiffPartitionOperator
+from s3br_provider.operators.restore import S3RestoreSelectOperator
 from tests.integration.conftest import PROXY_CONN_ID
 from tests.support import steps
 from tests.support.fault_proxy import FaultProxy
@@ -502,3 +504,34 @@ def test_one_failing_object_does_not_stop_the_others(
     assert "1 object(s) could not be copied" in str(error.value)
     assert list_keys(s3, twenty.backup) == sorted(k for k in twenty.keys if not k.startswith("bad/"))
     assert [r.key for r in fault_proxy.faulted()] == ["bad/ key+ü %"]  # AccessDenied is not retried
+
+
+# output_keys ---------------------------------------------------------------------------------
+
+
+def test_diff_and_select_push_only_their_output_keys(s3: Any, buckets: SimpleNamespace) -> None:
+    """Every result holds every key ``output_keys`` may name; named keys alone are pushed."""
+    run = validate(buckets.source, buckets.backup)
+    task_context = steps.context(run["run_id"])
+    found = diff(run, task_context=task_context, output_keys=["copy_manifest", "to_copy"])
+
+    assert S3DiffPartitionOperator.OUTPUT_KEYS <= set(found)
+    assert task_context["ti"].pushed == {"copy_manifest": found["copy_manifest"], "to_copy": found["to_copy"]}
+    assert found["to_copy"] == len(SOURCE_OBJECTS) + 1
+    copy(run, found)
+
+    restore = steps.validate_restore(buckets.backup, "output-keys-target", run_id="manual__keys")
+    task_context = steps.context(restore["run_id"])
+    selected = steps.select(restore, task_context=task_context, output_keys=["archived_manifest"])
+
+    assert S3RestoreSelectOperator.OUTPUT_KEYS <= set(selected)
+    assert selected["selected"] == len(SOURCE_OBJECTS) + 1
+    assert task_context["ti"].pushed == {"archived_manifest": ""}
+
+
+def test_an_unknown_output_key_fails_when_the_dag_is_built() -> None:
+    with pytest.raises(ValueError, match=r"diff: output_keys names \['to_kopy'\], not keys of its result"):
+        S3DiffPartitionOperator(task_id="diff", source_bucket="a", backup_bucket="b", output_keys=["to_kopy"])
+    operator = S3DiffPartitionOperator(task_id="diff", source_bucket="a", backup_bucket="b")
+    assert operator.multiple_outputs is True
+    assert operator.output_keys is None

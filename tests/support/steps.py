@@ -70,8 +70,15 @@ def plan(run: dict[str, Any], **kwargs: Any) -> list[dict[str, Any]]:
     return op.execute(context(run["run_id"]))
 
 
-def diff(run: dict[str, Any], partition: dict[str, Any] = WHOLE, **options: Any) -> dict[str, Any]:
-    """diff over ``partition`` with the validated run's settings; ``options``: other arguments."""
+def diff(
+    run: dict[str, Any],
+    partition: dict[str, Any] = WHOLE,
+    *,
+    task_context: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """diff over ``partition`` with the validated run's settings; ``options``: other arguments;
+    ``task_context``: the context to execute in (to look at its XCom pushes)."""
     op = S3DiffPartitionOperator(
         task_id="diff",
         partition=partition,
@@ -84,7 +91,7 @@ def diff(run: dict[str, Any], partition: dict[str, Any] = WHOLE, **options: Any)
         aws_conn_id=run["backup_aws_conn_id"],
         **options,
     )
-    return op.execute(context(run["run_id"]))
+    return op.execute(task_context or context(run["run_id"]))
 
 
 def copy(
@@ -145,7 +152,13 @@ def create_target(run: dict[str, Any]) -> dict[str, Any]:
     return op.execute(context(run["run_id"]))
 
 
-def select(run: dict[str, Any], partition: dict[str, Any] = WHOLE) -> dict[str, Any]:
+def select(
+    run: dict[str, Any],
+    partition: dict[str, Any] = WHOLE,
+    *,
+    task_context: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
     op = S3RestoreSelectOperator(
         task_id="select",
         partition=partition,
@@ -155,8 +168,9 @@ def select(run: dict[str, Any], partition: dict[str, Any] = WHOLE) -> dict[str, 
         as_of=run["as_of"],
         dry_run=run["dry_run"],
         aws_conn_id=run["backup_aws_conn_id"],
+        **options,
     )
-    return op.execute(context(run["run_id"]))
+    return op.execute(task_context or context(run["run_id"]))
 
 
 def request_restore(run: dict[str, Any], work: dict[str, Any]) -> dict[str, Any]:

@@ -258,3 +258,41 @@ class S3brPartitionOperator(S3brBaseOperator):
         context["ti"].xcom_push(key="return_value", value=result)  # the report still reads it
         shown = ", ".join(f"{f['key']!r} ({f['error']})" for f in result["failures"][:5])
         raise AirflowException(f"{self.part_name}: {result['failed']} object(s) {what}: {shown}")
+
+
+class KeyedResultMixin:
+    """For operators whose result keys are each also an XCom of their own (``op.output["key"]``).
+
+    By default every key is (``multiple_outputs``). Each key pushed is one execution-API request,
+    sent one after another as the task ends: a diff's 27 took 0.3 s of each diff task and the
+    api-server's CPU (bench/results/seaweedfs-n10000-preload.md). ``output_keys`` names the
+    keys to push (the whole result stays ``return_value``): the task groups name those they wire.
+    """
+
+    OUTPUT_KEYS: frozenset[str] = frozenset()
+    """The keys every result has: what ``output_keys`` may name."""
+    output_keys: list[str] | None = None
+
+    @classmethod
+    def keyed_result(
+        cls, output_keys: Sequence[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[list[str] | None, dict[str, Any]]:
+        """``output_keys`` checked against ``OUTPUT_KEYS``, and ``kwargs`` with
+        ``multiple_outputs`` set to match: on for every key, off where only named keys go."""
+        if output_keys is None:
+            kwargs.setdefault("multiple_outputs", True)
+            return None, kwargs
+        unknown = sorted(set(output_keys) - cls.OUTPUT_KEYS)
+        if unknown:
+            raise ValueError(
+                f"{kwargs.get('task_id')}: output_keys names {unknown}, not keys of its result "
+                f"({', '.join(sorted(cls.OUTPUT_KEYS))})"
+            )
+        return list(output_keys), {**kwargs, "multiple_outputs": False}
+
+    def push_output_keys(self, ti: Any, result: dict[str, Any]) -> None:
+        """Push the ``output_keys`` of ``result`` (``multiple_outputs`` pushes every key itself)."""
+        if self.output_keys is None or not getattr(self, "do_xcom_push", True):
+            return
+        for key in self.output_keys:
+            ti.xcom_push(key, result[key])

@@ -32,7 +32,12 @@ from s3br_provider.core.sampler import KeySampler
 from s3br_provider.core.settings import ARCHIVED_SOURCE_RESTORE, SettingsError, check_bool
 from s3br_provider.hooks.deleted_index import DeletedKeys, read_deleted_keys
 from s3br_provider.hooks.errors import error_code
-from s3br_provider.operators.base import WHOLE_KEY_SPACE, InvalidArgumentsError, S3brPartitionOperator
+from s3br_provider.operators.base import (
+    WHOLE_KEY_SPACE,
+    InvalidArgumentsError,
+    KeyedResultMixin,
+    S3brPartitionOperator,
+)
 from s3br_provider.operators.chunks import copy_chunk_keys
 from s3br_provider.operators.copy_batch import FROM_INVENTORY, REPLACE_TAGS
 from s3br_provider.operators.idle import skip_idle_steps, steps_to_skip
@@ -61,7 +66,7 @@ UNREAD = object()
 """The deleted-key index not read yet (a diff reads it once, at its first vanished key)."""
 
 
-class S3DiffPartitionOperator(S3brPartitionOperator):
+class S3DiffPartitionOperator(KeyedResultMixin, S3brPartitionOperator):
     """Classify every key of a partition as new, changed, unchanged or vanished.
 
     Both buckets are listed over the same key range, concurrently, and merge-joined in O(1)
@@ -101,7 +106,19 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         for this map index when the partition has nothing to copy and nothing to tag, so they
         never start (``operators.idle``); the result then says ``idle_steps_skipped``, and the
         report counts them as zero work. Default: none, every task runs.
+    :param output_keys: the keys of the result also pushed as XComs of their own (any of
+        ``OUTPUT_KEYS``); default None: every key. ``backup_group`` names the five it wires.
     """
+
+    OUTPUT_KEYS = frozenset(
+        {
+            *("index", "label", "source_objects", "backup_objects", "new", "changed", "unchanged"),
+            *("vanished", "marked_deleted", "to_tag", "to_copy", "skipped_archived"),
+            *("archive_restores_requested", "bytes_to_copy", "content_checked", "content_unknown"),
+            *("source_bytes", "copy_manifest", "vanished_manifest", "copy_manifest_objects"),
+            *("copy_partition", "copy_chunks", "archived_keys", SORTED_LOCALLY),
+        }
+    )
 
     template_fields: Sequence[str] = (
         *S3brPartitionOperator.template_fields,
@@ -129,10 +146,12 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
         exact_tag_copy: bool | str = False,
         tag_deleted: bool | str = True,
         skip_when_idle: Sequence[str] = (),
+        output_keys: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("multiple_outputs", True)
+        output_keys, kwargs = self.keyed_result(output_keys, kwargs)
         super().__init__(**kwargs)
+        self.output_keys = output_keys
         self.source_bucket = source_bucket
         self.backup_bucket = backup_bucket
         self.prefix = prefix
@@ -224,7 +243,8 @@ class S3DiffPartitionOperator(S3brPartitionOperator):
             result["marked_deleted"],
             " (dry run: nothing written)" if self.dry_run else "",
         )
-        self._skip_idle(context, result, idle_steps)
+        self._skip_idle(context, result, idle_steps)  # ends the task when it skips them
+        self.push_output_keys(context["ti"], result)
         return result
 
     def _skip_idle(self, context: Any, result: dict[str, Any], idle_steps: list[str]) -> None:

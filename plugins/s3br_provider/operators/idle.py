@@ -17,7 +17,7 @@ from typing import Any
 from airflow.sdk.exceptions import DownstreamTasksSkipped
 
 from s3br_provider.core.idle import IDLE_SKIPPED
-from s3br_provider.operators.base import InvalidArgumentsError
+from s3br_provider.operators.base import InvalidArgumentsError, KeyedResultMixin
 
 
 def steps_to_skip(task: Any, names: Sequence[str], argument: str = "skip_when_idle") -> list[str]:
@@ -66,11 +66,13 @@ def skip_idle_steps(task: Any, context: Any, result: Any, task_ids: Sequence[str
 
 
 def _push_result(task: Any, ti: Any, result: Any) -> None:
-    """Push ``result`` as the task runner does after a return: each key with ``multiple_outputs``,
-    and the whole as ``return_value``."""
+    """Push ``result`` as the task runner does after a return: each key with ``multiple_outputs``
+    (or the ``output_keys`` of a ``KeyedResultMixin``), and the whole as ``return_value``."""
     if not task.do_xcom_push:
         return
     if task.multiple_outputs:
         for key, value in result.items():
             ti.xcom_push(key, value)
+    elif isinstance(task, KeyedResultMixin):
+        task.push_output_keys(ti, result)
     ti.xcom_push("return_value", result)

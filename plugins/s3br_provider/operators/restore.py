@@ -27,6 +27,7 @@ from s3br_provider.operators.base import (
     MAX_REPORTED_FAILURES,
     WHOLE_KEY_SPACE,
     InvalidArgumentsError,
+    KeyedResultMixin,
     S3brBaseOperator,
     S3brPartitionOperator,
 )
@@ -135,7 +136,7 @@ class S3RestorePlanOperator(S3PlanPartitionsOperator):
         return [dict(WHOLE_KEY_SPACE)]
 
 
-class S3RestoreSelectOperator(S3brPartitionOperator):
+class S3RestoreSelectOperator(KeyedResultMixin, S3brPartitionOperator):
     """select[p]: the backup objects of a partition that a restore brings back.
 
     Lists the partition (with ``as_of``: the version current at that instant, from
@@ -161,8 +162,17 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         within the group (``restore_group``: ``request_restore``, ``wait_for_restore``), marked
         skipped for this map index when the partition has no archived object, so they never
         start (``operators.idle``). Default: none.
+    :param output_keys: the keys of the result also pushed as XComs of their own (any of
+        ``OUTPUT_KEYS``); default None: every key. ``restore_group`` names the five it wires.
     """
 
+    OUTPUT_KEYS = frozenset(
+        {
+            *("index", "label", "partition_name", "selected", "skipped_deleted", "archived"),
+            *("bytes", "classes", "copy_manifest", "archived_manifest", "copy_manifest_objects"),
+            *("copy_partition", "copy_chunks"),
+        }
+    )
     default_threads = 32  # tag reads are small: more in flight
     template_fields: Sequence[str] = (
         *S3brPartitionOperator.template_fields,
@@ -184,10 +194,12 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         chunk_copies: bool = False,
         copy_chunk_keys: int | None = None,
         skip_when_idle: Sequence[str] = (),
+        output_keys: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("multiple_outputs", True)
+        output_keys, kwargs = self.keyed_result(output_keys, kwargs)
         super().__init__(**kwargs)
+        self.output_keys = output_keys
         self.skip_when_idle = skip_when_idle
         self.backup_bucket = backup_bucket
         self.prefix = prefix
@@ -309,6 +321,7 @@ class S3RestoreSelectOperator(S3brPartitionOperator):
         }
         if idle_steps and restore_partition_idle(result):
             skip_idle_steps(self, context, result, idle_steps, f"{self.label}: no archived object")
+        self.push_output_keys(context["ti"], result)
         return result
 
     def _deleted_index(self, backup: S3BucketHook, bucket: str) -> DeletedKeys | None:
