@@ -2,9 +2,10 @@
 
 The scheduler (LocalExecutor), Celery workers and the dag-processor fork a process per task or
 per DAG file parse. Each of those processes imported boto3 and s3br and parsed S3's model anew:
-0.3 to 0.4 s of every task's start-up, and 22% of the CPU of s3br's tasks in a backup of
-100,000 objects (1.62 CPU s per 1,000 copies without a preload, 1.30 with it,
-bench/results/seaweedfs-n100000-floor.md). ``hooks.sdk_cache.preload`` does that work once in
+0.3 to 0.5 s of every task's start-up. Measured in one run on SeaweedFS
+(bench/results/seaweedfs-n100000-preload.md), the preload cut the CPU of s3br's tasks in a
+backup of 100,000 objects from 174.5 to 138.1 s and the run from 250 to 228 s; with nothing
+to do, 9.0 to 4.4 CPU s and 13.4 to 10.1 s. ``hooks.sdk_cache.preload`` does that work once in
 the parent, and its forks inherit it.
 
 Airflow offers a provider no start-up hook, so this module is registered as an ``airflow.policy``
