@@ -96,7 +96,8 @@ DIFF_OUTPUT_KEYS = (
     "vanished",
 )
 """The keys of diff's result that its partition's copy_batch and tag_deleted take as XComs of their
-own; the rest of it reaches the report whole (``return_value``), 22 API calls fewer per diff."""
+own; the rest of it reaches the report whole (``return_value``): 6 execution-API requests at a
+diff's end instead of 27."""
 SELECT_OUTPUT_KEYS = (
     "copy_partition",
     "copy_manifest",

@@ -264,9 +264,10 @@ class KeyedResultMixin:
     """For operators whose result keys are each also an XCom of their own (``op.output["key"]``).
 
     By default every key is (``multiple_outputs``). Each key pushed is one execution-API request,
-    sent one after another as the task ends: a diff's 27 took 0.3 s of each diff task and the
-    api-server's CPU (bench/results/seaweedfs-n10000-preload.md). ``output_keys`` names the
-    keys to push (the whole result stays ``return_value``): the task groups name those they wire.
+    sent one after another as the task ends: a diff's 26 (then ``return_value``) took 0.3 s of
+    each diff task, and api-server CPU (bench/results/seaweedfs-n10000-preload.md).
+    ``output_keys`` names the keys to push (the whole result stays ``return_value``): the task
+    groups name those they wire.
     """
 
     OUTPUT_KEYS: frozenset[str] = frozenset()
