@@ -18,7 +18,9 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from s3br_provider.core.deleted_index import TAGGED_PREFIX
 from s3br_provider.operators.events_batch import S3EventsBatchOperator
 from s3br_provider.operators.events_setup import NOTIFICATION_ID, POLICY_SID, S3EventsSetupOperator
+from s3br_provider.operators.validate import EXACT_TAG_COPY_XCOM
 from tests.integration.conftest import PROXY_CONN_ID
+from tests.integration.test_tag_probe import probed
 from tests.support.fault_proxy import FaultProxy, FaultRule
 from tests.support.iam import allowed, missing_permissions, policy, used
 from tests.support.s3 import Obj, list_keys, local_client, put, snapshot
@@ -230,6 +232,60 @@ def test_requests_per_change(s3: Any, pair: dict[str, str], fault_proxy: FaultPr
     }
     markers = s3.list_objects_v2(Bucket=pair["backup"], Prefix=TAGGED_PREFIX).get("Contents", [])
     assert len(markers) == 1, markers
+
+
+@pytest.mark.parametrize("versioned", [True, False], ids=["exact-copy", "merging"])
+def test_tagged_copies_follow_s3_backups_tag_probe(
+    s3: Any, pair: dict[str, str], fault_proxy: FaultProxy, versioned: bool
+) -> None:
+    """A batch reads the tag probe's answer once, at its first tagged copy. Where the probe
+    found exact tag copies (moto, versioned backup), a tagged object costs no GetObjectTagging;
+    where it found merging (moto, unversioned), each one is read first, as before any probe.
+    Either way the copies, also those that come back over a Deleted marker, hold exactly the
+    source's tags."""
+    source, backup = pair["source"], pair["backup"]
+    if versioned:
+        s3.put_bucket_versioning(Bucket=backup, VersioningConfiguration={"Status": "Enabled"})
+    _, pushed = probed(source, backup)
+    assert pushed == {EXACT_TAG_COPY_XCOM: versioned}
+    batch(pair)  # the s3:TestEvent
+    keys = [f"t/{n:02d}" for n in range(10)]
+    for key in keys:
+        put(s3, source, key, Obj(b"v1", tags={"team": "a", "n": key[-2:]}))
+    fault_proxy.reset_records()
+    assert batch(pair, conn_id=PROXY_CONN_ID)["copied"] == 10
+    reads = Counter(r.operation for r in fault_proxy.records)["GetObjectTagging"]
+    assert reads == 1 + (0 if versioned else 10)
+
+    for key in keys[5:]:
+        s3.delete_object(Bucket=source, Key=key)
+    assert drain(pair)[0]["tagged_deleted"] == 5
+    for key in keys[5:]:
+        put(s3, source, key, Obj(b"v2", tags={"team": "b"}))  # back over the Deleted marker
+    fault_proxy.reset_records()
+    again = batch(pair, conn_id=PROXY_CONN_ID)
+    assert again["copied"] == 5
+    counts = Counter(r.operation for r in fault_proxy.records)
+    assert (counts["HeadObject"], counts["CopyObject"]) == (5, 5)
+    assert counts["GetObjectTagging"] == 1 + (0 if versioned else 5)
+    assert_backup_follows(s3, source, backup, deleted=set())
+    for key in keys[5:]:
+        assert snapshot(s3, backup, key, body=False).tags == {"team": "b"}, key
+
+
+def test_without_a_tag_probe_tagged_objects_are_read_first(
+    s3: Any, pair: dict[str, str], fault_proxy: FaultProxy
+) -> None:
+    """Before any s3_backup ran its probe: the answer's read finds nothing, and the safe way
+    (each tagged object's tags read and given) holds."""
+    s3.put_bucket_versioning(Bucket=pair["backup"], VersioningConfiguration={"Status": "Enabled"})
+    batch(pair)  # the s3:TestEvent
+    for n in range(3):
+        put(s3, pair["source"], f"t/{n}", Obj(b"v1", tags={"n": str(n)}))
+    fault_proxy.reset_records()
+    assert batch(pair, conn_id=PROXY_CONN_ID)["copied"] == 3
+    assert Counter(r.operation for r in fault_proxy.records)["GetObjectTagging"] == 1 + 3
+    assert_backup_follows(s3, pair["source"], pair["backup"], deleted=set())
 
 
 def test_a_failed_change_leaves_its_message(

@@ -42,6 +42,7 @@ from s3br_provider.operators.base import (
     InvalidArgumentsError,
     S3brBaseOperator,
 )
+from s3br_provider.operators.validate import probed_exact_tag_copy
 
 if TYPE_CHECKING:
     from s3br_provider.hooks.s3_bucket import S3BucketHook
@@ -201,6 +202,7 @@ class S3EventsBatchOperator(S3brBaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         self.check_arguments()
         self._run_id, self._index_lock, self._index_retired = context["run_id"], threading.Lock(), False
+        self._probe_lock, self._exact = threading.Lock(), None
         result: dict[str, Any] = dict.fromkeys(("messages", "events", "keys", "bytes", "failed"), 0)
         result |= dict.fromkeys((*OUTCOMES, "test_events", "unknown", "deleted_messages", "extensions"), 0)
         result |= {"lag_p50": 0.0, "lag_p95": 0.0, "lag_max": 0.0, "failures": []}
@@ -355,12 +357,15 @@ class S3EventsBatchOperator(S3brBaseOperator):
         )
         if obj.storage_class in ARCHIVE_CLASSES:
             return "skipped_archived", 0  # unreadable until restored: s3_backup's archived_source decides
-        # The tags are given explicitly (REPLACE), never TaggingDirective=COPY: some endpoints
-        # (moto) merge a re-created object's new tags with its old Deleted marker. HeadObject
-        # says how many tags there are, so an untagged object costs no GetObjectTagging.
-        tags = (
-            self.source_hook.get_tags(self.source_bucket, key, obj.version_id) if head.get("TagCount") else {}
-        )
+        # HeadObject says how many tags there are: an untagged object's copy gets none (REPLACE
+        # with nothing), with no GetObjectTagging. A tagged one's copy takes the source's tags
+        # with TaggingDirective=COPY where s3_backup's tag probe found that exact; elsewhere the
+        # tags are read and given (REPLACE): some endpoints (moto, unversioned) merge a
+        # re-created object's tags with its copy's old Deleted marker.
+        tags: dict[str, str] | None = {}
+        if head.get("TagCount"):
+            exact = self._exact_tag_copy()
+            tags = None if exact else self.source_hook.get_tags(self.source_bucket, key, obj.version_id)
         self.hook.copy(
             obj,
             self.source_bucket,
@@ -370,6 +375,16 @@ class S3EventsBatchOperator(S3brBaseOperator):
             storage_class=self.storage_class or None,
         )
         return "copied", obj.size
+
+    def _exact_tag_copy(self) -> bool:
+        """``probed_exact_tag_copy`` of the backup bucket, read once per batch, at its first
+        tagged copy (one GetObjectTagging instead of one per tagged object)."""
+        with self._probe_lock:
+            if self._exact is None:
+                self._exact = probed_exact_tag_copy(self.hook, self.backup_bucket)
+                how = "with TaggingDirective=COPY" if self._exact else "with the tags read first"
+                self.log.info("Tagged objects are copied %s (s3_backup's tag probe)", how)
+            return self._exact
 
     def _mark_deleted(self, key: str) -> str:
         """Add ``Deleted``/``DeletedAt`` to the backup copy (the rules of ``tag_deleted``)."""

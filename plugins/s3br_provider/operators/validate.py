@@ -127,6 +127,17 @@ def probe_tag_copy(hook: S3BucketHook, bucket: str) -> dict[str, str]:
     return hook.get_tags(bucket, TAG_PROBE_TARGET)
 
 
+def probed_exact_tag_copy(hook: S3BucketHook, bucket: str) -> bool:
+    """Whether the last tag probe of ``bucket`` (``s3_backup``'s validate) found that a copy with
+    TaggingDirective=COPY carries exactly its source's tags: its target then holds exactly
+    ``_PROBE_SOURCE_TAGS``. One GetObjectTagging. False where no probe ran yet, one is half done
+    (the target still holds its own tags), it found merged tags, or the target cannot be read."""
+    try:
+        return hook.get_tags(bucket, TAG_PROBE_TARGET) == _PROBE_SOURCE_TAGS
+    except Exception:  # any doubt: the safe way, which reads each changed object's tags
+        return False
+
+
 class _KeyUse(NamedTuple):
     """A KMS key a run writes under: ``name`` and ``key``, what it encrypts, and the connection
     (its Param and hook) that encrypts with it."""
