@@ -108,6 +108,7 @@ def get_provider_info() -> dict[str, Any]:
                     "s3br_provider.hooks.sqs_events",
                     "s3br_provider.hooks.s3_inventory",
                     "s3br_provider.hooks.deleted_index",
+                    "s3br_provider.hooks.tag_probe",
                 ],
             }
         ],

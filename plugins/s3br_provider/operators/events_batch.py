@@ -36,13 +36,13 @@ from s3br_provider.core.settings import SettingsError, check_int
 from s3br_provider.core.sizes import MiB
 from s3br_provider.core.tags import mark_deleted
 from s3br_provider.hooks.errors import error_code
+from s3br_provider.hooks.tag_probe import probed_exact_tag_copy
 from s3br_provider.operators.base import (
     DEFAULT_COPY_THREADS,
     MAX_REPORTED_FAILURES,
     InvalidArgumentsError,
     S3brBaseOperator,
 )
-from s3br_provider.operators.validate import probed_exact_tag_copy
 
 if TYPE_CHECKING:
     from s3br_provider.hooks.s3_bucket import S3BucketHook

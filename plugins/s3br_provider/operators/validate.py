@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import urlencode
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -18,8 +17,7 @@ from s3br_provider.core.inventory import (
     iso_minute,
     split_inventory_uri,
 )
-from s3br_provider.core.keys import RESERVED_PREFIX, TAG_PROBE_SOURCE, TAG_PROBE_TARGET, reaches_reserved
-from s3br_provider.core.objects import ObjectInfo
+from s3br_provider.core.keys import RESERVED_PREFIX, TAG_PROBE_TARGET, reaches_reserved
 from s3br_provider.core.pool import bounded_map_ordered
 from s3br_provider.core.settings import BACKUP_DEFAULTS as B
 from s3br_provider.core.settings import RESTORE_DEFAULTS as R
@@ -32,6 +30,7 @@ from s3br_provider.core.settings import (
     restore_settings,
 )
 from s3br_provider.core.tags import is_marked_deleted
+from s3br_provider.hooks.tag_probe import PROBE_SOURCE_TAGS, copies_tags_exactly, probe_tag_copy
 from s3br_provider.operators.base import InvalidArgumentsError as InvalidRunError
 from s3br_provider.operators.base import S3brBaseOperator
 
@@ -42,9 +41,6 @@ __all__ = ["InvalidRunError", "S3BackupValidateOperator", "S3RestoreValidateOper
 
 EXACT_TAG_COPY_XCOM = "exact_tag_copy"
 """XCom key of the tag probe's answer (a bool), for each diff's ``exact_tag_copy``."""
-_PROBE_BODY = b"s3br tag probe: does CopyObject with TaggingDirective=COPY keep only the source's tags?\n"
-_PROBE_SOURCE_TAGS = {"s3br-probe": "source"}
-_PROBE_TARGET_TAGS = {"s3br-probe-overwritten": "target"}
 
 
 def _check_connection(conn_id: str, param: str) -> None:
@@ -90,52 +86,6 @@ def _check_no_reserved_keys(hook: S3BucketHook, bucket: str, prefix: str) -> Non
             "a backup never copies them. Is it an s3br backup bucket? Keep a second copy of a "
             "backup with S3 Replication (see the README), or set prefix to the keys to back up."
         )
-
-
-def probe_tag_copy(hook: S3BucketHook, bucket: str) -> dict[str, str]:
-    """The tags a CopyObject with TaggingDirective=COPY of a tagged object onto another tagged
-    object (``core.keys.TAG_PROBE_*``) leaves on it: exactly ``_PROBE_SOURCE_TAGS`` where the
-    endpoint copies tags as AWS does. The copy goes the way backup copies go (``hook.copy``).
-    Three requests (PutObject, CopyObject, GetObjectTagging); the source is written only when
-    it is missing (the first probe of a bucket). Overwrites, never deletes: a versioned bucket
-    keeps each probe's versions (a few bytes each)."""
-    from botocore.exceptions import ClientError
-
-    from s3br_provider.hooks.errors import error_code
-
-    hook.client.put_object(
-        Bucket=bucket,
-        Key=TAG_PROBE_TARGET,
-        Body=_PROBE_BODY,
-        Tagging=urlencode(_PROBE_TARGET_TAGS),
-        **hook.encryption(),
-    )
-    source = ObjectInfo(key=TAG_PROBE_SOURCE, size=len(_PROBE_BODY), etag="", last_modified=0.0)
-    try:
-        hook.copy(source, bucket, bucket, multipart_threshold=2**20, target_key=TAG_PROBE_TARGET)
-    except ClientError as error:
-        if error_code(error) not in ("NoSuchKey", "404"):
-            raise
-        hook.client.put_object(
-            Bucket=bucket,
-            Key=TAG_PROBE_SOURCE,
-            Body=_PROBE_BODY,
-            Tagging=urlencode(_PROBE_SOURCE_TAGS),
-            **hook.encryption(),
-        )
-        hook.copy(source, bucket, bucket, multipart_threshold=2**20, target_key=TAG_PROBE_TARGET)
-    return hook.get_tags(bucket, TAG_PROBE_TARGET)
-
-
-def probed_exact_tag_copy(hook: S3BucketHook, bucket: str) -> bool:
-    """Whether the last tag probe of ``bucket`` (``s3_backup``'s validate) found that a copy with
-    TaggingDirective=COPY carries exactly its source's tags: its target then holds exactly
-    ``_PROBE_SOURCE_TAGS``. One GetObjectTagging. False where no probe ran yet, one is half done
-    (the target still holds its own tags), it found merged tags, or the target cannot be read."""
-    try:
-        return hook.get_tags(bucket, TAG_PROBE_TARGET) == _PROBE_SOURCE_TAGS
-    except Exception:  # any doubt: the safe way, which reads each changed object's tags
-        return False
 
 
 class _KeyUse(NamedTuple):
@@ -361,7 +311,7 @@ class S3BackupValidateOperator(_ValidateOperator):
             ) from None
         except Exception as error:  # any doubt: the safe way, which costs a request per change
             return self._probe_failed(where, error)
-        if tags == _PROBE_SOURCE_TAGS:
+        if copies_tags_exactly(tags):
             self.log.info(
                 "Tag probe at %s: a copy with TaggingDirective=COPY carries exactly its source's "
                 "tags; changed objects are copied so, without reading their tags first",
@@ -373,7 +323,7 @@ class S3BackupValidateOperator(_ValidateOperator):
             "its source's %s; each changed object's tags will be read and set explicitly",
             where,
             tags,
-            _PROBE_SOURCE_TAGS,
+            PROBE_SOURCE_TAGS,
         )
         return False
 
